@@ -1,0 +1,41 @@
+# The project's vocabulary. CI runs exactly `make test`.
+GO        ?= go
+PKGS      := ./...
+# The fuzz seed corpora run as ordinary tests; `make fuzz` explores beyond them.
+FUZZTIME  ?= 30s
+
+.PHONY: all build test test-short lint fuzz migrate worker audit clean
+
+all: build
+
+build:
+	$(GO) build -o bin/transferd ./cmd/transferd
+
+# test runs every test: unit, workflow, ledger on real PostgreSQL and end-to-end with an in-process
+# Temporal server. It needs PostgreSQL on 127.0.0.1:5432 (or TRANSFERD_TEST_DATABASE_URL).
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 12m $(PKGS)
+
+# test-short skips the end-to-end tests that start a Temporal server.
+test-short:
+	$(GO) test -count=1 -short $(PKGS)
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseCurrency -fuzztime $(FUZZTIME) ./transfer/
+
+migrate: build
+	./bin/transferd migrate
+
+worker: build
+	./bin/transferd worker
+
+audit: build
+	./bin/transferd audit
+
+clean:
+	rm -rf bin

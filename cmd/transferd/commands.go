@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/transferd/transferd/activities"
+	"github.com/transferd/transferd/ledger"
+	"github.com/transferd/transferd/service"
+	"github.com/transferd/transferd/worker"
+)
+
+// The wiring: only this package knows that the ledger satisfies the interfaces of the packages that
+// use it.
+var (
+	_ activities.Store       = (*ledger.Store)(nil)
+	_ service.Store          = (*ledger.Store)(nil)
+	_ ledger.WorkflowChecker = (*service.Service)(nil)
+)
+
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs := c.flagSet("migrate", stderr, nil)
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	store, err := openStore(ctx, &c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	applied, err := store.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "migrate: schema is current")
+		return nil
+	}
+	for _, v := range applied {
+		fmt.Fprintln(stdout, "migrate: applied", v)
+	}
+	return nil
+}
+
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs := c.flagSet("worker", stderr, func(fs *flag.FlagSet) {
+		c.temporalFlags(fs)
+		fs.IntVar(&c.MaxConcurrentActivities, "max-concurrent-activities", envInt("MAX_CONCURRENT_ACTIVITIES", 64), "activities run at once (TRANSFERD_MAX_CONCURRENT_ACTIVITIES)")
+		fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("RECONCILE_EVERY", 30*time.Second), "how often to start workflows of accepted transfers that lack one; 0 turns it off (TRANSFERD_RECONCILE_EVERY)")
+		fs.DurationVar(&c.StopTimeout, "stop-timeout", envDuration("STOP_TIMEOUT", 30*time.Second), "how long a stop waits for running activities (TRANSFERD_STOP_TIMEOUT)")
+		fs.BoolVar(&c.SkipSearchAttributes, "skip-search-attributes", envBool("SKIP_SEARCH_ATTRIBUTES", false), "do not register the custom search attributes (TRANSFERD_SKIP_SEARCH_ATTRIBUTES)")
+	})
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	c.print(stderr, fs)
+	store, err := openStore(ctx, &c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	tc, err := dialTemporal(ctx, &c, log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	if !c.SkipSearchAttributes {
+		if err := worker.EnsureSearchAttributes(ctx, tc, c.TemporalNamespace); err != nil {
+			return err
+		}
+	}
+	w := worker.New(tc, &activities.Activities{Store: store}, worker.Options{
+		TaskQueue: c.TaskQueue, MaxConcurrentActivities: c.MaxConcurrentActivities, StopTimeout: c.StopTimeout,
+	})
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("worker: start: %w", err)
+	}
+	log.Info("worker started", "task_queue", c.TaskQueue, "namespace", c.TemporalNamespace)
+	if c.ReconcileEvery > 0 {
+		go reconcile(ctx, service.New(store, tc, c.TaskQueue, log), c.ReconcileEvery, log)
+	}
+	<-ctx.Done()
+	log.Info("worker stopping: finishing activities in progress", "timeout", c.StopTimeout.String())
+	w.Stop()
+	log.Info("worker stopped")
+	return nil
+}
+
+// reconcile starts, every period, the workflows of accepted transfers that have none, until ctx ends.
+func reconcile(ctx context.Context, svc *service.Service, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := svc.Reconcile(ctx, every)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("reconcile failed; will try again", "err", err)
+		case n > 0:
+			log.Info("reconcile: ensured workflows of idle in-flight transfers", "count", n)
+		}
+	}
+}
+
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs := c.flagSet("audit", stderr, func(fs *flag.FlagSet) {
+		c.temporalFlags(fs)
+		fs.BoolVar(&c.JSON, "json", false, "print the report as JSON")
+		fs.BoolVar(&c.NoTemporal, "no-temporal", envBool("AUDIT_NO_TEMPORAL", false), "skip invariant 6, which asks Temporal whether in-flight transfers have running workflows")
+	})
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	store, err := openStore(ctx, &c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	var checker ledger.WorkflowChecker
+	if !c.NoTemporal {
+		dialCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		tc, err := client.DialContext(dialCtx, client.Options{HostPort: c.TemporalAddress, Namespace: c.TemporalNamespace,
+			Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "audit: Temporal at %s is not reachable (%v); invariant 6 is not checked\n", c.TemporalAddress, err)
+		} else {
+			defer tc.Close()
+			checker = service.New(store, tc, c.TaskQueue, nil)
+		}
+	}
+	report, err := store.Audit(ctx, checker)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(report); err != nil {
+			return err
+		}
+	} else {
+		printReport(stdout, report)
+	}
+	if !report.OK() {
+		return exitError(1)
+	}
+	return nil
+}
+
+func printReport(w io.Writer, r ledger.AuditReport) {
+	fmt.Fprintf(w, "audit: %d accounts, %d transfers (%d in flight), %d entries\n", r.Accounts, r.Transfers, r.InFlight, r.Entries)
+	if !r.WorkflowsChecked {
+		fmt.Fprintln(w, "audit: invariant 6 (workflows of in-flight transfers) not checked")
+	}
+	if r.OK() {
+		fmt.Fprintln(w, "audit: OK, no violations")
+		return
+	}
+	fmt.Fprintf(w, "audit: %d VIOLATIONS\n", len(r.Violations))
+	for _, v := range r.Violations {
+		fmt.Fprintf(w, "  invariant %d (%s): %s: %s\n", v.Invariant, v.Name, v.Subject, v.Detail)
+	}
+}
+
+// openStore connects to Postgres, retrying with backoff for up to connectPatience so that a process
+// started alongside its database waits for it. It says in one line what to do if it cannot.
+func openStore(ctx context.Context, c *config) (*ledger.Store, error) {
+	store, err := withBackoff(ctx, func() (*ledger.Store, error) {
+		return ledger.Open(ctx, c.DatabaseURL, ledger.Options{MaxOpenConns: c.DBMaxConns})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach PostgreSQL at %s: %w (start it, or set --database-url / DATABASE_URL)", maskURL(c.DatabaseURL), err)
+	}
+	return store, nil
+}
+
+// dialTemporal connects to Temporal, retrying with backoff for up to connectPatience.
+func dialTemporal(ctx context.Context, c *config, log *slog.Logger) (client.Client, error) {
+	tc, err := withBackoff(ctx, func() (client.Client, error) {
+		return client.DialContext(ctx, client.Options{HostPort: c.TemporalAddress, Namespace: c.TemporalNamespace,
+			Logger: tlog.NewStructuredLogger(log)})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach Temporal at %s namespace %s: %w (start it, or set --temporal-address / TEMPORAL_ADDRESS)", c.TemporalAddress, c.TemporalNamespace, err)
+	}
+	return tc, nil
+}
+
+// connectPatience is how long a process waits at start for a dependency to answer.
+const connectPatience = 60 * time.Second
+
+// withBackoff calls connect until it succeeds, waiting 250ms, 500ms, ... up to 5s between tries,
+// for at most connectPatience; then it returns the last error.
+func withBackoff[T any](ctx context.Context, connect func() (T, error)) (T, error) {
+	deadline := time.Now().Add(connectPatience)
+	for wait := 250 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
+		v, err := connect()
+		if err == nil || time.Now().Add(wait).After(deadline) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}

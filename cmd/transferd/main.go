@@ -1,0 +1,68 @@
+// Command transferd is the transfer service's one binary. Its subcommands:
+//
+//	transferd migrate   apply the ledger's schema migrations
+//	transferd worker    run the Temporal worker that executes transfers
+//	transferd audit     check the ledger's invariants; exit 1 on any violation
+//
+// Every setting is a flag and an environment variable; see config.go.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	var exit exitError
+	switch {
+	case errors.As(err, &exit):
+		os.Exit(int(exit))
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "transferd:", err)
+		os.Exit(2)
+	}
+}
+
+// exitError ends the process with a status code and nothing more to print.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+const usage = `usage: transferd <command> [flags]
+
+commands:
+  migrate   apply the ledger's schema migrations to the database
+  worker    run the Temporal worker that executes transfers
+  audit     check the ledger's invariants; exit 1 on any violation
+
+Run 'transferd <command> -h' for a command's flags.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitError(2)
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "migrate":
+		return runMigrate(ctx, rest, stdout, stderr)
+	case "worker":
+		return runWorker(ctx, rest, stdout, stderr)
+	case "audit":
+		return runAudit(ctx, rest, stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "transferd: unknown command %q\n\n%s", cmd, usage)
+	return exitError(2)
+}

@@ -1,0 +1,177 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+// Invariant numbers follow the spec's ledger.md.
+const (
+	InvConservation    = 1
+	InvJournal         = 2
+	InvHolds           = 3
+	InvNoOverdraft     = 4
+	InvTransferEntries = 5
+	InvWorkflows       = 6
+)
+
+// Violation is one broken invariant about one subject: an account, a transfer or a currency.
+type Violation struct {
+	Invariant int    `json:"invariant"`
+	Name      string `json:"name"`
+	// Subject is what the violation is about, such as "account 6f1c...", "transfer 93b2..." or "currency USD".
+	Subject string `json:"subject"`
+	Detail  string `json:"detail"`
+}
+
+// AuditReport is what Audit found.
+type AuditReport struct {
+	Accounts   int64       `json:"accounts"`
+	Transfers  int64       `json:"transfers"`
+	Entries    int64       `json:"entries"`
+	InFlight   int64       `json:"in_flight"`
+	Violations []Violation `json:"violations"`
+	// WorkflowsChecked says whether invariant 6 was checked (it needs Temporal).
+	WorkflowsChecked bool `json:"workflows_checked"`
+}
+
+// OK reports whether no invariant is violated.
+func (r AuditReport) OK() bool { return len(r.Violations) == 0 }
+
+// WorkflowChecker tells whether a transfer's workflow is running. Audit uses it for invariant 6.
+type WorkflowChecker interface {
+	// WorkflowRunning reports whether the workflow with this id is running; an error means it could
+	// not tell (Temporal unreachable), not that the workflow is missing.
+	WorkflowRunning(ctx context.Context, workflowID string) (bool, error)
+}
+
+// auditQuery is one SQL check: each row it returns is a violation about Subject, explained by Detail.
+type auditQuery struct {
+	invariant int
+	name      string
+	sql       string
+}
+
+var auditQueries = []auditQuery{
+	{InvConservation, "conservation", `
+		SELECT 'currency ' || currency AS subject,
+		       'sum of balances is ' || sum(balance) || ', not 0' AS detail
+		FROM accounts GROUP BY currency HAVING sum(balance) <> 0`},
+	{InvJournal, "journal equals balance", `
+		SELECT 'account ' || a.id AS subject,
+		       format('balance %s, entries sum %s, entry count %s, seq range %s..%s, entry_seq %s, last balance_after %s',
+		              a.balance, coalesce(e.total, 0), coalesce(e.n, 0), e.lo, e.hi, a.entry_seq, last.balance_after) AS detail
+		FROM accounts a
+		LEFT JOIN (SELECT account_id, sum(amount) AS total, count(*) AS n, min(seq) AS lo, max(seq) AS hi
+		           FROM entries GROUP BY account_id) e ON e.account_id = a.id
+		LEFT JOIN LATERAL (SELECT balance_after FROM entries WHERE account_id = a.id ORDER BY seq DESC LIMIT 1) last ON true
+		WHERE a.balance <> coalesce(e.total, 0)
+		   OR a.entry_seq <> coalesce(e.n, 0)
+		   OR (e.n > 0 AND (e.lo <> 1 OR e.hi <> e.n OR last.balance_after <> a.balance))`},
+	{InvJournal, "journal running balance", `
+		SELECT 'account ' || account_id AS subject,
+		       format('entry seq %s has balance_after %s, but the entries up to it sum to %s', seq, balance_after, running) AS detail
+		FROM (SELECT account_id, seq, balance_after,
+		             sum(amount) OVER (PARTITION BY account_id ORDER BY seq) AS running
+		      FROM entries) r
+		WHERE balance_after <> running`},
+	{InvHolds, "holds equal reserved", `
+		SELECT 'account ' || a.id AS subject,
+		       format('reserved %s, but held holds sum to %s', a.reserved, coalesce(h.total, 0)) AS detail
+		FROM accounts a
+		LEFT JOIN (SELECT account_id, sum(amount) AS total FROM holds WHERE status = 'held' GROUP BY account_id) h
+		       ON h.account_id = a.id
+		WHERE a.reserved <> coalesce(h.total, 0)`},
+	{InvNoOverdraft, "no overdraft", `
+		SELECT 'account ' || id AS subject,
+		       format('balance %s, reserved %s, available %s', balance, reserved, balance - reserved) AS detail
+		FROM accounts
+		WHERE kind <> 'system' AND (reserved < 0 OR balance - reserved < 0)`},
+	{InvTransferEntries, "transfer equals entries", `
+		WITH e AS (
+		    SELECT en.transfer_id,
+		           count(*) FILTER (WHERE en.kind = 'debit') AS debits,
+		           count(*) FILTER (WHERE en.kind = 'credit') AS credits,
+		           count(*) FILTER (WHERE en.kind = 'refund') AS refunds,
+		           bool_and(CASE en.kind WHEN 'debit' THEN en.account_id = t.from_account_id AND en.amount = -t.amount
+		                                 WHEN 'credit' THEN en.account_id = t.to_account_id AND en.amount = t.amount
+		                                 ELSE en.account_id = t.from_account_id AND en.amount = t.amount END) AS right_sides
+		    FROM entries en JOIN transfers t ON t.id = en.transfer_id
+		    GROUP BY en.transfer_id)
+		SELECT 'transfer ' || t.id AS subject,
+		       format('status %s with %s debits, %s credits, %s refunds (right accounts and amounts: %s), hold %s',
+		              t.status, coalesce(e.debits, 0), coalesce(e.credits, 0), coalesce(e.refunds, 0),
+		              coalesce(e.right_sides, true), coalesce(h.status, 'none')) AS detail
+		FROM transfers t
+		LEFT JOIN e ON e.transfer_id = t.id
+		LEFT JOIN holds h ON h.transfer_id = t.id
+		WHERE NOT coalesce(e.right_sides, true)
+		   OR NOT CASE t.status
+		       WHEN 'pending'   THEN e.transfer_id IS NULL AND h.transfer_id IS NULL
+		       WHEN 'reserved'  THEN e.transfer_id IS NULL AND h.status = 'held'
+		       WHEN 'debited'   THEN e.debits = 1 AND e.credits = 0 AND e.refunds = 0 AND h.status = 'posted'
+		       WHEN 'completed' THEN e.debits = 1 AND e.credits = 1 AND e.refunds = 0 AND h.status = 'posted'
+		       ELSE (e.transfer_id IS NULL AND coalesce(h.status, 'released') = 'released')
+		         OR (e.debits = 1 AND e.credits = 0 AND e.refunds = 1 AND h.status = 'posted')
+		   END`},
+	{InvTransferEntries, "entry without transfer", `
+		SELECT 'entry ' || e.id AS subject, 'names transfer ' || e.transfer_id || ', which does not exist' AS detail
+		FROM entries e LEFT JOIN transfers t ON t.id = e.transfer_id WHERE t.id IS NULL`},
+}
+
+// Audit checks every invariant of ledger.md against the database. With a non-nil checker it also
+// checks invariant 6: every transfer that is not final has a running workflow. The error is for
+// failures to check, never for violations, which are in the report.
+func (s *Store) Audit(ctx context.Context, wf WorkflowChecker) (AuditReport, error) {
+	db := s.db.WithContext(ctx)
+	var counts struct{ Accounts, Transfers, Entries, InFlight int64 }
+	if err := db.Raw(`SELECT (SELECT count(*) FROM accounts) AS accounts, (SELECT count(*) FROM transfers) AS transfers,
+		(SELECT count(*) FROM entries) AS entries,
+		(SELECT count(*) FROM transfers WHERE status IN ('pending', 'reserved', 'debited')) AS in_flight`).
+		Scan(&counts).Error; err != nil {
+		return AuditReport{}, fmt.Errorf("ledger: audit: %w", err)
+	}
+	r := AuditReport{Accounts: counts.Accounts, Transfers: counts.Transfers, Entries: counts.Entries,
+		InFlight: counts.InFlight, Violations: []Violation{}}
+	for _, q := range auditQueries {
+		var rows []struct{ Subject, Detail string }
+		if err := db.Raw(q.sql).Scan(&rows).Error; err != nil {
+			return AuditReport{}, fmt.Errorf("ledger: audit %s: %w", q.name, err)
+		}
+		for _, row := range rows {
+			r.Violations = append(r.Violations, Violation{Invariant: q.invariant, Name: q.name, Subject: row.Subject, Detail: row.Detail})
+		}
+	}
+	if wf == nil {
+		return r, nil
+	}
+	var ids []uuid.UUID
+	if err := db.Raw(`SELECT id FROM transfers WHERE status IN ('pending', 'reserved', 'debited') ORDER BY created_at`).
+		Scan(&ids).Error; err != nil {
+		return AuditReport{}, fmt.Errorf("ledger: audit workflows: %w", err)
+	}
+	for _, id := range ids {
+		running, err := wf.WorkflowRunning(ctx, id.String())
+		if err != nil {
+			return AuditReport{}, fmt.Errorf("ledger: audit workflow %s: %w", id, err)
+		}
+		if !running {
+			// The workflow may have finished, or the transfer been accepted, after the list was read:
+			// only a transfer still not final and older than a start's round trip is a violation.
+			var stillOpen int64
+			if err := db.Raw(`SELECT count(*) FROM transfers WHERE id = ? AND status IN ('pending', 'reserved', 'debited')
+				AND created_at < now() - interval '10 seconds'`, id).Scan(&stillOpen).Error; err != nil {
+				return AuditReport{}, fmt.Errorf("ledger: audit workflow %s: %w", id, err)
+			}
+			if stillOpen == 0 {
+				continue
+			}
+			r.Violations = append(r.Violations, Violation{Invariant: InvWorkflows, Name: "workflow running",
+				Subject: "transfer " + id.String(), Detail: "the transfer is not final, but its workflow is not running"})
+		}
+	}
+	r.WorkflowsChecked = true
+	return r, nil
+}

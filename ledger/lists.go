@@ -1,0 +1,97 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/transferd/transferd/transfer"
+)
+
+// AccountFilter narrows a list of accounts. Zero fields do not filter.
+type AccountFilter struct {
+	OwnerID    uuid.UUID
+	Currency   transfer.Currency
+	ExternalID string
+	// Labels keeps the accounts that carry every one of these label pairs.
+	Labels map[string]string
+	// IncludeSystem lists the system accounts too; they have no owner.
+	IncludeSystem bool
+}
+
+// ListAccounts returns one page of accounts, newest first. A bad cursor is CodeInvalidCursor and a
+// bad limit CodeInvalidInput.
+func (s *Store) ListAccounts(ctx context.Context, f AccountFilter, p transfer.Page) (transfer.List[transfer.Account], error) {
+	limit, err := pageLimit(p)
+	if err != nil {
+		return transfer.List[transfer.Account]{}, err
+	}
+	var where []string
+	var args []any
+	if !f.IncludeSystem {
+		where = append(where, "a.kind = 'user'")
+	}
+	if f.OwnerID != uuid.Nil {
+		where = append(where, "a.owner_id = ?")
+		args = append(args, f.OwnerID)
+	}
+	if f.Currency != "" {
+		where = append(where, "a.currency = ?")
+		args = append(args, string(f.Currency))
+	}
+	if f.ExternalID != "" {
+		where = append(where, "a.external_id = ?")
+		args = append(args, f.ExternalID)
+	}
+	if len(f.Labels) > 0 {
+		where = append(where, "a.labels @> ?::jsonb")
+		args = append(args, encodeLabels(f.Labels))
+	}
+	where, args, err = keyset(p, where, args, "a.")
+	if err != nil {
+		return transfer.List[transfer.Account]{}, err
+	}
+	q := "SELECT a.* FROM accounts a"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY a.created_at DESC, a.id DESC LIMIT ?"
+	var rows []accountRow
+	if err := s.db.WithContext(ctx).Raw(q, append(args, limit+1)...).Scan(&rows).Error; err != nil {
+		return transfer.List[transfer.Account]{}, fmt.Errorf("ledger: list accounts: %w", err)
+	}
+	return page(rows, limit, accountRow.domain, func(r accountRow) cursor { return cursor{T: r.CreatedAt.UnixMicro(), ID: r.ID} })
+}
+
+// ListEntries returns one page of an account's journal, newest first. Entries are ordered by their
+// per-account seq, which is assigned under the account's row lock, so pages never skip or repeat an
+// entry while new ones are posted. An unknown account gives an empty page: callers check ownership
+// (and so existence) first.
+func (s *Store) ListEntries(ctx context.Context, accountID uuid.UUID, p transfer.Page) (transfer.List[transfer.Entry], error) {
+	limit, err := pageLimit(p)
+	if err != nil {
+		return transfer.List[transfer.Entry]{}, err
+	}
+	q := "SELECT * FROM entries WHERE account_id = ?"
+	args := []any{accountID}
+	if p.Cursor != "" {
+		c, err := decodeCursor(p.Cursor)
+		if err != nil {
+			return transfer.List[transfer.Entry]{}, err
+		}
+		if c.Seq < 1 || c.ID != uuid.Nil {
+			return transfer.List[transfer.Entry]{}, transfer.Errorf(transfer.CodeInvalidCursor, "cursor does not belong to this list")
+		}
+		q += " AND seq < ?"
+		args = append(args, c.Seq)
+	}
+	q += " ORDER BY seq DESC LIMIT ?"
+	var rows []entryRow
+	if err := s.db.WithContext(ctx).Raw(q, append(args, limit+1)...).Scan(&rows).Error; err != nil {
+		return transfer.List[transfer.Entry]{}, fmt.Errorf("ledger: list entries: %w", err)
+	}
+	return page(rows, limit, func(r entryRow) (transfer.Entry, error) { return r.domain(), nil },
+		func(r entryRow) cursor { return cursor{Seq: r.Seq} })
+}

@@ -1,0 +1,204 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/transferd/transferd/transfer"
+)
+
+// CreateTransfer records a pending transfer for r, after checking what can be checked before the saga
+// starts: both accounts exist (CodeAccountNotFound), they differ (CodeSameAccount), and the currency
+// is both accounts' (CodeCurrencyMismatch). The transfer id is the idempotency key: if r.ID exists
+// with the same request hash, it returns the existing transfer in its current state and created =
+// false; with a different hash, CodeIdempotencyConflict. Funds and account status are the saga's to
+// check, not this call's.
+func (s *Store) CreateTransfer(ctx context.Context, r transfer.Request) (t transfer.Transfer, created bool, err error) {
+	if r.ID == uuid.Nil {
+		return transfer.Transfer{}, false, transfer.Errorf(transfer.CodeInvalidInput, "a transfer needs an id")
+	}
+	if !r.Kind.Valid() {
+		return transfer.Transfer{}, false, transfer.Errorf(transfer.CodeInvalidInput, "unknown transfer kind %q", r.Kind)
+	}
+	if _, err := transfer.NewAmount(int64(r.Amount)); err != nil {
+		return transfer.Transfer{}, false, err
+	}
+	hash := r.Hash()
+	db := s.db.WithContext(ctx)
+	// A repeat of an existing transfer is answered from its row, whatever has happened to its
+	// accounts since.
+	if t, found, err := s.existingTransfer(db, r.ID, hash); found || err != nil {
+		return t, false, err
+	}
+	if r.FromAccountID == r.ToAccountID {
+		return transfer.Transfer{}, false, transfer.Errorf(transfer.CodeSameAccount, "from and to are the same account %s", r.FromAccountID)
+	}
+	if _, ok := r.Currency.Exponent(); !ok {
+		return transfer.Transfer{}, false, transfer.Errorf(transfer.CodeUnsupportedCurrency, "currency %q is not supported", r.Currency)
+	}
+	var accts []accountRow
+	if err := db.Raw(`SELECT * FROM accounts WHERE id IN (?, ?)`, r.FromAccountID, r.ToAccountID).Scan(&accts).Error; err != nil {
+		return transfer.Transfer{}, false, fmt.Errorf("ledger: create transfer: %w", err)
+	}
+	for _, id := range []uuid.UUID{r.FromAccountID, r.ToAccountID} {
+		var found *accountRow
+		for i := range accts {
+			if accts[i].ID == id {
+				found = &accts[i]
+			}
+		}
+		if found == nil {
+			return transfer.Transfer{}, false, transfer.Errorf(transfer.CodeAccountNotFound, "account %s not found", id)
+		}
+		if found.Currency != string(r.Currency) {
+			return transfer.Transfer{}, false, transfer.Errorf(transfer.CodeCurrencyMismatch,
+				"account %s holds %s, not %s", id, found.Currency, r.Currency)
+		}
+	}
+	var rows []transferRow
+	err = db.Raw(`INSERT INTO transfers (id, kind, from_account_id, to_account_id, amount, currency, description, labels, request_hash, initiated_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?)
+		ON CONFLICT (id) DO NOTHING RETURNING *`,
+		r.ID, string(r.Kind), r.FromAccountID, r.ToAccountID, int64(r.Amount), string(r.Currency), r.Description,
+		encodeLabels(r.Labels), hash, nullable(r.InitiatedBy)).Scan(&rows).Error
+	if err != nil {
+		return transfer.Transfer{}, false, fmt.Errorf("ledger: create transfer: %w", err)
+	}
+	if len(rows) == 0 {
+		// A concurrent request with the same id won the insert.
+		t, _, err := s.existingTransfer(db, r.ID, hash)
+		return t, false, err
+	}
+	t, err = rows[0].domain()
+	return t, true, err
+}
+
+// existingTransfer returns the transfer with the id if it exists and was created by a request with
+// the same hash, found = false if it does not exist, and CodeIdempotencyConflict otherwise.
+func (s *Store) existingTransfer(db *gorm.DB, id uuid.UUID, hash []byte) (transfer.Transfer, bool, error) {
+	var rows []transferRow
+	if err := db.Raw(`SELECT * FROM transfers WHERE id = ?`, id).Scan(&rows).Error; err != nil {
+		return transfer.Transfer{}, false, fmt.Errorf("ledger: transfer: %w", err)
+	}
+	if len(rows) == 0 {
+		return transfer.Transfer{}, false, nil
+	}
+	if !bytes.Equal(rows[0].RequestHash, hash) {
+		return transfer.Transfer{}, true, transfer.Errorf(transfer.CodeIdempotencyConflict,
+			"transfer %s already exists with a different request", id)
+	}
+	t, err := rows[0].domain()
+	return t, true, err
+}
+
+// Transfer returns one transfer. An unknown id is CodeNotFound.
+func (s *Store) Transfer(ctx context.Context, id uuid.UUID) (transfer.Transfer, error) {
+	var row transferRow
+	if err := s.db.WithContext(ctx).Raw(`SELECT * FROM transfers WHERE id = ?`, id).Take(&row).Error; err != nil {
+		return transfer.Transfer{}, notFound(err, transfer.CodeNotFound, "transfer", id)
+	}
+	return row.domain()
+}
+
+// TransferFilter narrows a list of transfers. Zero fields do not filter.
+type TransferFilter struct {
+	// VisibleTo keeps the transfers touching an account that this user owns.
+	VisibleTo uuid.UUID
+	// AccountID keeps the transfers from or to this account.
+	AccountID uuid.UUID
+	Status    transfer.Status
+	Kind      transfer.Kind
+}
+
+// ListTransfers returns one page of transfers, newest first. A bad cursor is CodeInvalidCursor and a
+// bad limit CodeInvalidInput.
+func (s *Store) ListTransfers(ctx context.Context, f TransferFilter, p transfer.Page) (transfer.List[transfer.Transfer], error) {
+	limit, err := pageLimit(p)
+	if err != nil {
+		return transfer.List[transfer.Transfer]{}, err
+	}
+	var where []string
+	var args []any
+	if f.VisibleTo != uuid.Nil {
+		where = append(where, `(t.from_account_id IN (SELECT id FROM accounts WHERE owner_id = ?)
+			OR t.to_account_id IN (SELECT id FROM accounts WHERE owner_id = ?))`)
+		args = append(args, f.VisibleTo, f.VisibleTo)
+	}
+	if f.AccountID != uuid.Nil {
+		where = append(where, "(t.from_account_id = ? OR t.to_account_id = ?)")
+		args = append(args, f.AccountID, f.AccountID)
+	}
+	if f.Status != "" {
+		where = append(where, "t.status = ?")
+		args = append(args, string(f.Status))
+	}
+	if f.Kind != "" {
+		where = append(where, "t.kind = ?")
+		args = append(args, string(f.Kind))
+	}
+	where, args, err = keyset(p, where, args, "t.")
+	if err != nil {
+		return transfer.List[transfer.Transfer]{}, err
+	}
+	q := "SELECT t.* FROM transfers t"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY t.created_at DESC, t.id DESC LIMIT ?"
+	var rows []transferRow
+	if err := s.db.WithContext(ctx).Raw(q, append(args, limit+1)...).Scan(&rows).Error; err != nil {
+		return transfer.List[transfer.Transfer]{}, fmt.Errorf("ledger: list transfers: %w", err)
+	}
+	return page(rows, limit, transferRow.domain, func(r transferRow) cursor { return cursor{T: r.CreatedAt.UnixMicro(), ID: r.ID} })
+}
+
+// page turns limit+1 rows into a page of at most limit items and the cursor after the last one.
+func page[R, T any](rows []R, limit int, conv func(R) (T, error), next func(R) cursor) (transfer.List[T], error) {
+	out := transfer.List[T]{Items: make([]T, 0, min(len(rows), limit))}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		out.NextCursor = next(rows[limit-1]).encode()
+	}
+	for _, r := range rows {
+		item, err := conv(r)
+		if err != nil {
+			return transfer.List[T]{}, err
+		}
+		out.Items = append(out.Items, item)
+	}
+	return out, nil
+}
+
+// InFlightTransfers returns up to limit transfers that are not final and were last updated before
+// the given time, oldest first: the candidates for a workflow that may never have started.
+func (s *Store) InFlightTransfers(ctx context.Context, updatedBefore time.Time, limit int) ([]transfer.Transfer, error) {
+	var rows []transferRow
+	err := s.db.WithContext(ctx).Raw(`SELECT * FROM transfers
+		WHERE status IN ('pending', 'reserved', 'debited') AND updated_at < ?
+		ORDER BY created_at LIMIT ?`, updatedBefore, limit).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("ledger: in-flight transfers: %w", err)
+	}
+	out := make([]transfer.Transfer, 0, len(rows))
+	for _, r := range rows {
+		t, err := r.domain()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// isBusiness reports whether err is a *transfer.Error, which crosses this package's boundary as is.
+func isBusiness(err error) bool {
+	var te *transfer.Error
+	return errors.As(err, &te)
+}

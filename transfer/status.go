@@ -1,0 +1,52 @@
+package transfer
+
+// Status is where a transfer stands in its saga.
+type Status string
+
+// The statuses of a transfer, in the order the saga passes them; completed, failed and cancelled are
+// final.
+const (
+	StatusPending   Status = "pending"
+	StatusReserved  Status = "reserved"
+	StatusDebited   Status = "debited"
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+	StatusCancelled Status = "cancelled"
+)
+
+// Final reports whether s is an outcome that never changes again.
+func (s Status) Final() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusPending, StatusReserved, StatusDebited, StatusCompleted, StatusFailed, StatusCancelled:
+		return true
+	}
+	return false
+}
+
+// Kind says which accounts a transfer moves money between.
+type Kind string
+
+// The kinds of transfer: between two accounts, into an account from the currency's system account,
+// and out of an account to it.
+const (
+	KindTransfer   Kind = "transfer"
+	KindDeposit    Kind = "deposit"
+	KindWithdrawal Kind = "withdrawal"
+)
+
+// Valid reports whether k is one of the known kinds.
+func (k Kind) Valid() bool {
+	return k == KindTransfer || k == KindDeposit || k == KindWithdrawal
+}
+
+// Outcome is how a transfer that moved no money ends: failed with a code and message, or cancelled.
+type Outcome struct {
+	Status  Status
+	Code    Code
+	Message string
+}

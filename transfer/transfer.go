@@ -1,0 +1,180 @@
+package transfer
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Transfer is one movement of money between two accounts, run as one saga.
+type Transfer struct {
+	ID             uuid.UUID
+	Kind           Kind
+	FromAccountID  uuid.UUID
+	ToAccountID    uuid.UUID
+	Amount         Amount
+	Currency       Currency
+	Status         Status
+	FailureCode    Code
+	FailureMessage string
+	Description    string
+	Labels         map[string]string
+	// InitiatedBy is the user who asked for the transfer, or uuid.Nil when an operator tool did.
+	InitiatedBy uuid.UUID
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	CompletedAt *time.Time
+}
+
+// Request is what a client asks for when it creates a transfer. Its Hash identifies the request for
+// idempotency: the same transfer id with a different hash is a conflict.
+type Request struct {
+	ID            uuid.UUID
+	Kind          Kind
+	FromAccountID uuid.UUID
+	ToAccountID   uuid.UUID
+	Amount        Amount
+	Currency      Currency
+	Description   string
+	Labels        map[string]string
+	InitiatedBy   uuid.UUID
+}
+
+// Hash returns a SHA-256 digest of the request's fields that define the transfer (everything but ID
+// and InitiatedBy), in a fixed, unambiguous encoding.
+func (r Request) Hash() []byte {
+	h := sha256.New()
+	field := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	field([]byte(r.Kind))
+	field(r.FromAccountID[:])
+	field(r.ToAccountID[:])
+	var amt [8]byte
+	binary.BigEndian.PutUint64(amt[:], uint64(r.Amount))
+	field(amt[:])
+	field([]byte(r.Currency))
+	field([]byte(r.Description))
+	keys := slices.Sorted(maps.Keys(r.Labels))
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(keys)))
+	h.Write(n[:])
+	for _, k := range keys {
+		field([]byte(k))
+		field([]byte(r.Labels[k]))
+	}
+	return h.Sum(nil)
+}
+
+// AccountStatus is whether an account can move money.
+type AccountStatus string
+
+// The statuses of an account. Only active accounts send or receive money.
+const (
+	AccountActive AccountStatus = "active"
+	AccountFrozen AccountStatus = "frozen"
+	AccountClosed AccountStatus = "closed"
+)
+
+// Valid reports whether s is one of the known account statuses.
+func (s AccountStatus) Valid() bool {
+	return s == AccountActive || s == AccountFrozen || s == AccountClosed
+}
+
+// AccountKind separates users' accounts from the per-currency system account that stands for the
+// outside world in deposits and withdrawals.
+type AccountKind string
+
+// The kinds of account.
+const (
+	AccountUser   AccountKind = "user"
+	AccountSystem AccountKind = "system"
+)
+
+// Account holds money of one currency. Balance is posted money, Reserved is held by transfers in
+// flight, and Available is Balance - Reserved.
+type Account struct {
+	ID         uuid.UUID
+	OwnerID    uuid.UUID
+	Kind       AccountKind
+	Currency   Currency
+	Balance    int64
+	Reserved   int64
+	Status     AccountStatus
+	ExternalID string
+	Labels     map[string]string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Available is the money the account can still send.
+func (a Account) Available() int64 { return a.Balance - a.Reserved }
+
+// EntryKind is what a journal entry records.
+type EntryKind string
+
+// The kinds of journal entry: money leaving a source, arriving at a destination, and returning to a
+// source whose transfer failed after its debit.
+const (
+	EntryDebit  EntryKind = "debit"
+	EntryCredit EntryKind = "credit"
+	EntryRefund EntryKind = "refund"
+)
+
+// Entry is one line of an account's journal. Amount is signed (negative for debits); Seq counts the
+// account's entries 1, 2, 3... with no gaps; BalanceAfter is the balance right after this entry.
+type Entry struct {
+	ID           uuid.UUID
+	AccountID    uuid.UUID
+	TransferID   uuid.UUID
+	Kind         EntryKind
+	Amount       int64
+	BalanceAfter int64
+	Seq          int64
+	CreatedAt    time.Time
+}
+
+// User is someone who owns accounts.
+type User struct {
+	ID           uuid.UUID
+	Email        string
+	Name         string
+	Role         Role
+	PasswordHash string
+	CreatedAt    time.Time
+}
+
+// Role is what a user may do: admins see and move everything.
+type Role string
+
+// The roles.
+const (
+	RoleUser  Role = "user"
+	RoleAdmin Role = "admin"
+)
+
+// Page asks for one page of a list, newest first. Limit is 1..MaxPageLimit; Cursor is empty for the
+// first page, or the NextCursor of the previous page.
+type Page struct {
+	Limit  int
+	Cursor string
+}
+
+// DefaultPageLimit and MaxPageLimit bound a page's length.
+const (
+	DefaultPageLimit = 20
+	MaxPageLimit     = 100
+)
+
+// List is one page of items and the cursor of the next page, empty on the last page.
+type List[T any] struct {
+	Items      []T
+	NextCursor string
+}

@@ -1,0 +1,104 @@
+// Package worker wires the Temporal worker: it registers TransferWorkflow and the saga's activities
+// on the task queue, and registers the custom search attributes the workflow keeps current. It is
+// the one package that imports the SDK's worker package.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/transferd/transferd/activities"
+	"github.com/transferd/transferd/workflows"
+)
+
+// Options configures a worker. Zero values take the defaults.
+type Options struct {
+	// TaskQueue defaults to workflows.DefaultTaskQueue.
+	TaskQueue string
+	// MaxConcurrentActivities bounds the activities running at once; default 64.
+	MaxConcurrentActivities int
+	// MaxConcurrentWorkflowTasks bounds the workflow tasks running at once; default 64.
+	MaxConcurrentWorkflowTasks int
+	// StopTimeout is how long Stop waits for running activities to finish; default 30s.
+	StopTimeout time.Duration
+}
+
+// New returns a worker that runs transfers on opts.TaskQueue with the given activities. Start it
+// with Run or Start; Stop lets running activities finish for up to opts.StopTimeout.
+func New(c client.Client, acts *activities.Activities, opts Options) sdkworker.Worker {
+	if opts.TaskQueue == "" {
+		opts.TaskQueue = workflows.DefaultTaskQueue
+	}
+	if opts.MaxConcurrentActivities <= 0 {
+		opts.MaxConcurrentActivities = 64
+	}
+	if opts.MaxConcurrentWorkflowTasks <= 0 {
+		opts.MaxConcurrentWorkflowTasks = 64
+	}
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = 30 * time.Second
+	}
+	w := sdkworker.New(c, opts.TaskQueue, sdkworker.Options{
+		MaxConcurrentActivityExecutionSize:     opts.MaxConcurrentActivities,
+		MaxConcurrentWorkflowTaskExecutionSize: opts.MaxConcurrentWorkflowTasks,
+		WorkerStopTimeout:                      opts.StopTimeout,
+	})
+	Register(w, acts)
+	return w
+}
+
+// Register registers the workflow and the activities on any registry: a worker, a replayer or a
+// test environment.
+func Register(r sdkworker.Registry, acts *activities.Activities) {
+	r.RegisterWorkflowWithOptions(workflows.TransferWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	r.RegisterActivity(acts)
+}
+
+// SearchAttributes are the custom search attributes of the spec's ledger.md with their types.
+var SearchAttributes = map[string]enumspb.IndexedValueType{
+	workflows.AttrStatus.GetName():      enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+	workflows.AttrFromAccount.GetName(): enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+	workflows.AttrToAccount.GetName():   enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+	workflows.AttrCurrency.GetName():    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+	workflows.AttrAmount.GetName():      enumspb.INDEXED_VALUE_TYPE_INT,
+}
+
+// EnsureSearchAttributes registers, in the namespace, the search attributes that are missing. It is
+// safe to call from several processes at once.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	ops := c.OperatorService()
+	have, err := ops.ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("worker: list search attributes: %w", err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for name, typ := range SearchAttributes {
+		if got, ok := have.GetCustomAttributes()[name]; ok {
+			if got != typ {
+				return fmt.Errorf("worker: search attribute %s exists with type %s, want %s", name, got, typ)
+			}
+			continue
+		}
+		missing[name] = typ
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = ops.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: namespace, SearchAttributes: missing,
+	})
+	var exists *serviceerror.AlreadyExists
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("worker: add search attributes: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,258 @@
+// Package workflows holds TransferWorkflow, the saga that moves a transfer's money: reserve, debit,
+// credit, with the compensations release and refund. Its code is deterministic: time, timers,
+// goroutines and randomness come only from the workflow package. The ledger steps behind the
+// activities are idempotent, which is what makes Temporal's at-least-once activities exactly-once
+// money.
+package workflows
+
+import (
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/transferd/transferd/activities"
+	"github.com/transferd/transferd/transfer"
+)
+
+// The names Temporal knows the saga by.
+const (
+	// WorkflowName is the workflow type.
+	WorkflowName = "TransferWorkflow"
+	// DefaultTaskQueue is the task queue unless configured otherwise.
+	DefaultTaskQueue = "transfers"
+	// QueryStatus returns the live State.
+	QueryStatus = "status"
+	// UpdateCancel cancels a transfer that has not been debited.
+	UpdateCancel = "cancel"
+)
+
+// The custom search attributes the workflow keeps current, so operators can list transfers by status,
+// account, currency and amount in the Temporal Web UI.
+var (
+	AttrStatus      = temporal.NewSearchAttributeKeyKeyword("TransferStatus")
+	AttrFromAccount = temporal.NewSearchAttributeKeyKeyword("FromAccountId")
+	AttrToAccount   = temporal.NewSearchAttributeKeyKeyword("ToAccountId")
+	AttrCurrency    = temporal.NewSearchAttributeKeyKeyword("Currency")
+	AttrAmount      = temporal.NewSearchAttributeKeyInt64("AmountMinor")
+)
+
+// TransferInput is the workflow's input. The ledger row is the source of truth for the money; these
+// fields are here for the search attributes and for people reading histories.
+type TransferInput struct {
+	TransferID    uuid.UUID
+	Kind          transfer.Kind
+	FromAccountID uuid.UUID
+	ToAccountID   uuid.UUID
+	Amount        int64
+	Currency      transfer.Currency
+}
+
+// State is where a transfer's saga stands; the workflow returns it when it ends, and the status
+// query returns it at any time.
+type State struct {
+	Status         transfer.Status
+	FailureCode    transfer.Code
+	FailureMessage string
+}
+
+// TransferResult is the workflow's result.
+type TransferResult = State
+
+// CancelInput is the cancel update's input.
+type CancelInput struct {
+	Reason string
+}
+
+// CancelResult is the cancel update's result: the transfer's state once its saga has ended.
+type CancelResult = State
+
+// StartOptions returns the options that start a transfer's workflow: the workflow id is the transfer
+// id, a second start with the same id never starts a second run (reject-duplicate reuse policy, and
+// use-existing conflict policy while it runs), and the search attributes are set from the start.
+func StartOptions(in TransferInput, taskQueue string) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:                       in.TransferID.String(),
+		TaskQueue:                taskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			AttrStatus.ValueSet(string(transfer.StatusPending)),
+			AttrFromAccount.ValueSet(in.FromAccountID.String()),
+			AttrToAccount.ValueSet(in.ToAccountID.String()),
+			AttrCurrency.ValueSet(string(in.Currency)),
+			AttrAmount.ValueSet(in.Amount),
+		),
+	}
+}
+
+// stepOptions run the ledger steps: short, retried with backoff for as long as it takes, since
+// business failures are non-retryable and only transient errors are ever retried.
+var stepOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 10 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval:    100 * time.Millisecond,
+		BackoffCoefficient: 2,
+		MaximumInterval:    10 * time.Second,
+		MaximumAttempts:    0, // unlimited
+	},
+}
+
+// a is the nil receiver through which the workflow names the activities.
+var a *activities.Activities
+
+// TransferWorkflow runs one transfer's saga. Until the debit starts it can be cancelled, by the
+// cancel update or by cancelling the workflow; the hold is then released. Once the debit starts
+// the transfer goes on to completion or to a refund, whatever is cancelled, because money has
+// moved. Compensations run on a disconnected context, so cancellation never skips them.
+func TransferWorkflow(ctx workflow.Context, in TransferInput) (TransferResult, error) {
+	s := &saga{in: in, state: State{Status: transfer.StatusPending}}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (State, error) { return s.state, nil }); err != nil {
+		return State{}, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateCancel, s.cancel, workflow.UpdateHandlerOptions{
+		Validator: s.validateCancel,
+	}); err != nil {
+		return State{}, err
+	}
+	result, err := s.run(workflow.WithActivityOptions(ctx, stepOptions))
+	if err != nil {
+		return State{}, err
+	}
+	// Cancel updates wait for the outcome; let them answer before the workflow closes.
+	done, _ := workflow.NewDisconnectedContext(ctx)
+	if err := workflow.Await(done, func() bool { return workflow.AllHandlersFinished(done) }); err != nil {
+		return State{}, err
+	}
+	return result, nil
+}
+
+type saga struct {
+	in    TransferInput
+	state State
+	// cancelRequested is set by an accepted cancel update.
+	cancelRequested bool
+	cancelReason    string
+	// debitStarted is set just before the debit is scheduled; after it, cancels are refused.
+	debitStarted bool
+	finished     bool
+}
+
+func (s *saga) run(ctx workflow.Context) (State, error) {
+	id := s.in.TransferID
+	if s.cancelling(ctx) {
+		return s.release(ctx, s.cancelOutcome())
+	}
+	err := workflow.ExecuteActivity(ctx, a.Reserve, activities.ReserveInput{TransferID: id}).Get(ctx, nil)
+	if err != nil {
+		if s.cancelling(ctx) {
+			return s.release(ctx, s.cancelOutcome())
+		}
+		code, msg := activities.FailureOf(err)
+		return s.release(ctx, transfer.Outcome{Status: transfer.StatusFailed, Code: code, Message: msg})
+	}
+	if err := s.advance(ctx, transfer.StatusReserved); err != nil {
+		return State{}, err
+	}
+	if s.cancelling(ctx) {
+		return s.release(ctx, s.cancelOutcome())
+	}
+
+	// From the debit on, money moves: the saga runs to completion or refund on a context that
+	// cancellation cannot reach.
+	s.debitStarted = true
+	moving, _ := workflow.NewDisconnectedContext(ctx)
+	if err := workflow.ExecuteActivity(moving, a.Debit, activities.DebitInput{TransferID: id}).Get(moving, nil); err != nil {
+		code, msg := activities.FailureOf(err)
+		return s.release(moving, transfer.Outcome{Status: transfer.StatusFailed, Code: code, Message: msg})
+	}
+	if err := s.advance(moving, transfer.StatusDebited); err != nil {
+		return State{}, err
+	}
+	if err := workflow.ExecuteActivity(moving, a.Credit, activities.CreditInput{TransferID: id}).Get(moving, nil); err != nil {
+		code, msg := activities.FailureOf(err)
+		return s.refund(moving, code, msg)
+	}
+	return s.end(moving, State{Status: transfer.StatusCompleted})
+}
+
+// cancelling reports whether the transfer should be cancelled before its debit.
+func (s *saga) cancelling(ctx workflow.Context) bool {
+	return s.cancelRequested || errors.Is(ctx.Err(), workflow.ErrCanceled)
+}
+
+func (s *saga) cancelOutcome() transfer.Outcome {
+	msg := s.cancelReason
+	if msg == "" {
+		msg = "cancelled before the debit"
+	}
+	return transfer.Outcome{Status: transfer.StatusCancelled, Message: msg}
+}
+
+// release runs the release compensation to completion and ends the transfer with the outcome.
+func (s *saga) release(ctx workflow.Context, o transfer.Outcome) (State, error) {
+	comp, _ := workflow.NewDisconnectedContext(ctx)
+	in := activities.ReleaseInput{TransferID: s.in.TransferID, Outcome: o}
+	if err := workflow.ExecuteActivity(comp, a.Release, in).Get(comp, nil); err != nil {
+		return State{}, err
+	}
+	return s.end(comp, State{Status: o.Status, FailureCode: o.Code, FailureMessage: o.Message})
+}
+
+// refund runs the refund compensation to completion and ends the transfer as failed.
+func (s *saga) refund(ctx workflow.Context, code transfer.Code, msg string) (State, error) {
+	comp, _ := workflow.NewDisconnectedContext(ctx)
+	in := activities.RefundInput{TransferID: s.in.TransferID, FailureCode: code, Message: msg}
+	if err := workflow.ExecuteActivity(comp, a.Refund, in).Get(comp, nil); err != nil {
+		return State{}, err
+	}
+	return s.end(comp, State{Status: transfer.StatusFailed, FailureCode: code, FailureMessage: msg})
+}
+
+func (s *saga) end(ctx workflow.Context, final State) (State, error) {
+	if err := s.advance(ctx, final.Status); err != nil {
+		return State{}, err
+	}
+	s.state = final
+	s.finished = true
+	return final, nil
+}
+
+// advance records a new status for the query and the search attribute.
+func (s *saga) advance(ctx workflow.Context, status transfer.Status) error {
+	if s.state.Status == status {
+		return nil
+	}
+	s.state.Status = status
+	return workflow.UpsertTypedSearchAttributes(ctx, AttrStatus.ValueSet(string(status)))
+}
+
+// validateCancel refuses a cancel once the debit has started: money has moved.
+func (s *saga) validateCancel(ctx workflow.Context, in CancelInput) error {
+	if s.debitStarted && !s.finished {
+		return temporal.NewNonRetryableApplicationError("the transfer has been debited and can no longer be cancelled",
+			string(transfer.CodeNotCancellable), nil)
+	}
+	if s.finished && s.state.Status != transfer.StatusCancelled {
+		return temporal.NewNonRetryableApplicationError("the transfer has already ended as "+string(s.state.Status),
+			string(transfer.CodeNotCancellable), nil)
+	}
+	return nil
+}
+
+// cancel asks the saga to stop before its debit and waits for the outcome. The saga checks the
+// request before the reserve and before the debit.
+func (s *saga) cancel(ctx workflow.Context, in CancelInput) (CancelResult, error) {
+	if !s.finished {
+		s.cancelRequested = true
+		s.cancelReason = in.Reason
+	}
+	if err := workflow.Await(ctx, func() bool { return s.finished }); err != nil {
+		return State{}, err
+	}
+	return s.state, nil
+}
