@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/server/temporaltest"
+
+	"github.com/transferd/transferd/activities"
+	"github.com/transferd/transferd/internal/pgtest"
+	"github.com/transferd/transferd/ledger"
+	"github.com/transferd/transferd/service"
+	"github.com/transferd/transferd/transfer"
+	"github.com/transferd/transferd/worker"
+)
+
+const taskQueue = "transfers-e2e"
+
+// stack is one test's whole system: Postgres ledger, Temporal server, worker and service.
+type stack struct {
+	t         *testing.T
+	store     *ledger.Store
+	temporal  client.Client
+	namespace string
+	svc       *service.Service
+	gate      *gatedStore
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: starts a Temporal server")
+	}
+	ctx := context.Background()
+	store, err := ledger.Open(ctx, pgtest.NewDatabase(t), ledger.Options{MaxOpenConns: 40})
+	if err != nil {
+		t.Fatalf("open ledger: %v", err)
+	}
+	t.Cleanup(func() { store.Close() })
+	if _, err := store.Migrate(ctx); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	ts := temporaltest.NewServer(temporaltest.WithT(t))
+	c := ts.GetDefaultClient()
+	if err := worker.EnsureSearchAttributes(ctx, c, ts.GetDefaultNamespace()); err != nil {
+		t.Fatalf("search attributes: %v", err)
+	}
+	// A second call finds them all and changes nothing.
+	if err := worker.EnsureSearchAttributes(ctx, c, ts.GetDefaultNamespace()); err != nil {
+		t.Fatalf("search attributes again: %v", err)
+	}
+	gate := &gatedStore{Store: store, held: map[uuid.UUID]chan struct{}{}}
+	w := worker.New(c, &activities.Activities{Store: gate}, worker.Options{TaskQueue: taskQueue})
+	if err := w.Start(); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	t.Cleanup(w.Stop)
+	log := slog.New(slog.DiscardHandler)
+	return &stack{t: t, store: store, temporal: c, namespace: ts.GetDefaultNamespace(),
+		svc: service.New(store, c, taskQueue, log), gate: gate}
+}
+
+// gatedStore is the real ledger with one test hook: a transfer's reserve can be held back until the
+// test lets it through, so the test can act while the saga is before its debit.
+type gatedStore struct {
+	*ledger.Store
+	mu   sync.Mutex
+	held map[uuid.UUID]chan struct{}
+}
+
+// hold makes the transfer's reserve wait until the returned function is called.
+func (g *gatedStore) hold(id uuid.UUID) (release func()) {
+	ch := make(chan struct{})
+	g.mu.Lock()
+	g.held[id] = ch
+	g.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
+func (g *gatedStore) Reserve(ctx context.Context, id uuid.UUID) error {
+	g.mu.Lock()
+	ch := g.held[id]
+	g.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.Store.Reserve(ctx, id)
+}
+
+// account creates a user and an account of theirs.
+func (s *stack) account(cur transfer.Currency) transfer.Account {
+	s.t.Helper()
+	ctx := context.Background()
+	u, err := s.store.CreateUser(ctx, transfer.User{Email: uuid.NewString() + "@example.com", PasswordHash: "x"})
+	if err != nil {
+		s.t.Fatalf("create user: %v", err)
+	}
+	a, _, err := s.store.CreateAccount(ctx, ledger.NewAccount{OwnerID: u.ID, Currency: cur})
+	if err != nil {
+		s.t.Fatalf("create account: %v", err)
+	}
+	return a
+}
+
+// submit submits a request and waits for its transfer to end.
+func (s *stack) submit(r transfer.Request) transfer.Transfer {
+	s.t.Helper()
+	t, _, err := s.svc.Submit(context.Background(), r)
+	if err != nil {
+		s.t.Fatalf("submit %+v: %v", r, err)
+	}
+	return s.wait(t.ID)
+}
+
+func (s *stack) wait(id uuid.UUID) transfer.Transfer {
+	s.t.Helper()
+	t, err := s.svc.Wait(context.Background(), id, 20*time.Second)
+	if err != nil {
+		s.t.Fatalf("wait %s: %v", id, err)
+	}
+	if !t.Status.Final() {
+		s.t.Fatalf("transfer %s still %s after 20s", id, t.Status)
+	}
+	return t
+}
+
+func (s *stack) deposit(a transfer.Account, amount int64) transfer.Transfer {
+	s.t.Helper()
+	return s.submit(transfer.Request{Kind: transfer.KindDeposit, ToAccountID: a.ID, Amount: transfer.Amount(amount), Currency: a.Currency})
+}
+
+func (s *stack) balance(id uuid.UUID) (balance, reserved int64) {
+	s.t.Helper()
+	a, err := s.store.Account(context.Background(), id)
+	if err != nil {
+		s.t.Fatalf("account %s: %v", id, err)
+	}
+	return a.Balance, a.Reserved
+}
+
+// audit fails the test on any violation of the ledger's invariants, workflows included.
+func (s *stack) audit() {
+	s.t.Helper()
+	r, err := s.store.Audit(context.Background(), s.svc)
+	if err != nil {
+		s.t.Fatalf("audit: %v", err)
+	}
+	if !r.WorkflowsChecked {
+		s.t.Errorf("audit did not check workflows")
+	}
+	for _, v := range r.Violations {
+		s.t.Errorf("audit: invariant %d (%s): %s: %s", v.Invariant, v.Name, v.Subject, v.Detail)
+	}
+}
+
+// listWorkflows lists the workflows that match a visibility query, polling for up to 10 s until it
+// finds want of them, since visibility trails the workflows a little.
+func (s *stack) listWorkflows(query string, want int) []*workflowpb.WorkflowExecutionInfo {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := s.temporal.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: s.namespace, Query: query})
+		if err != nil {
+			s.t.Fatalf("list workflows %q: %v", query, err)
+		}
+		if len(resp.GetExecutions()) == want || time.Now().After(deadline) {
+			return resp.GetExecutions()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
