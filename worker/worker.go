@@ -56,11 +56,15 @@ func New(c client.Client, acts *activities.Activities, opts Options) sdkworker.W
 	return w
 }
 
-// Register registers the workflow and the activities on any registry: a worker, a replayer or a
-// test environment.
+// Register registers the workflow and the activities on a worker or a test environment.
 func Register(r sdkworker.Registry, acts *activities.Activities) {
-	r.RegisterWorkflowWithOptions(workflows.TransferWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	RegisterWorkflows(r)
 	r.RegisterActivity(acts)
+}
+
+// RegisterWorkflows registers the workflow alone, as a replayer needs.
+func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
+	r.RegisterWorkflowWithOptions(workflows.TransferWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowName})
 }
 
 // SearchAttributes are the custom search attributes of the spec's ledger.md with their types.
