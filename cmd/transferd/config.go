@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -99,9 +100,16 @@ func (c *config) print(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "config:%s\n", b.String())
 }
 
+// passwordKV matches the password of a key=value connection string.
+var passwordKV = regexp.MustCompile(`(password=)('[^']*'|\S+)`)
+
+// maskURL hides the password of a database URL or key=value connection string.
 func maskURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if err != nil || u.Scheme == "" {
+		return passwordKV.ReplaceAllString(raw, "${1}xxxxx")
+	}
+	if u.User == nil {
 		return raw
 	}
 	if _, ok := u.User.Password(); ok {
