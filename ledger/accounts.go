@@ -13,12 +13,7 @@ import (
 )
 
 // NewAccount is what creating a user's account takes.
-type NewAccount struct {
-	OwnerID    uuid.UUID
-	Currency   transfer.Currency
-	ExternalID string
-	Labels     map[string]string
-}
+type NewAccount = transfer.NewAccount
 
 // CreateAccount creates an active user account with zero balance. With an ExternalID it is
 // idempotent per owner: when the owner already has an account with that external id and the same

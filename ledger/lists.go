@@ -10,16 +10,8 @@ import (
 	"github.com/transferd/transferd/transfer"
 )
 
-// AccountFilter narrows a list of accounts. Zero fields do not filter.
-type AccountFilter struct {
-	OwnerID    uuid.UUID
-	Currency   transfer.Currency
-	ExternalID string
-	// Labels keeps the accounts that carry every one of these label pairs.
-	Labels map[string]string
-	// IncludeSystem lists the system accounts too; they have no owner.
-	IncludeSystem bool
-}
+// AccountFilter narrows a list of accounts.
+type AccountFilter = transfer.AccountFilter
 
 // ListAccounts returns one page of accounts, newest first. A bad cursor is CodeInvalidCursor and a
 // bad limit CodeInvalidInput.

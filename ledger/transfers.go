@@ -16,7 +16,8 @@ import (
 
 // CreateTransfer records a pending transfer for r, after checking what can be checked before the saga
 // starts: both accounts exist (CodeAccountNotFound), they differ (CodeSameAccount), and the currency
-// is both accounts' (CodeCurrencyMismatch). The transfer id is the idempotency key: if r.ID exists
+// is both accounts' (CodeCurrencyMismatch). A system account is found only on its side of a deposit
+// or withdrawal. The transfer id is the idempotency key: if r.ID exists
 // with the same request hash, it returns the existing transfer in its current state and created =
 // false; with a different hash, CodeIdempotencyConflict. Funds and account status are the saga's to
 // check, not this call's.
@@ -47,14 +48,23 @@ func (s *Store) CreateTransfer(ctx context.Context, r transfer.Request) (t trans
 	if err := db.Raw(`SELECT * FROM accounts WHERE id IN (?, ?)`, r.FromAccountID, r.ToAccountID).Scan(&accts).Error; err != nil {
 		return transfer.Transfer{}, false, fmt.Errorf("ledger: create transfer: %w", err)
 	}
-	for _, id := range []uuid.UUID{r.FromAccountID, r.ToAccountID} {
+	// The system account is the outside world: a deposit comes from it, a withdrawal goes to it, and
+	// no plain transfer may name it, on either side.
+	fromKind, toKind := transfer.AccountUser, transfer.AccountUser
+	switch r.Kind {
+	case transfer.KindDeposit:
+		fromKind = transfer.AccountSystem
+	case transfer.KindWithdrawal:
+		toKind = transfer.AccountSystem
+	}
+	for i, id := range []uuid.UUID{r.FromAccountID, r.ToAccountID} {
 		var found *accountRow
-		for i := range accts {
-			if accts[i].ID == id {
-				found = &accts[i]
+		for j := range accts {
+			if accts[j].ID == id {
+				found = &accts[j]
 			}
 		}
-		if found == nil {
+		if found == nil || found.Kind != string([]transfer.AccountKind{fromKind, toKind}[i]) {
 			return transfer.Transfer{}, false, transfer.Errorf(transfer.CodeAccountNotFound, "account %s not found", id)
 		}
 		if found.Currency != string(r.Currency) {
@@ -107,15 +117,8 @@ func (s *Store) Transfer(ctx context.Context, id uuid.UUID) (transfer.Transfer, 
 	return row.domain()
 }
 
-// TransferFilter narrows a list of transfers. Zero fields do not filter.
-type TransferFilter struct {
-	// VisibleTo keeps the transfers touching an account that this user owns.
-	VisibleTo uuid.UUID
-	// AccountID keeps the transfers from or to this account.
-	AccountID uuid.UUID
-	Status    transfer.Status
-	Kind      transfer.Kind
-}
+// TransferFilter narrows a list of transfers.
+type TransferFilter = transfer.TransferFilter
 
 // ListTransfers returns one page of transfers, newest first. A bad cursor is CodeInvalidCursor and a
 // bad limit CodeInvalidInput.

@@ -26,6 +26,11 @@ type config struct {
 	ReconcileEvery          time.Duration
 	StopTimeout             time.Duration
 	SkipSearchAttributes    bool
+	// Server.
+	Addr       string
+	JWTSecret  string
+	TokenTTL   time.Duration
+	BcryptCost int
 	// Audit.
 	JSON       bool
 	NoTemporal bool
@@ -92,8 +97,13 @@ func (c *config) print(w io.Writer, fs *flag.FlagSet) {
 	var b strings.Builder
 	fs.VisitAll(func(f *flag.Flag) {
 		v := f.Value.String()
-		if f.Name == "database-url" {
+		switch f.Name {
+		case "database-url":
 			v = maskURL(v)
+		case "jwt-secret", "password":
+			if v != "" {
+				v = "xxxxx"
+			}
 		}
 		fmt.Fprintf(&b, " %s=%s", f.Name, v)
 	})

@@ -3,6 +3,8 @@
 //	transferd migrate   apply the ledger's schema migrations
 //	transferd worker    run the Temporal worker that executes transfers
 //	transferd audit     check the ledger's invariants; exit 1 on any violation
+//	transferd server    serve the HTTP API
+//	transferd users     create users, admins included (users create --admin)
 //
 // Every setting is a flag and an environment variable; see config.go.
 package main
@@ -42,6 +44,8 @@ commands:
   migrate   apply the ledger's schema migrations to the database
   worker    run the Temporal worker that executes transfers
   audit     check the ledger's invariants; exit 1 on any violation
+  server    serve the HTTP API (default :8080)
+  users     users create --email E --password P [--name N] [--admin]
 
 Run 'transferd <command> -h' for a command's flags.
 `
@@ -59,6 +63,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runWorker(ctx, rest, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, rest, stdout, stderr)
+	case "server":
+		return runServer(ctx, rest, stdout, stderr)
+	case "users":
+		return runUsers(ctx, rest, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/transferd/transferd/ledger"
+	"github.com/transferd/transferd/server"
+	"github.com/transferd/transferd/service"
+	"github.com/transferd/transferd/transfer"
+)
+
+// The wiring of the API: the ledger is its Ledger, the service its Transfers.
+var (
+	_ server.Ledger    = (*ledger.Store)(nil)
+	_ server.Transfers = (*service.Service)(nil)
+)
+
+func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs := c.flagSet("server", stderr, func(fs *flag.FlagSet) {
+		c.temporalFlags(fs)
+		c.authFlags(fs)
+		fs.StringVar(&c.Addr, "addr", env("ADDR", ":8080"), "address the API listens on (TRANSFERD_ADDR)")
+	})
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	c.print(stderr, fs)
+	auth, err := c.newAuth(log)
+	if err != nil {
+		return err
+	}
+	store, err := openStore(ctx, &c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	tc, err := dialTemporal(ctx, &c, log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	api := server.New(server.Config{
+		Ledger:    store,
+		Transfers: service.New(store, tc, c.TaskQueue, log),
+		Auth:      auth,
+		Log:       log,
+		Ready: map[string]server.Check{
+			"postgres": store.Ping,
+			"temporal": func(ctx context.Context) error {
+				_, err := tc.CheckHealth(ctx, nil)
+				return err
+			},
+		},
+		Metrics:  reg,
+		Gatherer: reg,
+	})
+	return serve(ctx, api.NewHTTPServer(c.Addr), log)
+}
+
+// serve runs the HTTP server until ctx ends, then shuts it down gracefully: it stops accepting
+// connections and waits for the requests in flight, however long a ?wait= holds them.
+func serve(ctx context.Context, srv *http.Server, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return fmt.Errorf("server: listen: %w", err)
+	}
+	log.Info("API listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("API shutting down: draining requests in flight")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), srv.WriteTimeout+5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("server: %w", err)
+	}
+	log.Info("API stopped")
+	return nil
+}
+
+// authFlags adds the flags of the subcommands that issue tokens or hash passwords.
+func (c *config) authFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.JWTSecret, "jwt-secret", env("JWT_SECRET", ""), "secret that signs bearer tokens, at least 32 bytes (TRANSFERD_JWT_SECRET); a random one, lost at restart, when empty")
+	fs.DurationVar(&c.TokenTTL, "token-ttl", envDuration("TOKEN_TTL", time.Hour), "lifetime of bearer tokens (TRANSFERD_TOKEN_TTL)")
+	fs.IntVar(&c.BcryptCost, "bcrypt-cost", envInt("BCRYPT_COST", 0), "bcrypt cost of password hashes; 0 for the default 10 (TRANSFERD_BCRYPT_COST)")
+}
+
+// newAuth builds the token issuer; without a secret it makes a random one and says so.
+func (c *config) newAuth(log *slog.Logger) (*server.Auth, error) {
+	secret := []byte(c.JWTSecret)
+	if len(secret) == 0 {
+		var b [32]byte
+		_, _ = rand.Read(b[:])
+		secret = []byte(hex.EncodeToString(b[:]))
+		log.Warn("TRANSFERD_JWT_SECRET is not set: using a random secret; tokens will not survive a restart or work across API processes")
+	}
+	return server.NewAuth(secret, c.TokenTTL, c.BcryptCost)
+}
+
+func runUsers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		fmt.Fprintln(stderr, "usage: transferd users create --email EMAIL --password PASSWORD [--name NAME] [--admin]")
+		return exitError(2)
+	}
+	var c config
+	var email, password, name string
+	var admin bool
+	fs := c.flagSet("users create", stderr, func(fs *flag.FlagSet) {
+		fs.IntVar(&c.BcryptCost, "bcrypt-cost", envInt("BCRYPT_COST", 0), "bcrypt cost; 0 for the default 10 (TRANSFERD_BCRYPT_COST)")
+		fs.StringVar(&email, "email", "", "the user's email")
+		fs.StringVar(&password, "password", env("USER_PASSWORD", ""), "the user's password, at least 8 characters (TRANSFERD_USER_PASSWORD)")
+		fs.StringVar(&name, "name", "", "the user's name")
+		fs.BoolVar(&admin, "admin", false, "make the user an admin")
+	})
+	if err := fs.Parse(args[1:]); err != nil {
+		return exitError(2)
+	}
+	// The hashing needs no token secret; any valid one will do here.
+	auth, err := server.NewAuth([]byte("users-create-does-not-issue-tokens-here"), 0, c.BcryptCost)
+	if err != nil {
+		return err
+	}
+	role := transfer.RoleUser
+	if admin {
+		role = transfer.RoleAdmin
+	}
+	u, err := auth.NewUser(email, password, name, role)
+	if err != nil {
+		return fmt.Errorf("users create: %w", err)
+	}
+	store, err := openStore(ctx, &c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	u, err = store.CreateUser(ctx, u)
+	if err != nil {
+		return fmt.Errorf("users create: %w", err)
+	}
+	fmt.Fprintf(stdout, "created %s %s (%s)\n", u.Role, u.Email, u.ID)
+	return nil
+}

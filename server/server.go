@@ -1,0 +1,135 @@
+// Package server is transferd's HTTP API, on Gin: every route of the spec's api.md, with bearer-token
+// authentication, ownership checks, strict JSON decoding and RFC 9457 problem+json errors. It reads
+// and writes through two small interfaces, Ledger and Transfers, that cmd/transferd satisfies with
+// the ledger and the service.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/transferd/transferd/transfer"
+)
+
+// Ledger is what the API reads and writes directly.
+type Ledger interface {
+	// CreateUser stores a user whose password is already hashed; CodeEmailTaken when the email is
+	// registered in any case.
+	CreateUser(ctx context.Context, u transfer.User) (transfer.User, error)
+	// UserByEmail finds a user case-insensitively; CodeNotFound when there is none.
+	UserByEmail(ctx context.Context, email string) (transfer.User, error)
+	// User finds a user by id; CodeNotFound when there is none.
+	User(ctx context.Context, id uuid.UUID) (transfer.User, error)
+	// CreateAccount creates an account, or returns the owner's account with the same external id and
+	// body with created = false; CodeExternalIDConflict for the same external id with another body,
+	// CodeNotFound for an unknown owner.
+	CreateAccount(ctx context.Context, in transfer.NewAccount) (transfer.Account, bool, error)
+	// Account returns an account; CodeAccountNotFound when there is none.
+	Account(ctx context.Context, id uuid.UUID) (transfer.Account, error)
+	// ListAccounts returns a page of accounts, newest first; CodeInvalidCursor, CodeInvalidInput.
+	ListAccounts(ctx context.Context, f transfer.AccountFilter, p transfer.Page) (transfer.List[transfer.Account], error)
+	// SetAccountStatus changes an account's status; CodeAccountNotEmpty when closing an account that
+	// holds or awaits money, CodeAccountNotFound, CodeInvalidInput for the system account.
+	SetAccountStatus(ctx context.Context, id uuid.UUID, s transfer.AccountStatus) (transfer.Account, error)
+	// ListEntries returns a page of an account's journal, newest first; CodeInvalidCursor,
+	// CodeInvalidInput.
+	ListEntries(ctx context.Context, accountID uuid.UUID, p transfer.Page) (transfer.List[transfer.Entry], error)
+	// Transfer returns a transfer; CodeNotFound when there is none.
+	Transfer(ctx context.Context, id uuid.UUID) (transfer.Transfer, error)
+	// ListTransfers returns a page of transfers, newest first; CodeInvalidCursor, CodeInvalidInput.
+	ListTransfers(ctx context.Context, f transfer.TransferFilter, p transfer.Page) (transfer.List[transfer.Transfer], error)
+}
+
+// Transfers runs transfers' sagas.
+type Transfers interface {
+	// Submit records a transfer and starts its saga; for an id that exists with the same request it
+	// returns that transfer with created = false. CodeIdempotencyConflict, CodeAccountNotFound,
+	// CodeSameAccount, CodeCurrencyMismatch and CodeUnsupportedCurrency reject the request.
+	Submit(ctx context.Context, r transfer.Request) (t transfer.Transfer, created bool, err error)
+	// Wait waits up to d for the transfer to end and returns its state then; CodeNotFound.
+	Wait(ctx context.Context, id uuid.UUID, d time.Duration) (transfer.Transfer, error)
+	// Cancel cancels a transfer before its debit; CodeNotCancellable after it, CodeNotFound.
+	Cancel(ctx context.Context, id uuid.UUID, reason string) (transfer.Transfer, error)
+}
+
+// Check is a readiness check of one dependency: nil when it answers.
+type Check func(ctx context.Context) error
+
+// Config is what a Server is built from.
+type Config struct {
+	Ledger    Ledger
+	Transfers Transfers
+	Auth      *Auth
+	Log       *slog.Logger
+	// Ready names the dependencies /readyz checks, such as "postgres" and "temporal".
+	Ready map[string]Check
+	// Metrics is where the API registers its metrics; Gatherer serves /metrics. A nil pair gets a
+	// fresh registry.
+	Metrics  prometheus.Registerer
+	Gatherer prometheus.Gatherer
+	// MaxWait bounds ?wait= on transfer creation; default 30s.
+	MaxWait time.Duration
+}
+
+// Server is the HTTP API. Its Handler is safe for concurrent use.
+type Server struct {
+	ledger    Ledger
+	transfers Transfers
+	auth      *Auth
+	log       *slog.Logger
+	ready     map[string]Check
+	gatherer  prometheus.Gatherer
+	metrics   *httpMetrics
+	maxWait   time.Duration
+	engine    *gin.Engine
+}
+
+// New builds the API's handler from cfg.
+func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Metrics == nil || cfg.Gatherer == nil {
+		reg := prometheus.NewRegistry()
+		cfg.Metrics, cfg.Gatherer = reg, reg
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 30 * time.Second
+	}
+	s := &Server{ledger: cfg.Ledger, transfers: cfg.Transfers, auth: cfg.Auth, log: cfg.Log, ready: cfg.Ready,
+		gatherer: cfg.Gatherer, metrics: newHTTPMetrics(cfg.Metrics), maxWait: cfg.MaxWait}
+	s.engine = s.routes()
+	return s
+}
+
+// Handler returns the API's http.Handler.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Routes lists every route as "METHOD /path/{param}", for the OpenAPI consistency test.
+func (s *Server) Routes() []string {
+	var out []string
+	for _, r := range s.engine.Routes() {
+		out = append(out, r.Method+" "+openAPIPath(r.Path))
+	}
+	return out
+}
+
+// NewHTTPServer wraps the handler in an http.Server with timeouts that bound slow clients. ?wait= may
+// hold a request for up to MaxWait, so the write timeout leaves room for it.
+func (s *Server) NewHTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s.engine,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      s.maxWait + 15*time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}

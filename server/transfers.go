@@ -1,0 +1,321 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/transferd/transferd/transfer"
+)
+
+// idempotencyNamespace is the UUIDv5 namespace of transfer ids derived from Idempotency-Key.
+var idempotencyNamespace = uuid.MustParse("6f0d2a8e-3c1b-5b7e-9a4d-2e8f1c0b7d35")
+
+// transferIDFor derives the transfer id of an Idempotency-Key: the same caller and key always give
+// the same id, and different callers never share one.
+func transferIDFor(callerID uuid.UUID, key string) uuid.UUID {
+	return uuid.NewSHA1(idempotencyNamespace, []byte(callerID.String()+"\x00"+key))
+}
+
+type createTransferRequest struct {
+	ID            string            `json:"id"`
+	FromAccountID string            `json:"from_account_id"`
+	ToAccountID   string            `json:"to_account_id"`
+	Amount        jsonAmount        `json:"amount"`
+	Currency      string            `json:"currency"`
+	Description   string            `json:"description"`
+	Labels        map[string]string `json:"labels"`
+}
+
+// moneyRequest is the body of deposits and withdrawals.
+type moneyRequest struct {
+	ID          string     `json:"id"`
+	AccountID   string     `json:"account_id"`
+	Amount      jsonAmount `json:"amount"`
+	Currency    string     `json:"currency"`
+	Description string     `json:"description"`
+}
+
+// parseTransferRequest validates a transfer body into a Request. It returns field errors together,
+// and a 422 error (an unsupported currency) apart from them, so that malformed input is always a 400
+// first.
+func parseTransferRequest(c *gin.Context, req createTransferRequest) (transfer.Request, error) {
+	var fe fieldErrors
+	r := transfer.Request{Kind: transfer.KindTransfer, InitiatedBy: callerOf(c).ID}
+	r.ID = requestedID(c, &fe, req.ID)
+	r.FromAccountID = parseID(&fe, "from_account_id", req.FromAccountID)
+	r.ToAccountID = parseID(&fe, "to_account_id", req.ToAccountID)
+	r.Amount = req.Amount.check(&fe, "amount")
+	cur, curErr := parseCurrency(&fe, "currency", req.Currency)
+	r.Currency = cur
+	checkText(&fe, "description", req.Description, maxDescription)
+	r.Description = req.Description
+	checkLabels(&fe, "labels", req.Labels)
+	r.Labels = req.Labels
+	if err := fe.err(); err != nil {
+		return r, err
+	}
+	return r, curErr
+}
+
+// requestedID returns the transfer id the client chose, from the body's id or the Idempotency-Key
+// header, or uuid.Nil when it chose none (the service then picks one).
+func requestedID(c *gin.Context, fe *fieldErrors, bodyID string) uuid.UUID {
+	key, hasKey := c.Request.Header["Idempotency-Key"]
+	id := parseOptionalID(fe, "id", bodyID)
+	if !hasKey {
+		return id
+	}
+	switch {
+	case len(key) != 1 || len(key[0]) < 1 || len(key[0]) > maxIdempotencyKey:
+		fe.add("Idempotency-Key", "must be one header of 1 to 255 characters")
+	case bodyID != "":
+		fe.add("id", "send either an id or an Idempotency-Key header, not both")
+	default:
+		return transferIDFor(callerOf(c).ID, key[0])
+	}
+	return uuid.Nil
+}
+
+// handleCreateTransfer starts a transfer from one of the caller's accounts (an admin's: any).
+func (s *Server) handleCreateTransfer(c *gin.Context) {
+	var body createTransferRequest
+	if !decodeJSON(c, &body) {
+		return
+	}
+	r, err := parseTransferRequest(c, body)
+	if err != nil {
+		abortWithError(c, err)
+		return
+	}
+	if !s.ownsSource(c, r.FromAccountID, "from_account_id") {
+		return
+	}
+	s.submit(c, r)
+}
+
+// handleCreateDeposit moves money into an account from its currency's system account; admins only.
+func (s *Server) handleCreateDeposit(c *gin.Context) {
+	if !callerOf(c).admin() {
+		abortWithProblem(c, codeForbidden, "only an admin may make deposits")
+		return
+	}
+	r, ok := s.parseMoneyRequest(c, transfer.KindDeposit)
+	if !ok {
+		return
+	}
+	s.submit(c, r)
+}
+
+// handleCreateWithdrawal moves money out of an account to its currency's system account; the
+// account's owner or an admin.
+func (s *Server) handleCreateWithdrawal(c *gin.Context) {
+	r, ok := s.parseMoneyRequest(c, transfer.KindWithdrawal)
+	if !ok || !s.ownsSource(c, r.FromAccountID, "account_id") {
+		return
+	}
+	s.submit(c, r)
+}
+
+// parseMoneyRequest reads a deposit or withdrawal body. The system account's side is left for the
+// service to fill in.
+func (s *Server) parseMoneyRequest(c *gin.Context, kind transfer.Kind) (transfer.Request, bool) {
+	var body moneyRequest
+	if !decodeJSON(c, &body) {
+		return transfer.Request{}, false
+	}
+	var fe fieldErrors
+	r := transfer.Request{Kind: kind, InitiatedBy: callerOf(c).ID}
+	r.ID = requestedID(c, &fe, body.ID)
+	account := parseID(&fe, "account_id", body.AccountID)
+	if kind == transfer.KindDeposit {
+		r.ToAccountID = account
+	} else {
+		r.FromAccountID = account
+	}
+	r.Amount = body.Amount.check(&fe, "amount")
+	cur, curErr := parseCurrency(&fe, "currency", body.Currency)
+	r.Currency = cur
+	checkText(&fe, "description", body.Description, maxDescription)
+	r.Description = body.Description
+	if err := fe.err(); err != nil {
+		abortWithError(c, err)
+		return transfer.Request{}, false
+	}
+	if curErr != nil {
+		abortWithError(c, curErr)
+		return transfer.Request{}, false
+	}
+	return r, true
+}
+
+// ownsSource answers 422 account_not_found unless the account exists and the caller owns it or is an
+// admin: an account that is not the caller's is reported exactly like one that does not exist.
+func (s *Server) ownsSource(c *gin.Context, id uuid.UUID, field string) bool {
+	acct, err := s.ledger.Account(c.Request.Context(), id)
+	if transfer.IsCode(err, transfer.CodeAccountNotFound) || (err == nil && !canSee(callerOf(c), acct)) {
+		abortWithProblem(c, transfer.CodeAccountNotFound, "account "+id.String()+" not found", FieldError{Field: field, Message: "no such account of yours"})
+		return false
+	}
+	if err != nil {
+		abortWithError(c, err)
+		return false
+	}
+	return true
+}
+
+// submit starts the transfer and answers: 202 for a new transfer (201 if ?wait= saw it end), 200 with
+// Idempotent-Replayed: true for a repeat.
+func (s *Server) submit(c *gin.Context, r transfer.Request) {
+	wait, ok := s.parseWait(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	t, created, err := s.transfers.Submit(ctx, r)
+	if err != nil {
+		abortWithError(c, err)
+		return
+	}
+	c.Set(ctxTransferID, t.ID.String())
+	if wait > 0 && !t.Status.Final() {
+		if t, err = s.transfers.Wait(ctx, t.ID, wait); err != nil {
+			abortWithError(c, err)
+			return
+		}
+	}
+	c.Header("Location", "/v1/transfers/"+t.ID.String())
+	status := http.StatusAccepted
+	switch {
+	case !created:
+		c.Header("Idempotent-Replayed", "true")
+		status = http.StatusOK
+	case wait > 0 && t.Status.Final():
+		status = http.StatusCreated
+	}
+	c.JSON(status, toTransferJSON(t))
+}
+
+// parseWait reads ?wait=DURATION, at most MaxWait.
+func (s *Server) parseWait(c *gin.Context) (time.Duration, bool) {
+	raw, ok := c.GetQuery("wait")
+	if !ok {
+		return 0, true
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d < 0 || d > s.maxWait {
+		abortWithError(c, fieldErrors{{Field: "wait", Message: "must be a duration such as 5s, from 0 to " + s.maxWait.String()}})
+		return 0, false
+	}
+	return d, true
+}
+
+// visibleTransfer loads the transfer named by the path's id if the caller may see it: an owner of
+// either account, or an admin. It also returns whether the caller owns the source.
+func (s *Server) visibleTransfer(c *gin.Context) (t transfer.Transfer, ownsSource bool, ok bool) {
+	var fe fieldErrors
+	id := parseID(&fe, "id", c.Param("id"))
+	if fe.err() != nil {
+		abortWithProblem(c, transfer.CodeNotFound, "no transfer has this id")
+		return transfer.Transfer{}, false, false
+	}
+	ctx := c.Request.Context()
+	t, err := s.ledger.Transfer(ctx, id)
+	if transfer.IsCode(err, transfer.CodeNotFound) {
+		abortWithProblem(c, transfer.CodeNotFound, "no transfer "+id.String())
+		return transfer.Transfer{}, false, false
+	}
+	if err != nil {
+		abortWithError(c, err)
+		return transfer.Transfer{}, false, false
+	}
+	c.Set(ctxTransferID, t.ID.String())
+	who := callerOf(c)
+	if who.admin() {
+		return t, true, true
+	}
+	for i, accountID := range []uuid.UUID{t.FromAccountID, t.ToAccountID} {
+		acct, err := s.ledger.Account(ctx, accountID)
+		if err != nil {
+			abortWithError(c, err)
+			return transfer.Transfer{}, false, false
+		}
+		if canSee(who, acct) {
+			return t, i == 0, true
+		}
+	}
+	abortWithProblem(c, transfer.CodeNotFound, "no transfer "+id.String())
+	return transfer.Transfer{}, false, false
+}
+
+func (s *Server) handleGetTransfer(c *gin.Context) {
+	t, _, ok := s.visibleTransfer(c)
+	if !ok {
+		return
+	}
+	c.JSON(http.StatusOK, toTransferJSON(t))
+}
+
+// handleListTransfers lists the transfers touching the caller's accounts (an admin's: all), newest
+// first, filtered by account_id, status and kind.
+func (s *Server) handleListTransfers(c *gin.Context) {
+	who := callerOf(c)
+	var fe fieldErrors
+	p := parsePage(c, &fe)
+	f := transfer.TransferFilter{AccountID: parseOptionalID(&fe, "account_id", c.Query("account_id")),
+		Status: transfer.Status(c.Query("status")), Kind: transfer.Kind(c.Query("kind"))}
+	if f.Status != "" && !f.Status.Valid() {
+		fe.add("status", "must be pending, reserved, debited, completed, failed or cancelled")
+	}
+	if f.Kind != "" && !f.Kind.Valid() {
+		fe.add("kind", "must be transfer, deposit or withdrawal")
+	}
+	if err := fe.err(); err != nil {
+		abortWithError(c, err)
+		return
+	}
+	if !who.admin() {
+		f.VisibleTo = who.ID
+	}
+	list, err := s.ledger.ListTransfers(c.Request.Context(), f, p)
+	if err != nil {
+		abortWithError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, toListJSON(list, toTransferJSON))
+}
+
+type cancelRequest struct {
+	Reason string `json:"reason"`
+}
+
+// handleCancelTransfer cancels a transfer that has not been debited; the source's owner or an admin.
+// The body is optional.
+func (s *Server) handleCancelTransfer(c *gin.Context) {
+	t, ownsSource, ok := s.visibleTransfer(c)
+	if !ok {
+		return
+	}
+	if !ownsSource {
+		abortWithProblem(c, codeForbidden, "only the source account's owner or an admin may cancel a transfer")
+		return
+	}
+	var req cancelRequest
+	if c.Request.ContentLength != 0 && !decodeJSON(c, &req) {
+		return
+	}
+	var fe fieldErrors
+	checkText(&fe, "reason", req.Reason, maxCancelReasonLen)
+	if err := fe.err(); err != nil {
+		abortWithError(c, err)
+		return
+	}
+	t, err := s.transfers.Cancel(c.Request.Context(), t.ID, req.Reason)
+	if err != nil {
+		abortWithError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, toTransferJSON(t))
+}
