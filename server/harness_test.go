@@ -167,7 +167,9 @@ func (a *api) token(email, password string) string {
 	if r.status != http.StatusOK {
 		a.t.Fatalf("token: %d %s", r.status, r.body)
 	}
-	var tok struct{ AccessToken string `json:"access_token"` }
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
 	r.json(a.t, &tok)
 	return tok.AccessToken
 }

@@ -94,7 +94,9 @@ func (f fieldErrors) Error() string {
 }
 
 // add records a problem with a field.
-func (f *fieldErrors) add(field, format string) { *f = append(*f, FieldError{Field: field, Message: format}) }
+func (f *fieldErrors) add(field, format string) {
+	*f = append(*f, FieldError{Field: field, Message: format})
+}
 
 // err returns f as an error, or nil when there is no problem.
 func (f fieldErrors) err() error {
