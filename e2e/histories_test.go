@@ -46,7 +46,7 @@ func TestRecordHistories(t *testing.T) {
 		},
 		"cancel": func() uuid.UUID {
 			id := uuid.New()
-			release := s.gate.hold(id)
+			release := s.gate.Hold(id)
 			if _, _, err := s.svc.Submit(ctx, transfer.Request{ID: id, FromAccountID: a.ID, ToAccountID: b.ID, Amount: 3, Currency: "USD"}); err != nil {
 				t.Fatal(err)
 			}

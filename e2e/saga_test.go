@@ -93,7 +93,7 @@ func TestSagaPaths(t *testing.T) {
 
 	t.Run("cancel before the debit releases the hold", func(t *testing.T) {
 		id := uuid.New()
-		release := s.gate.hold(id)
+		release := s.gate.Hold(id)
 		defer release()
 		tr, _, err := s.svc.Submit(ctx, transfer.Request{ID: id, FromAccountID: a.ID, ToAccountID: b.ID, Amount: 10, Currency: "USD"})
 		if err != nil {

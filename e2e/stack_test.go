@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/transferd/transferd/activities"
 	"github.com/transferd/transferd/internal/pgtest"
+	"github.com/transferd/transferd/internal/sagatest"
 	"github.com/transferd/transferd/ledger"
 	"github.com/transferd/transferd/service"
 	"github.com/transferd/transferd/transfer"
@@ -30,7 +30,7 @@ type stack struct {
 	temporal  client.Client
 	namespace string
 	svc       *service.Service
-	gate      *gatedStore
+	gate      *sagatest.Gate
 }
 
 func newStack(t *testing.T) *stack {
@@ -56,7 +56,7 @@ func newStack(t *testing.T) *stack {
 	if err := worker.EnsureSearchAttributes(ctx, c, ts.GetDefaultNamespace()); err != nil {
 		t.Fatalf("search attributes again: %v", err)
 	}
-	gate := &gatedStore{Store: store, held: map[uuid.UUID]chan struct{}{}}
+	gate := sagatest.NewGate(store)
 	w := worker.New(c, &activities.Activities{Store: gate}, worker.Options{TaskQueue: taskQueue})
 	if err := w.Start(); err != nil {
 		t.Fatalf("start worker: %v", err)
@@ -65,38 +65,6 @@ func newStack(t *testing.T) *stack {
 	log := slog.New(slog.DiscardHandler)
 	return &stack{t: t, store: store, temporal: c, namespace: ts.GetDefaultNamespace(),
 		svc: service.New(store, c, taskQueue, log), gate: gate}
-}
-
-// gatedStore is the real ledger with one test hook: a transfer's reserve can be held back until the
-// test lets it through, so the test can act while the saga is before its debit.
-type gatedStore struct {
-	*ledger.Store
-	mu   sync.Mutex
-	held map[uuid.UUID]chan struct{}
-}
-
-// hold makes the transfer's reserve wait until the returned function is called.
-func (g *gatedStore) hold(id uuid.UUID) (release func()) {
-	ch := make(chan struct{})
-	g.mu.Lock()
-	g.held[id] = ch
-	g.mu.Unlock()
-	var once sync.Once
-	return func() { once.Do(func() { close(ch) }) }
-}
-
-func (g *gatedStore) Reserve(ctx context.Context, id uuid.UUID) error {
-	g.mu.Lock()
-	ch := g.held[id]
-	g.mu.Unlock()
-	if ch != nil {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return g.Store.Reserve(ctx, id)
 }
 
 // account creates a user and an account of theirs.

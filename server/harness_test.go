@@ -17,6 +17,7 @@ import (
 
 	"github.com/transferd/transferd/activities"
 	"github.com/transferd/transferd/internal/pgtest"
+	"github.com/transferd/transferd/internal/sagatest"
 	"github.com/transferd/transferd/ledger"
 	"github.com/transferd/transferd/server"
 	"github.com/transferd/transferd/service"
@@ -35,6 +36,8 @@ type api struct {
 	auth   *server.Auth
 	admin  string // an admin's token
 	handle *server.Server
+	// gate holds chosen transfers before their reserve.
+	gate *sagatest.Gate
 }
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef-test")
@@ -58,7 +61,8 @@ func newAPI(t testing.TB) *api {
 	if err := worker.EnsureSearchAttributes(ctx, c, ts.GetDefaultNamespace()); err != nil {
 		t.Fatalf("search attributes: %v", err)
 	}
-	w := worker.New(c, &activities.Activities{Store: store}, worker.Options{TaskQueue: testQueue})
+	gate := sagatest.NewGate(store)
+	w := worker.New(c, &activities.Activities{Store: gate}, worker.Options{TaskQueue: testQueue})
 	if err := w.Start(); err != nil {
 		t.Fatalf("worker: %v", err)
 	}
@@ -74,7 +78,7 @@ func newAPI(t testing.TB) *api {
 	})
 	srv := httptest.NewServer(h.Handler())
 	t.Cleanup(srv.Close)
-	a := &api{t: t, url: srv.URL, store: store, auth: auth, handle: h}
+	a := &api{t: t, url: srv.URL, store: store, auth: auth, handle: h, gate: gate}
 	u, err := auth.NewUser("admin@example.com", "admin-password", "Admin", transfer.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,50 @@
+// Package sagatest helps tests hold a real saga at a chosen point, so they can act on a transfer
+// while it is before its debit.
+package sagatest
+
+import (
+	"context"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"github.com/transferd/transferd/activities"
+)
+
+// Gate is a real activities.Store with one hook: a transfer's reserve can be held back until the test
+// lets it through.
+type Gate struct {
+	activities.Store
+	mu   sync.Mutex
+	held map[uuid.UUID]chan struct{}
+}
+
+// NewGate wraps store.
+func NewGate(store activities.Store) *Gate {
+	return &Gate{Store: store, held: map[uuid.UUID]chan struct{}{}}
+}
+
+// Hold makes the transfer's reserve wait until the returned function is called (once or more).
+func (g *Gate) Hold(id uuid.UUID) (release func()) {
+	ch := make(chan struct{})
+	g.mu.Lock()
+	g.held[id] = ch
+	g.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
+// Reserve waits while the transfer is held, then reserves it in the real store.
+func (g *Gate) Reserve(ctx context.Context, id uuid.UUID) error {
+	g.mu.Lock()
+	ch := g.held[id]
+	g.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.Store.Reserve(ctx, id)
+}
