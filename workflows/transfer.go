@@ -251,7 +251,10 @@ func (s *saga) cancel(ctx workflow.Context, in CancelInput) (CancelResult, error
 		s.cancelRequested = true
 		s.cancelReason = in.Reason
 	}
-	if err := workflow.Await(ctx, func() bool { return s.finished }); err != nil {
+	// The outcome is waited for on a disconnected context: a workflow cancelled after this update was
+	// accepted still ends (cancelled), and the update must answer with that, not with the cancellation.
+	done, _ := workflow.NewDisconnectedContext(ctx)
+	if err := workflow.Await(done, func() bool { return s.finished }); err != nil {
 		return State{}, err
 	}
 	return s.state, nil

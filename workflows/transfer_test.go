@@ -1,0 +1,636 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/transferd/transferd/activities"
+	"github.com/transferd/transferd/transfer"
+	"github.com/transferd/transferd/worker"
+	"github.com/transferd/transferd/workflows"
+)
+
+// a is the nil receiver through which the tests name the activities, as the workflow does.
+var a *activities.Activities
+
+var (
+	transferID = uuid.MustParse("0190a5b4-7c3e-7a10-8b2c-3d4e5f607182")
+	input      = workflows.TransferInput{
+		TransferID:    transferID,
+		Kind:          transfer.KindTransfer,
+		FromAccountID: uuid.MustParse("11111111-1111-1111-1111-111111111111"),
+		ToAccountID:   uuid.MustParse("22222222-2222-2222-2222-222222222222"),
+		Amount:        1250,
+		Currency:      "USD",
+	}
+)
+
+// The activity type names the workflow schedules, as registered by worker.Register.
+const (
+	reserve = "Reserve"
+	debit   = "Debit"
+	credit  = "Credit"
+	release = "Release"
+	refund  = "Refund"
+)
+
+// slow is how long a slow mocked activity takes on the test environment's clock: well under the
+// steps' 10s start-to-close timeout, and long enough for a delayed callback at 1s to land inside it.
+const slow = 5 * time.Second
+
+// business returns the error an activity returns for a business failure: non-retryable, with the
+// code as its type.
+func business(code transfer.Code, msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, string(code), nil)
+}
+
+// sagaRun runs TransferWorkflow in the SDK's test environment with every activity mocked, and
+// records what happened: each activity attempt in the order it started, the inputs of the
+// compensations, and the TransferStatus values the workflow upserted.
+type sagaRun struct {
+	t   *testing.T
+	env *testsuite.TestWorkflowEnvironment
+
+	mu       sync.Mutex
+	started  []string
+	ids      []uuid.UUID
+	releases []activities.ReleaseInput
+	refunds  []activities.RefundInput
+	statuses []string
+}
+
+func newSagaRun(t *testing.T) *sagaRun {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	// The environment logs every timer and activity at debug level; the assertions say what matters.
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	env := suite.NewTestWorkflowEnvironment()
+	// Register exactly as the worker does, so the workflow name and activity names are the real ones.
+	worker.Register(env, &activities.Activities{})
+	r := &sagaRun{t: t, env: env}
+
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		name := info.ActivityType.Name
+		r.started = append(r.started, name)
+		// Every step's input names the transfer.
+		var in struct{ TransferID uuid.UUID }
+		if err := args.Get(&in); err != nil {
+			t.Errorf("decode %s input: %v", name, err)
+		}
+		r.ids = append(r.ids, in.TransferID)
+		switch name {
+		case release:
+			var in activities.ReleaseInput
+			if err := args.Get(&in); err != nil {
+				t.Errorf("decode Release input: %v", err)
+			}
+			r.releases = append(r.releases, in)
+		case refund:
+			var in activities.RefundInput
+			if err := args.Get(&in); err != nil {
+				t.Errorf("decode Refund input: %v", err)
+			}
+			r.refunds = append(r.refunds, in)
+		}
+	})
+	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		sa, ok := args.Get(0).(temporal.SearchAttributes)
+		if !ok {
+			t.Errorf("upsert called with %T, want temporal.SearchAttributes", args.Get(0))
+			return
+		}
+		if sa.Size() != 1 {
+			t.Errorf("upsert of %d search attributes %v, want only %s", sa.Size(), sa.GetUntypedValues(), workflows.AttrStatus.GetName())
+		}
+		status, ok := sa.GetKeyword(workflows.AttrStatus)
+		if !ok {
+			t.Errorf("upsert without %s: %v", workflows.AttrStatus.GetName(), sa.GetUntypedValues())
+		}
+		r.statuses = append(r.statuses, status)
+	}).Maybe()
+	// The workflow starts with the search attributes the API sets, as in production.
+	require.NoError(t, env.SetTypedSearchAttributesOnStart(workflows.StartOptions(input, workflows.DefaultTaskQueue).TypedSearchAttributes))
+	return r
+}
+
+// execute registers a succeeding fallback for every activity (after the test's own mocks, which
+// testify tries first), runs the workflow to its end and returns its result.
+func (r *sagaRun) execute() workflows.State {
+	r.t.Helper()
+	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Maybe()
+	r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).Return(activities.DebitResult{}, nil).Maybe()
+	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).Return(activities.CreditResult{}, nil).Maybe()
+	r.env.OnActivity(a.Release, mock.Anything, mock.Anything).Return(activities.ReleaseResult{}, nil).Maybe()
+	r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).Return(activities.RefundResult{}, nil).Maybe()
+
+	r.env.ExecuteWorkflow(workflows.WorkflowName, input)
+
+	require.True(r.t, r.env.IsWorkflowCompleted(), "workflow did not complete")
+	require.NoError(r.t, r.env.GetWorkflowError(), "workflow error")
+	var got workflows.State
+	require.NoError(r.t, r.env.GetWorkflowResult(&got), "workflow result")
+	r.env.AssertExpectations(r.t)
+	return got
+}
+
+// startedSoFar returns the activities started until now.
+func (r *sagaRun) startedSoFar() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.started...)
+}
+
+// check compares what the run recorded with what the test wants. Nil and empty slices are equal.
+func (r *sagaRun) check(wantStarted []string, wantReleases []activities.ReleaseInput, wantRefunds []activities.RefundInput, wantStatuses []string) {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	require.Equal(r.t, wantStarted, nilIfEmpty(r.started), "activities started, in order, one entry per attempt")
+	for i, id := range r.ids {
+		require.Equal(r.t, transferID, id, "transfer id of activity %d (%s)", i, r.started[i])
+	}
+	require.Equal(r.t, wantReleases, nilIfEmpty(r.releases), "Release inputs")
+	require.Equal(r.t, wantRefunds, nilIfEmpty(r.refunds), "Refund inputs")
+	require.Equal(r.t, wantStatuses, nilIfEmpty(r.statuses), "TransferStatus upserts, in order")
+}
+
+func nilIfEmpty[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// query returns the workflow's status query answer.
+func (r *sagaRun) query() workflows.State {
+	r.t.Helper()
+	v, err := r.env.QueryWorkflow(workflows.QueryStatus)
+	require.NoError(r.t, err, "status query")
+	var s workflows.State
+	require.NoError(r.t, v.Get(&s), "decode status query result")
+	return s
+}
+
+// updateOutcome records what happened to a cancel update.
+type updateOutcome struct {
+	accepted  bool
+	rejected  error
+	completed bool
+	result    any
+	err       error
+}
+
+// cancelAt sends the cancel update with the reason after d on the test environment's clock.
+func (r *sagaRun) cancelAt(d time.Duration, reason string) *updateOutcome {
+	u := &updateOutcome{}
+	r.env.RegisterDelayedCallback(func() {
+		r.env.UpdateWorkflow(workflows.UpdateCancel, "cancel-"+reason, &testsuite.TestUpdateCallback{
+			OnAccept: func() { u.accepted = true },
+			OnReject: func(err error) { u.rejected = err },
+			OnComplete: func(result any, err error) {
+				u.completed = true
+				u.result, u.err = result, err
+			},
+		}, workflows.CancelInput{Reason: reason})
+	}, d)
+	return u
+}
+
+// state returns the completed update's result as a State.
+func (u *updateOutcome) state(t *testing.T) workflows.State {
+	t.Helper()
+	switch v := u.result.(type) {
+	case workflows.State:
+		return v
+	case converter.EncodedValue:
+		var s workflows.State
+		require.NoError(t, v.Get(&s), "decode update result")
+		return s
+	default:
+		t.Fatalf("update result is %T (%v), want a workflows.State", u.result, u.result)
+		return workflows.State{}
+	}
+}
+
+// cancelWorkflowAt cancels the workflow after d on the test environment's clock and returns the
+// activities that had started by then.
+func (r *sagaRun) cancelWorkflowAt(d time.Duration) *[]string {
+	var startedThen []string
+	r.env.RegisterDelayedCallback(func() {
+		startedThen = r.startedSoFar()
+		r.env.CancelWorkflow()
+	}, d)
+	return &startedThen
+}
+
+func TestTransferCompletes(t *testing.T) {
+	r := newSagaRun(t)
+	got := r.execute()
+
+	require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, got)
+	r.check([]string{reserve, debit, credit}, nil, nil,
+		[]string{"reserved", "debited", "completed"})
+	require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, r.query(), "status query after the end")
+}
+
+// TestTransferBusinessFailures covers each business failure of each step: a failure before the
+// debit releases the hold, a failure of the credit refunds the debit, and none is retried.
+func TestTransferBusinessFailures(t *testing.T) {
+	tests := []struct {
+		name         string
+		mock         func(r *sagaRun)
+		wantStarted  []string
+		wantReleases []activities.ReleaseInput
+		wantRefunds  []activities.RefundInput
+		wantStatuses []string
+		want         workflows.State
+	}{
+		{
+			name: "insufficient funds at reserve",
+			mock: func(r *sagaRun) {
+				r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
+					Return(activities.ReserveResult{}, business(transfer.CodeInsufficientFunds, "available 100, need 1250")).Once()
+			},
+			wantStarted: []string{reserve, release},
+			wantReleases: []activities.ReleaseInput{{TransferID: transferID, Outcome: transfer.Outcome{
+				Status: transfer.StatusFailed, Code: transfer.CodeInsufficientFunds, Message: "available 100, need 1250"}}},
+			wantStatuses: []string{"failed"},
+			want:         workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeInsufficientFunds, FailureMessage: "available 100, need 1250"},
+		},
+		{
+			name: "inactive source at reserve",
+			mock: func(r *sagaRun) {
+				r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
+					Return(activities.ReserveResult{}, business(transfer.CodeAccountInactive, "source is frozen")).Once()
+			},
+			wantStarted: []string{reserve, release},
+			wantReleases: []activities.ReleaseInput{{TransferID: transferID, Outcome: transfer.Outcome{
+				Status: transfer.StatusFailed, Code: transfer.CodeAccountInactive, Message: "source is frozen"}}},
+			wantStatuses: []string{"failed"},
+			want:         workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeAccountInactive, FailureMessage: "source is frozen"},
+		},
+		{
+			name: "inactive source at debit",
+			mock: func(r *sagaRun) {
+				r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).
+					Return(activities.DebitResult{}, business(transfer.CodeAccountInactive, "source frozen after the reserve")).Once()
+			},
+			wantStarted: []string{reserve, debit, release},
+			wantReleases: []activities.ReleaseInput{{TransferID: transferID, Outcome: transfer.Outcome{
+				Status: transfer.StatusFailed, Code: transfer.CodeAccountInactive, Message: "source frozen after the reserve"}}},
+			wantStatuses: []string{"reserved", "failed"},
+			want:         workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeAccountInactive, FailureMessage: "source frozen after the reserve"},
+		},
+		{
+			name: "inactive destination at credit",
+			mock: func(r *sagaRun) {
+				r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
+					Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination is closed")).Once()
+			},
+			wantStarted: []string{reserve, debit, credit, refund},
+			wantRefunds: []activities.RefundInput{{TransferID: transferID,
+				FailureCode: transfer.CodeAccountInactive, Message: "destination is closed"}},
+			wantStatuses: []string{"reserved", "debited", "failed"},
+			want:         workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeAccountInactive, FailureMessage: "destination is closed"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newSagaRun(t)
+			tt.mock(r)
+			got := r.execute()
+			require.Equal(t, tt.want, got, "final state")
+			r.check(tt.wantStarted, tt.wantReleases, tt.wantRefunds, tt.wantStatuses)
+			require.Equal(t, tt.want, r.query(), "status query after the end")
+		})
+	}
+}
+
+func TestTransferRetriesTransientErrors(t *testing.T) {
+	r := newSagaRun(t)
+	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
+		Return(activities.ReserveResult{}, errors.New("connection reset by peer")).Times(2)
+	r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).
+		Return(activities.DebitResult{}, errors.New("serialization failure")).Once()
+	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
+		Return(activities.CreditResult{}, errors.New("deadlock detected")).Once()
+	got := r.execute()
+
+	require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, got)
+	r.check([]string{reserve, reserve, reserve, debit, debit, credit, credit}, nil, nil,
+		[]string{"reserved", "debited", "completed"})
+	r.env.AssertActivityNumberOfCalls(t, reserve, 3)
+}
+
+func TestTransferCompensationsRetriedUntilTheySucceed(t *testing.T) {
+	t.Run("release", func(t *testing.T) {
+		r := newSagaRun(t)
+		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
+			Return(activities.ReserveResult{}, business(transfer.CodeInsufficientFunds, "no money")).Once()
+		r.env.OnActivity(a.Release, mock.Anything, mock.Anything).
+			Return(activities.ReleaseResult{}, errors.New("connection refused")).Times(4)
+		got := r.execute()
+
+		want := workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeInsufficientFunds, FailureMessage: "no money"}
+		require.Equal(t, want, got)
+		rel := activities.ReleaseInput{TransferID: transferID, Outcome: transfer.Outcome{
+			Status: transfer.StatusFailed, Code: transfer.CodeInsufficientFunds, Message: "no money"}}
+		r.check([]string{reserve, release, release, release, release, release},
+			[]activities.ReleaseInput{rel, rel, rel, rel, rel}, nil, []string{"failed"})
+	})
+	t.Run("refund", func(t *testing.T) {
+		r := newSagaRun(t)
+		r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
+			Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination frozen")).Once()
+		r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).
+			Return(activities.RefundResult{}, errors.New("deadlock detected")).Times(3)
+		got := r.execute()
+
+		want := workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeAccountInactive, FailureMessage: "destination frozen"}
+		require.Equal(t, want, got)
+		ref := activities.RefundInput{TransferID: transferID, FailureCode: transfer.CodeAccountInactive, Message: "destination frozen"}
+		r.check([]string{reserve, debit, credit, refund, refund, refund, refund}, nil,
+			[]activities.RefundInput{ref, ref, ref, ref}, []string{"reserved", "debited", "failed"})
+	})
+	t.Run("release after the workflow was cancelled", func(t *testing.T) {
+		r := newSagaRun(t)
+		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(activities.ReserveResult{}, nil).Once()
+		r.env.OnActivity(a.Release, mock.Anything, mock.Anything).
+			Return(activities.ReleaseResult{}, errors.New("connection refused")).Times(3)
+		r.cancelWorkflowAt(time.Second)
+		got := r.execute()
+
+		want := workflows.State{Status: transfer.StatusCancelled, FailureMessage: "cancelled before the debit"}
+		require.Equal(t, want, got)
+		rel := activities.ReleaseInput{TransferID: transferID, Outcome: transfer.Outcome{
+			Status: transfer.StatusCancelled, Message: "cancelled before the debit"}}
+		r.check([]string{reserve, release, release, release, release},
+			[]activities.ReleaseInput{rel, rel, rel, rel}, nil, []string{"cancelled"})
+	})
+}
+
+func TestTransferCancelUpdateBeforeDebit(t *testing.T) {
+	r := newSagaRun(t)
+	// The reserve is slow, so the update arrives while it runs; the saga honours it before the debit.
+	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(activities.ReserveResult{}, nil).Once()
+	u := r.cancelAt(time.Second, "customer changed their mind")
+	got := r.execute()
+
+	want := workflows.State{Status: transfer.StatusCancelled, FailureMessage: "customer changed their mind"}
+	require.Equal(t, want, got)
+	r.check([]string{reserve, release},
+		[]activities.ReleaseInput{{TransferID: transferID, Outcome: transfer.Outcome{
+			Status: transfer.StatusCancelled, Message: "customer changed their mind"}}},
+		nil, []string{"reserved", "cancelled"})
+
+	require.True(t, u.accepted, "update accepted")
+	require.NoError(t, u.rejected, "update rejection")
+	require.True(t, u.completed, "update completed")
+	require.NoError(t, u.err, "update error")
+	require.Equal(t, want, u.state(t), "update result")
+}
+
+// TestTransferCancelledBeforeReserve cancels the transfer before its first step: nothing is
+// reserved, and the release still runs to end the transfer in the ledger.
+func TestTransferCancelledBeforeReserve(t *testing.T) {
+	t.Run("cancel update", func(t *testing.T) {
+		r := newSagaRun(t)
+		u := r.cancelAt(0, "duplicate payment")
+		got := r.execute()
+
+		want := workflows.State{Status: transfer.StatusCancelled, FailureMessage: "duplicate payment"}
+		require.Equal(t, want, got)
+		r.check([]string{release},
+			[]activities.ReleaseInput{{TransferID: transferID, Outcome: transfer.Outcome{
+				Status: transfer.StatusCancelled, Message: "duplicate payment"}}},
+			nil, []string{"cancelled"})
+		require.True(t, u.accepted, "update accepted")
+		require.True(t, u.completed, "update completed")
+		require.NoError(t, u.err, "update error")
+		require.Equal(t, want, u.state(t), "update result")
+	})
+	t.Run("workflow cancellation", func(t *testing.T) {
+		r := newSagaRun(t)
+		r.cancelWorkflowAt(0)
+		got := r.execute()
+
+		want := workflows.State{Status: transfer.StatusCancelled, FailureMessage: "cancelled before the debit"}
+		require.Equal(t, want, got)
+		r.check([]string{release},
+			[]activities.ReleaseInput{{TransferID: transferID, Outcome: transfer.Outcome{
+				Status: transfer.StatusCancelled, Message: "cancelled before the debit"}}},
+			nil, []string{"cancelled"})
+	})
+}
+
+func TestTransferCancelUpdateAfterDebitStartedIsRejected(t *testing.T) {
+	for _, slowStep := range []string{debit, credit} {
+		t.Run("during "+slowStep, func(t *testing.T) {
+			r := newSagaRun(t)
+			switch slowStep {
+			case debit:
+				r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).After(slow).Return(activities.DebitResult{}, nil).Once()
+			case credit:
+				r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).After(slow).Return(activities.CreditResult{}, nil).Once()
+			}
+			u := r.cancelAt(time.Second, "too late")
+			got := r.execute()
+
+			require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, got)
+			r.check([]string{reserve, debit, credit}, nil, nil, []string{"reserved", "debited", "completed"})
+
+			require.Error(t, u.rejected, "update should be rejected")
+			var app *temporal.ApplicationError
+			require.True(t, errors.As(u.rejected, &app), "rejection %T %v is not an ApplicationError", u.rejected, u.rejected)
+			require.Equal(t, string(transfer.CodeNotCancellable), app.Type(), "rejection type")
+			require.False(t, u.accepted, "update accepted")
+			require.False(t, u.completed, "update completed")
+		})
+	}
+}
+
+func TestTransferWorkflowCancelledBeforeDebit(t *testing.T) {
+	r := newSagaRun(t)
+	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(activities.ReserveResult{}, nil).Once()
+	// The release is slow too: it runs after the cancellation and must still be waited for.
+	r.env.OnActivity(a.Release, mock.Anything, mock.Anything).After(slow).Return(activities.ReleaseResult{}, nil).Once()
+	startedThen := r.cancelWorkflowAt(time.Second)
+	got := r.execute()
+
+	require.Equal(t, []string{reserve}, *startedThen, "activities started when the workflow was cancelled")
+	want := workflows.State{Status: transfer.StatusCancelled, FailureMessage: "cancelled before the debit"}
+	require.Equal(t, want, got)
+	r.check([]string{reserve, release},
+		[]activities.ReleaseInput{{TransferID: transferID, Outcome: transfer.Outcome{
+			Status: transfer.StatusCancelled, Message: "cancelled before the debit"}}},
+		nil, []string{"cancelled"})
+}
+
+func TestTransferWorkflowCancelledDuringRefund(t *testing.T) {
+	r := newSagaRun(t)
+	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
+		Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination is closed")).Once()
+	r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).After(slow).Return(activities.RefundResult{}, nil).Once()
+	startedThen := r.cancelWorkflowAt(time.Second)
+	got := r.execute()
+
+	require.Equal(t, []string{reserve, debit, credit, refund}, *startedThen, "activities started when the workflow was cancelled")
+	want := workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeAccountInactive, FailureMessage: "destination is closed"}
+	require.Equal(t, want, got)
+	r.check([]string{reserve, debit, credit, refund}, nil,
+		[]activities.RefundInput{{TransferID: transferID, FailureCode: transfer.CodeAccountInactive, Message: "destination is closed"}},
+		[]string{"reserved", "debited", "failed"})
+	r.env.AssertActivityNumberOfCalls(t, refund, 1)
+}
+
+// TestTransferWorkflowCancelledAfterDebitStarted checks that once the debit has started,
+// cancelling the workflow stops no money movement: the transfer still completes.
+func TestTransferWorkflowCancelledAfterDebitStarted(t *testing.T) {
+	for _, slowStep := range []string{debit, credit} {
+		t.Run("during "+slowStep, func(t *testing.T) {
+			r := newSagaRun(t)
+			var wantThen []string
+			switch slowStep {
+			case debit:
+				r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).After(slow).Return(activities.DebitResult{}, nil).Once()
+				wantThen = []string{reserve, debit}
+			case credit:
+				r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).After(slow).Return(activities.CreditResult{}, nil).Once()
+				wantThen = []string{reserve, debit, credit}
+			}
+			startedThen := r.cancelWorkflowAt(time.Second)
+			got := r.execute()
+
+			require.Equal(t, wantThen, *startedThen, "activities started when the workflow was cancelled")
+			require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, got)
+			r.check([]string{reserve, debit, credit}, nil, nil, []string{"reserved", "debited", "completed"})
+			r.env.AssertActivityNumberOfCalls(t, slowStep, 1)
+		})
+	}
+}
+
+// TestTransferCancelUpdateThenWorkflowCancelled sends the cancel update while the reserve runs and
+// then cancels the workflow too: the transfer ends cancelled, and the update, which waits for the
+// saga's outcome, answers with that outcome.
+func TestTransferCancelUpdateThenWorkflowCancelled(t *testing.T) {
+	r := newSagaRun(t)
+	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(activities.ReserveResult{}, nil).Once()
+	u := r.cancelAt(time.Second, "customer asked")
+	r.cancelWorkflowAt(2 * time.Second)
+	got := r.execute()
+
+	want := workflows.State{Status: transfer.StatusCancelled, FailureMessage: "customer asked"}
+	require.Equal(t, want, got)
+	r.check([]string{reserve, release},
+		[]activities.ReleaseInput{{TransferID: transferID, Outcome: transfer.Outcome{
+			Status: transfer.StatusCancelled, Message: "customer asked"}}},
+		nil, []string{"cancelled"})
+
+	require.True(t, u.accepted, "update accepted")
+	require.True(t, u.completed, "update completed")
+	require.NoError(t, u.err, "the cancel update failed although the transfer was cancelled as it asked")
+	require.Equal(t, want, u.state(t), "update result")
+}
+
+func TestTransferStatusQuery(t *testing.T) {
+	r := newSagaRun(t)
+	// Each step takes 5s on the test clock: reserve 0-5s, debit 5-10s, credit 10-15s.
+	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(activities.ReserveResult{}, nil).Once()
+	r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).After(slow).Return(activities.DebitResult{}, nil).Once()
+	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).After(slow).Return(activities.CreditResult{}, nil).Once()
+	seen := map[string]workflows.State{}
+	seenStarted := map[string][]string{}
+	queryAt := func(label string, d time.Duration) {
+		r.env.RegisterDelayedCallback(func() {
+			seen[label] = r.query()
+			seenStarted[label] = r.startedSoFar()
+		}, d)
+	}
+	queryAt("during reserve", 1*time.Second)
+	queryAt("during debit", 6*time.Second)
+	queryAt("during credit", 11*time.Second)
+	got := r.execute()
+
+	require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, got)
+	tests := []struct {
+		label       string
+		wantStatus  transfer.Status
+		wantStarted []string
+	}{
+		{"during reserve", transfer.StatusPending, []string{reserve}},
+		{"during debit", transfer.StatusReserved, []string{reserve, debit}},
+		{"during credit", transfer.StatusDebited, []string{reserve, debit, credit}},
+	}
+	for _, tt := range tests {
+		require.Contains(t, seen, tt.label, "query %s did not run", tt.label)
+		require.Equal(t, tt.wantStarted, seenStarted[tt.label], "activities started at the query %s", tt.label)
+		require.Equal(t, workflows.State{Status: tt.wantStatus}, seen[tt.label], "status query %s", tt.label)
+	}
+	require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, r.query(), "status query after the end")
+}
+
+func TestStartOptions(t *testing.T) {
+	got := workflows.StartOptions(input, "custom-queue")
+
+	require.Equal(t, transferID.String(), got.ID, "workflow id is the transfer id")
+	require.Equal(t, "custom-queue", got.TaskQueue)
+	require.Equal(t, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE, got.WorkflowIDReusePolicy)
+	require.Equal(t, enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING, got.WorkflowIDConflictPolicy)
+
+	sa := got.TypedSearchAttributes
+	require.Equal(t, 5, sa.Size(), "search attributes: %v", sa.GetUntypedValues())
+	keywords := []struct {
+		key  temporal.SearchAttributeKeyKeyword
+		want string
+	}{
+		{workflows.AttrStatus, "pending"},
+		{workflows.AttrFromAccount, input.FromAccountID.String()},
+		{workflows.AttrToAccount, input.ToAccountID.String()},
+		{workflows.AttrCurrency, "USD"},
+	}
+	for _, kw := range keywords {
+		v, ok := sa.GetKeyword(kw.key)
+		require.True(t, ok, "search attribute %s missing", kw.key.GetName())
+		require.Equal(t, kw.want, v, "search attribute %s", kw.key.GetName())
+	}
+	amount, ok := sa.GetInt64(workflows.AttrAmount)
+	require.True(t, ok, "search attribute %s missing", workflows.AttrAmount.GetName())
+	require.Equal(t, int64(1250), amount, "search attribute %s", workflows.AttrAmount.GetName())
+}
+
+// TestSearchAttributeNames checks the names and types against ledger.md and against what the
+// worker registers in the namespace.
+func TestSearchAttributeNames(t *testing.T) {
+	want := map[string]enumspb.IndexedValueType{
+		"TransferStatus": enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		"FromAccountId":  enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		"ToAccountId":    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		"Currency":       enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		"AmountMinor":    enumspb.INDEXED_VALUE_TYPE_INT,
+	}
+	got := map[string]enumspb.IndexedValueType{}
+	for key := range workflows.StartOptions(input, workflows.DefaultTaskQueue).TypedSearchAttributes.GetUntypedValues() {
+		got[key.GetName()] = key.GetValueType()
+	}
+	require.Equal(t, want, got, "search attributes set at start")
+	require.Equal(t, want, worker.SearchAttributes, "search attributes the worker registers")
+}
