@@ -33,7 +33,7 @@ func (s *Store) CreateAccount(ctx context.Context, in NewAccount) (acct transfer
 		ON CONFLICT (owner_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
 		RETURNING *`, uuid.New(), in.OwnerID, string(in.Currency), nullable(in.ExternalID), encodeLabels(in.Labels)).
 		Scan(&rows).Error
-	if errors.Is(err, gorm.ErrForeignKeyViolated) {
+	if errors.Is(s.translate(err), gorm.ErrForeignKeyViolated) {
 		return transfer.Account{}, false, transfer.Errorf(transfer.CodeNotFound, "owner %s not found", in.OwnerID)
 	}
 	if err != nil {

@@ -55,10 +55,16 @@ type auditQuery struct {
 }
 
 var auditQueries = []auditQuery{
+	// Between its debit and its credit a transfer's amount is in transit: it has left the source and
+	// not yet reached the destination. Conservation counts it.
 	{InvConservation, "conservation", `
-		SELECT 'currency ' || currency AS subject,
-		       'sum of balances is ' || sum(balance) || ', not 0' AS detail
-		FROM accounts GROUP BY currency HAVING sum(balance) <> 0`},
+		SELECT 'currency ' || b.currency AS subject,
+		       format('sum of balances is %s and %s is in transit, which sum to %s, not 0',
+		              b.total, coalesce(t.total, 0), b.total + coalesce(t.total, 0)) AS detail
+		FROM (SELECT currency, sum(balance) AS total FROM accounts GROUP BY currency) b
+		LEFT JOIN (SELECT currency, sum(amount) AS total FROM transfers WHERE status = 'debited' GROUP BY currency) t
+		       ON t.currency = b.currency
+		WHERE b.total + coalesce(t.total, 0) <> 0`},
 	{InvJournal, "journal equals balance", `
 		SELECT 'account ' || a.id AS subject,
 		       format('balance %s, entries sum %s, entry count %s, seq range %s..%s, entry_seq %s, last balance_after %s',
@@ -108,14 +114,14 @@ var auditQueries = []auditQuery{
 		LEFT JOIN e ON e.transfer_id = t.id
 		LEFT JOIN holds h ON h.transfer_id = t.id
 		WHERE NOT coalesce(e.right_sides, true)
-		   OR NOT CASE t.status
+		   OR NOT coalesce(CASE t.status
 		       WHEN 'pending'   THEN e.transfer_id IS NULL AND h.transfer_id IS NULL
 		       WHEN 'reserved'  THEN e.transfer_id IS NULL AND h.status = 'held'
 		       WHEN 'debited'   THEN e.debits = 1 AND e.credits = 0 AND e.refunds = 0 AND h.status = 'posted'
 		       WHEN 'completed' THEN e.debits = 1 AND e.credits = 1 AND e.refunds = 0 AND h.status = 'posted'
 		       ELSE (e.transfer_id IS NULL AND coalesce(h.status, 'released') = 'released')
 		         OR (e.debits = 1 AND e.credits = 0 AND e.refunds = 1 AND h.status = 'posted')
-		   END`},
+		   END, false)`},
 	{InvTransferEntries, "entry without transfer", `
 		SELECT 'entry ' || e.id AS subject, 'names transfer ' || e.transfer_id || ', which does not exist' AS detail
 		FROM entries e LEFT JOIN transfers t ON t.id = e.transfer_id WHERE t.id IS NULL`},

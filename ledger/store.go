@@ -90,3 +90,12 @@ func notFound(err error, code transfer.Code, op string, id any) error {
 	}
 	return fmt.Errorf("ledger: %s: %w", op, err)
 }
+
+// translate turns a driver error into gorm's portable errors (gorm.ErrDuplicatedKey and the like).
+// GORM applies TranslateError on its own only in some paths; Raw(...).Scan is not one of them.
+func (s *Store) translate(err error) error {
+	if t, ok := s.db.Dialector.(gorm.ErrorTranslator); ok && err != nil {
+		return t.Translate(err)
+	}
+	return err
+}

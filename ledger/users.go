@@ -25,7 +25,7 @@ func (s *Store) CreateUser(ctx context.Context, u transfer.User) (transfer.User,
 	err := s.db.WithContext(ctx).Raw(`INSERT INTO users (id, email, password_hash, name, role)
 		VALUES (?, ?, ?, ?, ?) RETURNING *`, u.ID, strings.TrimSpace(u.Email), u.PasswordHash, u.Name, string(u.Role)).
 		Scan(&row).Error
-	if errors.Is(err, gorm.ErrDuplicatedKey) {
+	if errors.Is(s.translate(err), gorm.ErrDuplicatedKey) {
 		return transfer.User{}, transfer.Errorf(transfer.CodeEmailTaken, "email %s is already registered", u.Email)
 	}
 	if err != nil {

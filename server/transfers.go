@@ -38,13 +38,14 @@ type moneyRequest struct {
 	Description string     `json:"description"`
 }
 
-// parseTransferRequest validates a transfer body into a Request. It returns field errors together,
-// and a 422 error (an unsupported currency) apart from them, so that malformed input is always a 400
-// first.
-func parseTransferRequest(c *gin.Context, req createTransferRequest) (transfer.Request, error) {
+// parseTransferRequest validates a transfer body into a Request for the caller, with the values of
+// the Idempotency-Key header, if any. It returns field errors together, and a 422 error (an
+// unsupported currency) apart from them, so that malformed input is always a 400 first. It has no
+// I/O, so it can be fuzzed.
+func parseTransferRequest(req createTransferRequest, who caller, idempotencyKey []string) (transfer.Request, error) {
 	var fe fieldErrors
-	r := transfer.Request{Kind: transfer.KindTransfer, InitiatedBy: callerOf(c).ID}
-	r.ID = requestedID(c, &fe, req.ID)
+	r := transfer.Request{Kind: transfer.KindTransfer, InitiatedBy: who.ID}
+	r.ID = requestedID(&fe, req.ID, who, idempotencyKey)
 	r.FromAccountID = parseID(&fe, "from_account_id", req.FromAccountID)
 	r.ToAccountID = parseID(&fe, "to_account_id", req.ToAccountID)
 	r.Amount = req.Amount.check(&fe, "amount")
@@ -61,11 +62,10 @@ func parseTransferRequest(c *gin.Context, req createTransferRequest) (transfer.R
 }
 
 // requestedID returns the transfer id the client chose, from the body's id or the Idempotency-Key
-// header, or uuid.Nil when it chose none (the service then picks one).
-func requestedID(c *gin.Context, fe *fieldErrors, bodyID string) uuid.UUID {
-	key, hasKey := c.Request.Header["Idempotency-Key"]
+// header (nil when absent), or uuid.Nil when it chose none (the service then picks one).
+func requestedID(fe *fieldErrors, bodyID string, who caller, key []string) uuid.UUID {
 	id := parseOptionalID(fe, "id", bodyID)
-	if !hasKey {
+	if key == nil {
 		return id
 	}
 	switch {
@@ -74,7 +74,7 @@ func requestedID(c *gin.Context, fe *fieldErrors, bodyID string) uuid.UUID {
 	case bodyID != "":
 		fe.add("id", "send either an id or an Idempotency-Key header, not both")
 	default:
-		return transferIDFor(callerOf(c).ID, key[0])
+		return transferIDFor(who.ID, key[0])
 	}
 	return uuid.Nil
 }
@@ -85,7 +85,7 @@ func (s *Server) handleCreateTransfer(c *gin.Context) {
 	if !decodeJSON(c, &body) {
 		return
 	}
-	r, err := parseTransferRequest(c, body)
+	r, err := parseTransferRequest(body, callerOf(c), c.Request.Header["Idempotency-Key"])
 	if err != nil {
 		abortWithError(c, err)
 		return
@@ -128,7 +128,7 @@ func (s *Server) parseMoneyRequest(c *gin.Context, kind transfer.Kind) (transfer
 	}
 	var fe fieldErrors
 	r := transfer.Request{Kind: kind, InitiatedBy: callerOf(c).ID}
-	r.ID = requestedID(c, &fe, body.ID)
+	r.ID = requestedID(&fe, body.ID, callerOf(c), c.Request.Header["Idempotency-Key"])
 	account := parseID(&fe, "account_id", body.AccountID)
 	if kind == transfer.KindDeposit {
 		r.ToAccountID = account
