@@ -26,6 +26,7 @@ lint:
 	$(GO) vet $(PKGS)
 
 fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzTransferRequest -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run '^$$' -fuzz FuzzParseCurrency -fuzztime $(FUZZTIME) ./transfer/
 
 migrate: build

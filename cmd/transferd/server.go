@@ -72,16 +72,17 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Metrics:  reg,
 		Gatherer: reg,
 	})
-	return serve(ctx, api.NewHTTPServer(c.Addr), log)
-}
-
-// serve runs the HTTP server until ctx ends, then shuts it down gracefully: it stops accepting
-// connections and waits for the requests in flight, however long a ?wait= holds them.
-func serve(ctx context.Context, srv *http.Server, log *slog.Logger) error {
+	srv := api.NewHTTPServer(c.Addr)
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
 	}
+	return serve(ctx, srv, ln, log)
+}
+
+// serve runs the HTTP server until ctx ends, then shuts it down gracefully: it stops accepting
+// connections and waits for the requests in flight, however long a ?wait= holds them.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger) error {
 	log.Info("API listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
