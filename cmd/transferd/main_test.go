@@ -150,3 +150,35 @@ func TestMaskURL(t *testing.T) {
 		}
 	}
 }
+
+func TestUsersCreate(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	if err := run(ctx, []string{"migrate", "--database-url", dsn}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	args := []string{"users", "create", "--database-url", dsn, "--bcrypt-cost", "4", "--email", "Root@Example.com", "--password", "long-enough", "--name", "Root", "--admin"}
+	if err := run(ctx, args, &out, io.Discard); err != nil {
+		t.Fatalf("users create: %v", err)
+	}
+	if !strings.HasPrefix(out.String(), "created admin Root@Example.com (") {
+		t.Errorf("output: got %q", out.String())
+	}
+	store, err := ledger.Open(ctx, dsn, ledger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	u, err := store.UserByEmail(ctx, "root@example.com")
+	if err != nil || u.Role != transfer.RoleAdmin || u.PasswordHash == "long-enough" || !strings.HasPrefix(u.PasswordHash, "$2") {
+		t.Errorf("stored user: got role %q hash %q, err %v; want an admin with a bcrypt hash", u.Role, u.PasswordHash, err)
+	}
+	if err := run(ctx, args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "email_taken") {
+		t.Errorf("same email again: got %v, want email_taken", err)
+	}
+	short := []string{"users", "create", "--database-url", dsn, "--email", "x@example.com", "--password", "short"}
+	if err := run(ctx, short, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "password") {
+		t.Errorf("short password: got %v, want a password error", err)
+	}
+}
