@@ -76,6 +76,7 @@ func (s *Server) handleListAccounts(c *gin.Context) {
 	var fe fieldErrors
 	p := parsePage(c, &fe)
 	f := transfer.AccountFilter{ExternalID: c.Query("external_id")}
+	checkQueryText(&fe, "external_id", f.ExternalID, maxExternalID)
 	f.OwnerID = parseOptionalID(&fe, "owner_id", c.Query("owner_id"))
 	var curErr error
 	if q := c.Query("currency"); q != "" {
@@ -93,6 +94,8 @@ func (s *Server) handleListAccounts(c *gin.Context) {
 			fe.add(key, "must name one label once, as label.KEY=VALUE")
 			continue
 		}
+		checkQueryText(&fe, key, label, maxLabelKey)
+		checkQueryText(&fe, key, values[0], maxLabelValue)
 		f.Labels[label] = values[0]
 	}
 	if err := fe.err(); err != nil {

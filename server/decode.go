@@ -49,14 +49,18 @@ func decodeJSON(c *gin.Context, dst any) bool {
 	return true
 }
 
-// strictUnmarshal decodes one JSON value into dst, rejecting invalid UTF-8, unknown fields and
-// anything after the value. Its errors are safe to show to clients.
+// strictUnmarshal decodes one JSON value into dst, rejecting invalid UTF-8, unknown fields (matched
+// exactly, not in encoding/json's case-insensitive way), duplicate keys, deep nesting and anything
+// after the value. Its errors are safe to show to clients.
 func strictUnmarshal(body []byte, dst any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return errors.New("the body is empty; send a JSON object")
 	}
 	if !utf8.Valid(body) {
 		return errors.New("the body is not valid UTF-8")
+	}
+	if err := checkJSONShape(body, fieldNames(dst)); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -67,6 +71,89 @@ func strictUnmarshal(body []byte, dst any) error {
 		return errors.New("the body has data after its JSON value")
 	}
 	return nil
+}
+
+// maxJSONDepth bounds the nesting of a body: no request of the API nests deeper than 3.
+const maxJSONDepth = 8
+
+// checkJSONShape walks every token of body once. It rejects a top-level key that is not exactly one
+// of fields (when fields is not nil), a key repeated in any object (encoding/json would silently keep
+// the last, so two readers of one body could disagree on the amount), and nesting deeper than
+// maxJSONDepth. Syntax errors are left to the decoder that follows. NUL characters are each field's
+// validation's to refuse, so that a NUL in an email is an invalid email, not malformed JSON.
+func checkJSONShape(body []byte, fields map[string]bool) error {
+	type frame struct {
+		object    bool
+		expectKey bool
+		keys      map[string]bool
+	}
+	var stack []*frame
+	value := func() {
+		if n := len(stack); n > 0 && stack[n-1].object {
+			stack[n-1].expectKey = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			// io.EOF at the end, or a syntax error that the decoder reports better.
+			return nil
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{', '[':
+				value()
+				if len(stack) >= maxJSONDepth {
+					return fmt.Errorf("the body nests deeper than %d levels", maxJSONDepth)
+				}
+				stack = append(stack, &frame{object: v == '{', expectKey: v == '{', keys: map[string]bool{}})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if top := len(stack) - 1; top >= 0 && stack[top].object && stack[top].expectKey {
+				f := stack[top]
+				if f.keys[v] {
+					return fmt.Errorf("field %q appears more than once", v)
+				}
+				f.keys[v] = true
+				f.expectKey = false
+				if top == 0 && fields != nil && !fields[v] {
+					return fmt.Errorf("unknown field %q", v)
+				}
+				continue
+			}
+			value()
+		default:
+			value()
+		}
+	}
+}
+
+// fieldNames returns the JSON names of the fields of the struct dst points to, or nil when dst is not
+// a pointer to a struct.
+func fieldNames(dst any) map[string]bool {
+	t := reflect.TypeOf(dst)
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	names := map[string]bool{}
+	for f := range t.Elem().Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		names[name] = true
+	}
+	return names
 }
 
 // describeJSONError turns a decoding error into a message for the client.

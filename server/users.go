@@ -82,7 +82,12 @@ func (s *Server) handleCreateToken(c *gin.Context) {
 	if !decodeJSON(c, &req) {
 		return
 	}
-	u, err := s.ledger.UserByEmail(c.Request.Context(), req.Email)
+	var u transfer.User
+	var err error
+	// An email that no user could have (too long, or not text PostgreSQL can hold) is simply unknown.
+	if len(req.Email) <= maxEmail && utf8.ValidString(req.Email) && !strings.ContainsRune(req.Email, 0) {
+		u, err = s.ledger.UserByEmail(c.Request.Context(), req.Email)
+	}
 	if err != nil && !transfer.IsCode(err, transfer.CodeNotFound) {
 		abortWithError(c, err)
 		return

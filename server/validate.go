@@ -92,3 +92,13 @@ func checkText(fe *fieldErrors, field, s string, max int) {
 		fe.add(field, "must not contain NUL characters")
 	}
 }
+
+// checkQueryText validates a free-text query parameter: query strings are not checked for UTF-8 or
+// NUL by anything before this, and PostgreSQL text accepts neither.
+func checkQueryText(fe *fieldErrors, field, s string, max int) {
+	if !utf8.ValidString(s) {
+		fe.add(field, "must be valid UTF-8")
+		return
+	}
+	checkText(fe, field, s, max)
+}
