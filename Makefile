@@ -4,12 +4,18 @@ PKGS      := ./...
 # The fuzz seed corpora run as ordinary tests; `make fuzz` explores beyond them.
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-short lint fuzz migrate worker audit clean
+.PHONY: all build run test test-short lint fuzz migrate worker audit clean
 
 all: build
 
 build:
-	$(GO) build -o bin/transferd ./cmd/transferd
+	$(GO) build -trimpath -ldflags='-s -w' -o bin/transferd ./cmd/transferd
+
+# run is the one command: Temporal dev server with its Web UI, worker and API in one process, over the
+# PostgreSQL of DATABASE_URL (default postgres://postgres@127.0.0.1:5432/transferd), which it creates
+# and migrates if missing. State lives in ./.data; Ctrl-C stops it, and a restart resumes transfers.
+run: build
+	./bin/transferd dev
 
 # test runs every test: unit, workflow, ledger on real PostgreSQL and end-to-end with an in-process
 # Temporal server. It needs PostgreSQL on 127.0.0.1:5432 (or TRANSFERD_TEST_DATABASE_URL).

@@ -53,3 +53,12 @@ func (s *Store) User(ctx context.Context, id uuid.UUID) (transfer.User, error) {
 	}
 	return row.domain(), nil
 }
+
+// HasAdmin reports whether any admin exists.
+func (s *Store) HasAdmin(ctx context.Context) (bool, error) {
+	var n int64
+	if err := s.db.WithContext(ctx).Raw(`SELECT count(*) FROM users WHERE role = 'admin'`).Scan(&n).Error; err != nil {
+		return false, fmt.Errorf("ledger: has admin: %w", err)
+	}
+	return n > 0, nil
+}

@@ -55,10 +55,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var c config
 	fs := c.flagSet("worker", stderr, func(fs *flag.FlagSet) {
 		c.temporalFlags(fs)
-		fs.IntVar(&c.MaxConcurrentActivities, "max-concurrent-activities", envInt("MAX_CONCURRENT_ACTIVITIES", 64), "activities run at once (TRANSFERD_MAX_CONCURRENT_ACTIVITIES)")
-		fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("RECONCILE_EVERY", 30*time.Second), "how often to start workflows of accepted transfers that lack one; 0 turns it off (TRANSFERD_RECONCILE_EVERY)")
-		fs.DurationVar(&c.StopTimeout, "stop-timeout", envDuration("STOP_TIMEOUT", 30*time.Second), "how long a stop waits for running activities (TRANSFERD_STOP_TIMEOUT)")
-		fs.BoolVar(&c.SkipSearchAttributes, "skip-search-attributes", envBool("SKIP_SEARCH_ATTRIBUTES", false), "do not register the custom search attributes (TRANSFERD_SKIP_SEARCH_ATTRIBUTES)")
+		c.workerFlags(fs)
 	})
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
@@ -75,26 +72,48 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer tc.Close()
+	stop, err := startWorker(ctx, &c, store, tc, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	stop()
+	return nil
+}
+
+// startWorker registers the search attributes (unless told not to), starts the worker and its
+// reconciler, and returns the function that stops them, letting running activities finish.
+func startWorker(ctx context.Context, c *config, store *ledger.Store, tc client.Client, log *slog.Logger) (stop func(), err error) {
 	if !c.SkipSearchAttributes {
 		if err := worker.EnsureSearchAttributes(ctx, tc, c.TemporalNamespace); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	w := worker.New(tc, &activities.Activities{Store: store}, worker.Options{
 		TaskQueue: c.TaskQueue, MaxConcurrentActivities: c.MaxConcurrentActivities, StopTimeout: c.StopTimeout,
 	})
 	if err := w.Start(); err != nil {
-		return fmt.Errorf("worker: start: %w", err)
+		return nil, fmt.Errorf("worker: start: %w", err)
 	}
 	log.Info("worker started", "task_queue", c.TaskQueue, "namespace", c.TemporalNamespace)
+	reconcileCtx, stopReconcile := context.WithCancel(context.WithoutCancel(ctx))
 	if c.ReconcileEvery > 0 {
-		go reconcile(ctx, service.New(store, tc, c.TaskQueue, log), c.ReconcileEvery, log)
+		go reconcile(reconcileCtx, service.New(store, tc, c.TaskQueue, log), c.ReconcileEvery, log)
 	}
-	<-ctx.Done()
-	log.Info("worker stopping: finishing activities in progress", "timeout", c.StopTimeout.String())
-	w.Stop()
-	log.Info("worker stopped")
-	return nil
+	return func() {
+		stopReconcile()
+		log.Info("worker stopping: finishing activities in progress", "timeout", c.StopTimeout.String())
+		w.Stop()
+		log.Info("worker stopped")
+	}, nil
+}
+
+// workerFlags adds the flags of the subcommands that run a worker.
+func (c *config) workerFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.MaxConcurrentActivities, "max-concurrent-activities", envInt("MAX_CONCURRENT_ACTIVITIES", 64), "activities run at once (TRANSFERD_MAX_CONCURRENT_ACTIVITIES)")
+	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("RECONCILE_EVERY", 30*time.Second), "how often to start workflows of accepted transfers that lack one; 0 turns it off (TRANSFERD_RECONCILE_EVERY)")
+	fs.DurationVar(&c.StopTimeout, "stop-timeout", envDuration("STOP_TIMEOUT", 30*time.Second), "how long a stop waits for running activities (TRANSFERD_STOP_TIMEOUT)")
+	fs.BoolVar(&c.SkipSearchAttributes, "skip-search-attributes", envBool("SKIP_SEARCH_ATTRIBUTES", false), "do not register the custom search attributes (TRANSFERD_SKIP_SEARCH_ATTRIBUTES)")
 }
 
 // reconcile starts, every period, the workflows of accepted transfers that have none, until ctx ends.

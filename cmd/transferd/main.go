@@ -4,6 +4,7 @@
 //	transferd worker    run the Temporal worker that executes transfers
 //	transferd audit     check the ledger's invariants; exit 1 on any violation
 //	transferd server    serve the HTTP API
+//	transferd dev       run everything in one process: Temporal with its Web UI, worker and API
 //	transferd users     create users, admins included (users create --admin)
 //
 // Every setting is a flag and an environment variable; see config.go.
@@ -45,6 +46,7 @@ commands:
   worker    run the Temporal worker that executes transfers
   audit     check the ledger's invariants; exit 1 on any violation
   server    serve the HTTP API (default :8080)
+  dev       run everything in one process: Temporal dev server and Web UI, worker, API
   users     users create --email E --password P [--name N] [--admin]
 
 Run 'transferd <command> -h' for a command's flags.
@@ -65,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runAudit(ctx, rest, stdout, stderr)
 	case "server":
 		return runServer(ctx, rest, stdout, stderr)
+	case "dev":
+		return runDev(ctx, rest, stdout, stderr)
 	case "users":
 		return runUsers(ctx, rest, stdout, stderr)
 	case "-h", "--help", "help":

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.temporal.io/sdk/client"
 
 	"github.com/transferd/transferd/ledger"
 	"github.com/transferd/transferd/server"
@@ -55,11 +56,23 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer tc.Close()
 
+	api := newAPI(store, tc, c.TaskQueue, auth, log)
+	srv := api.NewHTTPServer(c.Addr)
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return fmt.Errorf("server: listen: %w", err)
+	}
+	return serve(ctx, srv, ln, log)
+}
+
+// newAPI builds the HTTP API over the ledger and Temporal, with its readiness checks and a metrics
+// registry of its own that also carries the Go runtime's and the process's series.
+func newAPI(store *ledger.Store, tc client.Client, taskQueue string, auth *server.Auth, log *slog.Logger) *server.Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api := server.New(server.Config{
+	return server.New(server.Config{
 		Ledger:    store,
-		Transfers: service.New(store, tc, c.TaskQueue, log),
+		Transfers: service.New(store, tc, taskQueue, log),
 		Auth:      auth,
 		Log:       log,
 		Ready: map[string]server.Check{
@@ -72,12 +85,6 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Metrics:  reg,
 		Gatherer: reg,
 	})
-	srv := api.NewHTTPServer(c.Addr)
-	ln, err := net.Listen("tcp", srv.Addr)
-	if err != nil {
-		return fmt.Errorf("server: listen: %w", err)
-	}
-	return serve(ctx, srv, ln, log)
 }
 
 // serve runs the HTTP server until ctx ends, then shuts it down gracefully: it stops accepting

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/transferd/transferd/devtemporal"
+	"github.com/transferd/transferd/ledger"
+	"github.com/transferd/transferd/server"
+	"github.com/transferd/transferd/transfer"
+	"github.com/transferd/transferd/worker"
+)
+
+// bootstrapAdminEmail is the admin `transferd dev` creates when the database has none.
+const bootstrapAdminEmail = "admin@transferd.local"
+
+// runDev runs the whole stack in one process: a Temporal dev server with its Web UI (SQLite under
+// --data-dir), the worker and the API, over PostgreSQL, whose database it creates and migrates if
+// missing. A restart resumes the transfers that were in flight.
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	var dataDir, uiAddr string
+	fs := c.flagSet("dev", stderr, func(fs *flag.FlagSet) {
+		c.authFlags(fs)
+		c.workerFlags(fs)
+		fs.StringVar(&c.Addr, "addr", env("ADDR", "127.0.0.1:8080"), "address the API listens on (TRANSFERD_ADDR)")
+		fs.StringVar(&c.TemporalAddress, "temporal-address", env("DEV_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "address of the embedded Temporal server's frontend (TRANSFERD_DEV_TEMPORAL_ADDRESS)")
+		fs.StringVar(&uiAddr, "ui-addr", env("UI_ADDR", "127.0.0.1:8233"), "address of the Temporal Web UI; empty for none (TRANSFERD_UI_ADDR)")
+		fs.StringVar(&dataDir, "data-dir", env("DATA_DIR", ".data"), "where the Temporal server keeps its SQLite database and dev keeps its token secret (TRANSFERD_DATA_DIR)")
+	})
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	c.TemporalNamespace = "default"
+	c.TaskQueue = env("TASK_QUEUE", "transfers")
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	c.print(stderr, fs)
+
+	// PostgreSQL first: without it nothing else is worth starting.
+	created, err := ledger.CreateDatabase(ctx, c.DatabaseURL)
+	if err != nil {
+		fmt.Fprintf(stderr, "transferd dev: PostgreSQL is not reachable at %s (%v). Start it (for example: pg_ctlcluster 15 main start), or point --database-url or DATABASE_URL at a running server.\n",
+			maskURL(c.DatabaseURL), rootCause(err))
+		return exitError(1)
+	}
+	if created {
+		log.Info("created the database")
+	}
+	store, err := ledger.Open(ctx, c.DatabaseURL, ledger.Options{MaxOpenConns: c.DBMaxConns})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if applied, err := store.Migrate(ctx); err != nil {
+		return err
+	} else if len(applied) > 0 {
+		log.Info("migrated the database", "applied", strings.Join(applied, ","))
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("dev: data dir: %w", err)
+	}
+	if c.JWTSecret == "" {
+		if c.JWTSecret, err = devSecret(filepath.Join(dataDir, "jwt-secret")); err != nil {
+			return err
+		}
+	}
+	auth, err := c.newAuth(log)
+	if err != nil {
+		return err
+	}
+
+	temporalIP, temporalPort, err := splitHostPort(c.TemporalAddress)
+	if err != nil {
+		return fmt.Errorf("dev: --temporal-address: %w", err)
+	}
+	uiPort := -1
+	if uiAddr != "" {
+		if _, uiPort, err = splitHostPort(uiAddr); err != nil {
+			return fmt.Errorf("dev: --ui-addr: %w", err)
+		}
+	}
+	temporalServer, err := devtemporal.Start(ctx, devtemporal.Options{
+		DatabaseFile: filepath.Join(dataDir, "temporal.db"), IP: temporalIP, FrontendPort: temporalPort, UIPort: uiPort,
+		Namespace: c.TemporalNamespace, SearchAttributes: worker.SearchAttributes, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer temporalServer.Stop()
+	tc, err := client.DialContext(ctx, client.Options{HostPort: temporalServer.HostPort(), Namespace: c.TemporalNamespace,
+		Logger: tlog.NewStructuredLogger(log)})
+	if err != nil {
+		return fmt.Errorf("dev: connect to Temporal: %w", err)
+	}
+	defer tc.Close()
+	stopWorker, err := startWorker(ctx, &c, store, tc, log)
+	if err != nil {
+		return err
+	}
+	defer stopWorker()
+
+	password, err := bootstrapAdmin(ctx, store, auth)
+	if err != nil {
+		return err
+	}
+	api := newAPI(store, tc, c.TaskQueue, auth, log)
+	srv := api.NewHTTPServer(c.Addr)
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("dev: API: %w", err)
+	}
+	fmt.Fprintf(stdout, "transferd dev\n")
+	fmt.Fprintf(stdout, "  API          http://%s   (OpenAPI at /openapi.json)\n", ln.Addr())
+	fmt.Fprintf(stdout, "  Temporal     %s   namespace %s, task queue %s\n", temporalServer.HostPort(), c.TemporalNamespace, c.TaskQueue)
+	if temporalServer.UIURL() != "" {
+		fmt.Fprintf(stdout, "  Web UI       %s\n", temporalServer.UIURL())
+	}
+	fmt.Fprintf(stdout, "  PostgreSQL   %s\n", maskURL(c.DatabaseURL))
+	fmt.Fprintf(stdout, "  Data         %s\n", dataDir)
+	if password != "" {
+		fmt.Fprintf(stdout, "  Admin        %s / %s   (created now and printed only this once)\n", bootstrapAdminEmail, password)
+	}
+	fmt.Fprintf(stdout, "ready: press Ctrl-C to stop\n")
+	return serve(ctx, srv, ln, log)
+}
+
+// bootstrapAdmin creates the bootstrap admin with a random password when the database has no admin,
+// and returns the password; it returns "" when an admin exists.
+func bootstrapAdmin(ctx context.Context, store *ledger.Store, auth *server.Auth) (string, error) {
+	has, err := store.HasAdmin(ctx)
+	if err != nil || has {
+		return "", err
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	password := base64.RawURLEncoding.EncodeToString(b[:])
+	u, err := auth.NewUser(bootstrapAdminEmail, password, "Bootstrap admin", transfer.RoleAdmin)
+	if err != nil {
+		return "", err
+	}
+	if _, err := store.CreateUser(ctx, u); err != nil {
+		return "", fmt.Errorf("dev: bootstrap admin: %w", err)
+	}
+	return password, nil
+}
+
+// devSecret reads the token secret kept in path, creating it on first use, so tokens survive a
+// restart of `transferd dev`.
+func devSecret(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	secret := base64.RawURLEncoding.EncodeToString(b[:])
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("dev: token secret: %w", err)
+	}
+	return secret, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	var p int
+	if _, err := fmt.Sscanf(port, "%d", &p); err != nil || p < 1 || p > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", addr)
+	}
+	return host, p, nil
+}
+
+// rootCause returns the innermost error, for one-line messages.
+func rootCause(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
+}
