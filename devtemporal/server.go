@@ -81,7 +81,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := os.MkdirAll(filepath.Dir(o.DatabaseFile), 0o755); err != nil {
 		return nil, fmt.Errorf("devtemporal: %w", err)
 	}
-	for _, port := range []int{o.FrontendPort, o.UIPort} {
+	for _, port := range append(o.ports(), o.UIPort) {
 		if port > 0 && !portFree(o.IP, port) {
 			return nil, fmt.Errorf("devtemporal: %s:%d is in use (is another Temporal server running?)", o.IP, port)
 		}
@@ -212,25 +212,15 @@ func serverConfig(o Options) (*config.Config, error) {
 		},
 	}
 	cfg.DCRedirectionPolicy = config.DCRedirectionPolicy{Policy: "noop"}
+	// The services take fixed ports next to the frontend's, gRPC and membership: a restarted server
+	// then comes back as the same hosts, and does not wait for the dead process's membership to
+	// expire before it serves again.
 	cfg.Services = map[string]config.Service{}
-	for _, name := range []string{"frontend", "history", "matching", "worker"} {
-		port := o.FrontendPort
-		if name != "frontend" {
-			var err error
-			if port, err = freePort(o.IP); err != nil {
-				return nil, err
-			}
-		}
-		membership, err := freePort(o.IP)
-		if err != nil {
-			return nil, err
-		}
-		rpc := config.RPC{GRPCPort: port, MembershipPort: membership, BindOnIP: o.IP}
+	for i, name := range []string{"frontend", "history", "matching", "worker"} {
+		rpc := config.RPC{GRPCPort: o.FrontendPort + i, MembershipPort: o.FrontendPort + 100 + i, BindOnIP: o.IP}
 		if name == "frontend" {
 			// The frontend's HTTP API, which Nexus needs; the SDK speaks gRPC.
-			if rpc.HTTPPort, err = freePort(o.IP); err != nil {
-				return nil, err
-			}
+			rpc.HTTPPort = o.FrontendPort + 10
 		}
 		cfg.Services[name] = config.Service{RPC: rpc}
 	}
@@ -242,14 +232,11 @@ func serverConfig(o Options) (*config.Config, error) {
 	return &cfg, nil
 }
 
-// freePort asks the kernel for a free TCP port on ip.
-func freePort(ip string) (int, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("devtemporal: free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+// ports lists the ports the server binds besides the UI's: the four services' gRPC ports from the
+// frontend's on, their membership ports 100 above, and the frontend's HTTP port 10 above.
+func (o Options) ports() []int {
+	p := o.FrontendPort
+	return []int{p, p + 1, p + 2, p + 3, p + 10, p + 100, p + 101, p + 102, p + 103}
 }
 
 func portFree(ip string, port int) bool {

@@ -56,3 +56,30 @@ func NewDatabase(t testing.TB) string {
 	u.Path = "/" + name
 	return u.String()
 }
+
+// NewDatabaseURL returns the URL of a database with a random name that does not exist yet, for code
+// that creates its database itself. Whatever creates it, it is dropped when the test ends.
+func NewDatabaseURL(t testing.TB) string {
+	t.Helper()
+	admin, err := sql.Open("pgx", AdminURL())
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "transferd_test_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		defer admin.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("pgtest: drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(AdminURL())
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}

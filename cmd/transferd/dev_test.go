@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/transferd/transferd/internal/pgtest"
+)
+
+// devProcess is `transferd dev` running as a subprocess.
+type devProcess struct {
+	cmd      *exec.Cmd
+	api      string
+	password string // the bootstrap admin's, when this start created it
+	stderr   *bytes.Buffer
+}
+
+// buildBinary builds transferd once for the test.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "transferd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startDev starts `transferd dev` and waits for its ready line.
+func startDev(t *testing.T, bin string, args ...string) *devProcess {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"dev"}, args...)...)
+	cmd.Env = append(os.Environ(), "TRANSFERD_BCRYPT_COST=4")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &devProcess{cmd: cmd, stderr: &bytes.Buffer{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(90 * time.Second)
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("transferd dev exited before it was ready:\n%s", p.stderr)
+			}
+			fields := strings.Fields(line)
+			switch {
+			case len(fields) >= 2 && fields[0] == "API":
+				p.api = fields[1]
+			case len(fields) >= 4 && fields[0] == "Admin":
+				p.password = fields[3]
+			case strings.HasPrefix(line, "ready"):
+				go func() {
+					for range lines {
+					}
+				}()
+				return p
+			}
+		case <-deadline:
+			t.Fatalf("transferd dev was not ready after 90s:\n%s", p.stderr)
+		}
+	}
+}
+
+// call sends a JSON request to the dev API and decodes the answer into out.
+func (p *devProcess) call(method, path, token string, body any, out any) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, p.api+path, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return res.StatusCode, err
+	}
+	if out != nil && res.StatusCode < 300 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return res.StatusCode, fmt.Errorf("decode %s: %w", b, err)
+		}
+	}
+	return res.StatusCode, nil
+}
+
+// TestDevSurvivesSIGKILL starts `transferd dev` on free ports with a database it must create, runs a
+// transfer, kills the process with SIGKILL in the middle of a batch of transfers, starts it again on
+// the same data, and checks that every transfer the API accepted reaches a final status and that the
+// audit is clean.
+func TestDevSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs transferd dev")
+	}
+	began := time.Now()
+	bin := buildBinary(t)
+	t.Logf("built in %s", time.Since(began).Round(time.Millisecond))
+	dsn := pgtest.NewDatabaseURL(t)
+	temporalAddr := freeAddr(t)
+	args := []string{"--database-url", dsn, "--data-dir", t.TempDir(), "--addr", freeAddr(t),
+		"--temporal-address", temporalAddr, "--ui-addr", freeAddr(t), "--reconcile-every", "2s"}
+
+	dev := startDev(t, bin, args...)
+	if dev.password == "" {
+		t.Fatal("the first start printed no bootstrap admin")
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if code, err := dev.call("POST", "/v1/auth/token", "", map[string]string{"email": bootstrapAdminEmail, "password": dev.password}, &tok); err != nil || code != 200 {
+		t.Fatalf("admin token: %d %v", code, err)
+	}
+	admin := tok.AccessToken
+	var accounts [2]struct{ ID string }
+	for i := range accounts {
+		if code, err := dev.call("POST", "/v1/accounts", admin, map[string]string{"currency": "USD"}, &accounts[i]); err != nil || code != 201 {
+			t.Fatalf("account: %d %v", code, err)
+		}
+	}
+	var tr struct{ ID, Status string }
+	code, err := dev.call("POST", "/v1/deposits?wait=10s", admin, map[string]any{"account_id": accounts[0].ID, "amount": 1_000_000, "currency": "USD"}, &tr)
+	if err != nil || code != 201 || tr.Status != "completed" {
+		t.Fatalf("deposit: %d %s %v", code, tr.Status, err)
+	}
+	code, err = dev.call("POST", "/v1/transfers?wait=10s", admin, map[string]any{"from_account_id": accounts[0].ID, "to_account_id": accounts[1].ID, "amount": 100, "currency": "USD"}, &tr)
+	if err != nil || code != 201 || tr.Status != "completed" {
+		t.Fatalf("transfer: %d %s %v", code, tr.Status, err)
+	}
+
+	// A batch of transfers in both directions from several clients; SIGKILL lands in the middle.
+	var (
+		mu       sync.Mutex
+		accepted []string
+		wg       sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	for c := range 6 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				from, to := accounts[0].ID, accounts[1].ID
+				if (c+i)%3 == 0 {
+					from, to = to, from
+				}
+				id := uuid.NewString()
+				code, err := dev.call("POST", "/v1/transfers", admin, map[string]any{"id": id, "from_account_id": from, "to_account_id": to, "amount": 1 + i%50, "currency": "USD"}, nil)
+				if err != nil {
+					return // the process is gone
+				}
+				if code == http.StatusAccepted {
+					mu.Lock()
+					accepted = append(accepted, id)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := dev.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = dev.cmd.Wait()
+	close(stop)
+	wg.Wait()
+	if len(accepted) < 10 {
+		t.Fatalf("only %d transfers accepted before the kill; the batch was too small to prove anything", len(accepted))
+	}
+	t.Logf("%d transfers accepted before SIGKILL", len(accepted))
+
+	restarted := time.Now()
+	dev = startDev(t, bin, args...)
+	t.Logf("restarted in %s", time.Since(restarted).Round(time.Millisecond))
+	if dev.password != "" {
+		t.Errorf("the restart printed a new bootstrap admin; it must be created once")
+	}
+	// The token survives the restart: the secret is kept in the data dir.
+	deadline := time.Now().Add(90 * time.Second)
+	for _, id := range accepted {
+		for {
+			var got struct{ Status string }
+			code, err := dev.call("GET", "/v1/transfers/"+id, admin, nil, &got)
+			if err != nil || code != 200 {
+				t.Fatalf("transfer %s after restart: %d %v", id, code, err)
+			}
+			if got.Status == "completed" || got.Status == "failed" || got.Status == "cancelled" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("transfer %s still %s 90s after the restart", id, got.Status)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+
+	t.Logf("every accepted transfer final %s after the restart", time.Since(restarted).Round(time.Millisecond))
+	var out, errOut bytes.Buffer
+	err = run(context.Background(), []string{"audit", "--database-url", dsn, "--temporal-address", temporalAddr}, &out, &errOut)
+	if err != nil {
+		t.Errorf("audit after the restart: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "OK, no violations") || strings.Contains(out.String(), "not checked") {
+		t.Errorf("audit output:\n%s", out.String())
+	}
+}
