@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 const ctxLogger = "transferd.logger"
@@ -54,6 +55,11 @@ func (s *Server) accessLog(c *gin.Context) {
 	}
 	if id, ok := c.Get(ctxTransferID); ok {
 		attrs = append(attrs, "transfer_id", id, "workflow_id", id)
+	}
+	// With tracing on, the request's span is named after its route rather than its path.
+	if span := trace.SpanFromContext(c.Request.Context()); span.SpanContext().IsValid() {
+		span.SetName(c.Request.Method + " " + route)
+		attrs = append(attrs, "trace_id", span.SpanContext().TraceID().String())
 	}
 	loggerFrom(c).Log(c.Request.Context(), level, "http request", attrs...)
 }

@@ -90,6 +90,16 @@ func StartOptions(in TransferInput, taskQueue string) client.StartWorkflowOption
 	}
 }
 
+// The saga's metrics, emitted through the SDK's replay-safe metrics handler.
+const (
+	// MetricTransfersFinished counts transfers by final status and failure code.
+	MetricTransfersFinished = "transferd_transfers_finished_total"
+	// MetricStepDuration is each saga step's time, from scheduling to result, by step.
+	MetricStepDuration = "transferd_saga_step_duration_seconds"
+	// MetricCompensations counts compensations run, by kind (release, refund).
+	MetricCompensations = "transferd_compensations_total"
+)
+
 // stepOptions run the ledger steps: short, retried with backoff for as long as it takes, since
 // business failures are non-retryable and only transient errors are ever retried.
 var stepOptions = workflow.ActivityOptions{
@@ -147,7 +157,7 @@ func (s *saga) run(ctx workflow.Context) (State, error) {
 	if s.cancelling(ctx) {
 		return s.release(ctx, s.cancelOutcome())
 	}
-	err := workflow.ExecuteActivity(ctx, a.Reserve, activities.ReserveInput{TransferID: id}).Get(ctx, nil)
+	err := step(ctx, "reserve", a.Reserve, activities.ReserveInput{TransferID: id})
 	if err != nil {
 		if s.cancelling(ctx) {
 			return s.release(ctx, s.cancelOutcome())
@@ -166,14 +176,14 @@ func (s *saga) run(ctx workflow.Context) (State, error) {
 	// cancellation cannot reach.
 	s.debitStarted = true
 	moving, _ := workflow.NewDisconnectedContext(ctx)
-	if err := workflow.ExecuteActivity(moving, a.Debit, activities.DebitInput{TransferID: id}).Get(moving, nil); err != nil {
+	if err := step(moving, "debit", a.Debit, activities.DebitInput{TransferID: id}); err != nil {
 		code, msg := activities.FailureOf(err)
 		return s.release(moving, transfer.Outcome{Status: transfer.StatusFailed, Code: code, Message: msg})
 	}
 	if err := s.advance(moving, transfer.StatusDebited); err != nil {
 		return State{}, err
 	}
-	if err := workflow.ExecuteActivity(moving, a.Credit, activities.CreditInput{TransferID: id}).Get(moving, nil); err != nil {
+	if err := step(moving, "credit", a.Credit, activities.CreditInput{TransferID: id}); err != nil {
 		code, msg := activities.FailureOf(err)
 		return s.refund(moving, code, msg)
 	}
@@ -197,7 +207,8 @@ func (s *saga) cancelOutcome() transfer.Outcome {
 func (s *saga) release(ctx workflow.Context, o transfer.Outcome) (State, error) {
 	comp, _ := workflow.NewDisconnectedContext(ctx)
 	in := activities.ReleaseInput{TransferID: s.in.TransferID, Outcome: o}
-	if err := workflow.ExecuteActivity(comp, a.Release, in).Get(comp, nil); err != nil {
+	compensated(comp, "release")
+	if err := step(comp, "release", a.Release, in); err != nil {
 		return State{}, err
 	}
 	return s.end(comp, State{Status: o.Status, FailureCode: o.Code, FailureMessage: o.Message})
@@ -207,7 +218,8 @@ func (s *saga) release(ctx workflow.Context, o transfer.Outcome) (State, error) 
 func (s *saga) refund(ctx workflow.Context, code transfer.Code, msg string) (State, error) {
 	comp, _ := workflow.NewDisconnectedContext(ctx)
 	in := activities.RefundInput{TransferID: s.in.TransferID, FailureCode: code, Message: msg}
-	if err := workflow.ExecuteActivity(comp, a.Refund, in).Get(comp, nil); err != nil {
+	compensated(comp, "refund")
+	if err := step(comp, "refund", a.Refund, in); err != nil {
 		return State{}, err
 	}
 	return s.end(comp, State{Status: transfer.StatusFailed, FailureCode: code, FailureMessage: msg})
@@ -217,9 +229,29 @@ func (s *saga) end(ctx workflow.Context, final State) (State, error) {
 	if err := s.advance(ctx, final.Status); err != nil {
 		return State{}, err
 	}
+	code := string(final.FailureCode)
+	if code == "" {
+		code = "none"
+	}
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"status": string(final.Status), "failure_code": code}).
+		Counter(MetricTransfersFinished).Inc(1)
 	s.state = final
 	s.finished = true
 	return final, nil
+}
+
+// step runs one saga step's activity and records its duration.
+func step(ctx workflow.Context, name string, activity, input any) error {
+	start := workflow.Now(ctx)
+	err := workflow.ExecuteActivity(ctx, activity, input).Get(ctx, nil)
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"step": name}).
+		Timer(MetricStepDuration).Record(workflow.Now(ctx).Sub(start))
+	return err
+}
+
+// compensated counts a compensation about to run.
+func compensated(ctx workflow.Context, kind string) {
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": kind}).Counter(MetricCompensations).Inc(1)
 }
 
 // advance records a new status for the query and the search attribute.

@@ -56,22 +56,31 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := c.flagSet("worker", stderr, func(fs *flag.FlagSet) {
 		c.temporalFlags(fs)
 		c.workerFlags(fs)
+		fs.StringVar(&c.MetricsAddr, "metrics-addr", env("METRICS_ADDR", ":9090"), "address of the worker's Prometheus /metrics; empty for none (TRANSFERD_METRICS_ADDR)")
 	})
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	c.print(stderr, fs)
+	tel, err := newTelemetry(ctx, "transferd-worker", log)
+	if err != nil {
+		return err
+	}
+	defer tel.close(context.WithoutCancel(ctx))
 	store, err := openStore(ctx, &c)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	tc, err := dialTemporal(ctx, &c, log)
+	tc, err := dialTemporal(ctx, &c, log, tel)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
+	if c.MetricsAddr != "" {
+		go tel.serveMetrics(ctx, c.MetricsAddr, log)
+	}
 	stop, err := startWorker(ctx, &c, store, tc, log)
 	if err != nil {
 		return err
@@ -211,10 +220,10 @@ func openStore(ctx context.Context, c *config) (*ledger.Store, error) {
 }
 
 // dialTemporal connects to Temporal, retrying with backoff for up to connectPatience.
-func dialTemporal(ctx context.Context, c *config, log *slog.Logger) (client.Client, error) {
+func dialTemporal(ctx context.Context, c *config, log *slog.Logger, tel *telemetry) (client.Client, error) {
 	tc, err := withBackoff(ctx, func() (client.Client, error) {
-		return client.DialContext(ctx, client.Options{HostPort: c.TemporalAddress, Namespace: c.TemporalNamespace,
-			Logger: tlog.NewStructuredLogger(log)})
+		return client.DialContext(ctx, tel.clientOptions(client.Options{HostPort: c.TemporalAddress,
+			Namespace: c.TemporalNamespace, Logger: tlog.NewStructuredLogger(log)}))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach Temporal at %s namespace %s: %w (start it, or set --temporal-address / TEMPORAL_ADDRESS)", c.TemporalAddress, c.TemporalNamespace, err)

@@ -27,10 +27,11 @@ type config struct {
 	StopTimeout             time.Duration
 	SkipSearchAttributes    bool
 	// Server.
-	Addr       string
-	JWTSecret  string
-	TokenTTL   time.Duration
-	BcryptCost int
+	Addr        string
+	JWTSecret   string
+	TokenTTL    time.Duration
+	BcryptCost  int
+	MetricsAddr string
 	// Audit.
 	JSON       bool
 	NoTemporal bool

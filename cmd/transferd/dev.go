@@ -100,8 +100,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer temporalServer.Stop()
-	tc, err := client.DialContext(ctx, client.Options{HostPort: temporalServer.HostPort(), Namespace: c.TemporalNamespace,
-		Logger: tlog.NewStructuredLogger(log)})
+	tel, err := newTelemetry(ctx, "transferd-dev", log)
+	if err != nil {
+		return err
+	}
+	defer tel.close(context.WithoutCancel(ctx))
+	tc, err := client.DialContext(ctx, tel.clientOptions(client.Options{HostPort: temporalServer.HostPort(),
+		Namespace: c.TemporalNamespace, Logger: tlog.NewStructuredLogger(log)}))
 	if err != nil {
 		return fmt.Errorf("dev: connect to Temporal: %w", err)
 	}
@@ -116,8 +121,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	api := newAPI(store, tc, c.TaskQueue, auth, log)
+	api := newAPI(store, tc, c.TaskQueue, auth, log, tel.registry)
 	srv := api.NewHTTPServer(c.Addr)
+	srv.Handler = tel.wrapHTTP(srv.Handler)
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("dev: API: %w", err)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.temporal.io/sdk/client"
 
 	"github.com/transferd/transferd/ledger"
@@ -45,19 +44,25 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	tel, err := newTelemetry(ctx, "transferd-server", log)
+	if err != nil {
+		return err
+	}
+	defer tel.close(context.WithoutCancel(ctx))
 	store, err := openStore(ctx, &c)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	tc, err := dialTemporal(ctx, &c, log)
+	tc, err := dialTemporal(ctx, &c, log, tel)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
 
-	api := newAPI(store, tc, c.TaskQueue, auth, log)
+	api := newAPI(store, tc, c.TaskQueue, auth, log, tel.registry)
 	srv := api.NewHTTPServer(c.Addr)
+	srv.Handler = tel.wrapHTTP(srv.Handler)
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
@@ -65,11 +70,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return serve(ctx, srv, ln, log)
 }
 
-// newAPI builds the HTTP API over the ledger and Temporal, with its readiness checks and a metrics
-// registry of its own that also carries the Go runtime's and the process's series.
-func newAPI(store *ledger.Store, tc client.Client, taskQueue string, auth *server.Auth, log *slog.Logger) *server.Server {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+// newAPI builds the HTTP API over the ledger and Temporal, with its readiness checks, serving the
+// metrics of reg.
+func newAPI(store *ledger.Store, tc client.Client, taskQueue string, auth *server.Auth, log *slog.Logger, reg *prometheus.Registry) *server.Server {
 	return server.New(server.Config{
 		Ledger:    store,
 		Transfers: service.New(store, tc, taskQueue, log),
