@@ -4,7 +4,7 @@ PKGS      := ./...
 # The fuzz seed corpora run as ordinary tests; `make fuzz` explores beyond them.
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-short lint fuzz migrate worker audit clean
+.PHONY: all build run test test-short lint compose-config image fuzz migrate worker audit clean
 
 all: build
 
@@ -27,9 +27,21 @@ test:
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
-lint:
+lint: compose-config
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags nodev ./cmd/...
+
+# compose-config validates docker-compose.yml with Debian's docker-compose (apt-get install
+# docker-compose); it needs no Docker engine.
+compose-config:
+	@command -v docker-compose >/dev/null || { echo "compose-config: docker-compose is not installed (apt-get install docker-compose)"; exit 1; }
+	TRANSFERD_JWT_SECRET=validation-only docker-compose -f docker-compose.yml config -q
+	@echo "docker-compose.yml is valid"
+
+# image builds the container image (needs a Docker engine).
+image:
+	docker build -t transferd:local .
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzTransferRequest -fuzztime $(FUZZTIME) ./server/

@@ -17,10 +17,10 @@ import (
 // transferd_compensations_total). Give it to client.Options.MetricsHandler; close the closer at exit.
 func NewMetricsHandler(reg prometheus.Registerer, onError func(error)) (client.MetricsHandler, io.Closer) {
 	reporter := tallyprom.NewReporter(tallyprom.Options{
-		Registerer:       reg,
-		DefaultTimerType: tallyprom.HistogramTimerType,
+		Registerer:              reg,
+		DefaultTimerType:        tallyprom.HistogramTimerType,
 		DefaultHistogramBuckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		OnRegisterError: onError,
+		OnRegisterError:         onError,
 	})
 	scope, closer := tally.NewRootScope(tally.ScopeOptions{
 		CachedReporter:  reporter,

@@ -48,6 +48,7 @@ commands:
   server    serve the HTTP API (default :8080)
   dev       run everything in one process: Temporal dev server and Web UI, worker, API
   users     users create --email E --password P [--name N] [--admin]
+  healthcheck  exit 0 when --url (default the API's /readyz) answers 200
 
 Run 'transferd <command> -h' for a command's flags.
 `
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServer(ctx, rest, stdout, stderr)
 	case "dev":
 		return runDev(ctx, rest, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, rest, stdout, stderr)
 	case "users":
 		return runUsers(ctx, rest, stdout, stderr)
 	case "-h", "--help", "help":

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -180,5 +182,20 @@ func TestUsersCreate(t *testing.T) {
 	short := []string{"users", "create", "--database-url", dsn, "--email", "x@example.com", "--password", "short"}
 	if err := run(ctx, short, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "password") {
 		t.Errorf("short password: got %v, want a password error", err)
+	}
+}
+
+func TestHealthcheck(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer ok.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
+	defer down.Close()
+	for _, tc := range []struct {
+		url  string
+		want error
+	}{{ok.URL, nil}, {down.URL, exitError(1)}, {"http://127.0.0.1:1/", exitError(1)}} {
+		if got := run(context.Background(), []string{"healthcheck", "--url", tc.url}, io.Discard, io.Discard); got != tc.want {
+			t.Errorf("healthcheck %s: got %v, want %v", tc.url, got, tc.want)
+		}
 	}
 }
