@@ -85,6 +85,10 @@ func (s *Service) Submit(ctx context.Context, r transfer.Request) (t transfer.Tr
 	if err != nil {
 		return transfer.Transfer{}, false, err
 	}
+	if created {
+		s.log.InfoContext(ctx, "transfer accepted", "transfer_id", t.ID.String(), "workflow_id", t.ID.String(),
+			"kind", string(t.Kind), "amount", int64(t.Amount), "currency", string(t.Currency))
+	}
 	if t.Status.Final() {
 		return t, created, nil
 	}

@@ -235,6 +235,9 @@ func (s *saga) end(ctx workflow.Context, final State) (State, error) {
 	}
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"status": string(final.Status), "failure_code": code}).
 		Counter(MetricTransfersFinished).Inc(1)
+	// The SDK's workflow logger adds the workflow id, which is the transfer id, and skips replays.
+	workflow.GetLogger(ctx).Info("transfer finished", "transfer_id", s.in.TransferID.String(),
+		"status", string(final.Status), "failure_code", code)
 	s.state = final
 	s.finished = true
 	return final, nil

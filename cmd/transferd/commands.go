@@ -32,6 +32,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
+	c.print(stderr, fs)
 	store, err := openStore(ctx, &c)
 	if err != nil {
 		return err
@@ -155,6 +156,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
+	c.print(stderr, fs)
 	store, err := openStore(ctx, &c)
 	if err != nil {
 		return err
