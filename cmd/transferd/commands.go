@@ -64,21 +64,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	c.print(stderr, fs)
-	tel, err := newTelemetry(ctx, "transferd-worker", log)
+	deps, err := connect(ctx, &c, "transferd-worker", log)
 	if err != nil {
 		return err
 	}
-	defer tel.close(context.WithoutCancel(ctx))
-	store, err := openStore(ctx, &c)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	tc, err := dialTemporal(ctx, &c, log, tel)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
+	defer deps.close(ctx)
+	store, tc, tel := deps.store, deps.temporal, deps.tel
 	if c.MetricsAddr != "" {
 		go tel.serveMetrics(ctx, c.MetricsAddr, log)
 	}
@@ -89,6 +80,43 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	<-ctx.Done()
 	stop()
 	return nil
+}
+
+// deps are what a long-running subcommand connects to: its telemetry, PostgreSQL and Temporal.
+type deps struct {
+	tel      *telemetry
+	store    *ledger.Store
+	temporal client.Client
+}
+
+// connect sets up the telemetry of service, then connects to PostgreSQL and Temporal (with the
+// telemetry's metrics and tracing), waiting for each with backoff.
+func connect(ctx context.Context, c *config, service string, log *slog.Logger) (*deps, error) {
+	tel, err := newTelemetry(ctx, service, log)
+	if err != nil {
+		return nil, err
+	}
+	d := &deps{tel: tel}
+	if d.store, err = openStore(ctx, c); err != nil {
+		d.close(ctx)
+		return nil, err
+	}
+	if d.temporal, err = dialTemporal(ctx, c, log, tel); err != nil {
+		d.close(ctx)
+		return nil, err
+	}
+	return d, nil
+}
+
+// close closes what connect opened, flushing telemetry last.
+func (d *deps) close(ctx context.Context) {
+	if d.temporal != nil {
+		d.temporal.Close()
+	}
+	if d.store != nil {
+		_ = d.store.Close()
+	}
+	d.tel.close(context.WithoutCancel(ctx))
 }
 
 // startWorker registers the search attributes (unless told not to), starts the worker and its

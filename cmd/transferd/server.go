@@ -44,25 +44,15 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	tel, err := newTelemetry(ctx, "transferd-server", log)
+	deps, err := connect(ctx, &c, "transferd-server", log)
 	if err != nil {
 		return err
 	}
-	defer tel.close(context.WithoutCancel(ctx))
-	store, err := openStore(ctx, &c)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	tc, err := dialTemporal(ctx, &c, log, tel)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
+	defer deps.close(ctx)
 
-	api := newAPI(store, tc, c.TaskQueue, auth, log, tel.registry)
+	api := newAPI(deps.store, deps.temporal, c.TaskQueue, auth, log, deps.tel.registry)
 	srv := api.NewHTTPServer(c.Addr)
-	srv.Handler = tel.wrapHTTP(srv.Handler)
+	srv.Handler = deps.tel.wrapHTTP(srv.Handler)
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)

@@ -29,46 +29,46 @@ func AdminURL() string {
 // the server cannot be reached.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
+	dsn, name := newName(t)
 	admin, err := sql.Open("pgx", AdminURL())
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	t.Cleanup(func() { admin.Close() })
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "transferd_test_" + hex.EncodeToString(b[:])
+	defer admin.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("pgtest: create database (is PostgreSQL running at %s?): %v", AdminURL(), err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("pgtest: drop database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(AdminURL())
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	u.Path = "/" + name
-	return u.String()
+	return dsn
 }
 
 // NewDatabaseURL returns the URL of a database with a random name that does not exist yet, for code
 // that creates its database itself. Whatever creates it, it is dropped when the test ends.
 func NewDatabaseURL(t testing.TB) string {
 	t.Helper()
-	admin, err := sql.Open("pgx", AdminURL())
+	dsn, _ := newName(t)
+	return dsn
+}
+
+// newName picks a random database name, arranges for the database to be dropped when the test ends,
+// and returns its URL and name.
+func newName(t testing.TB) (dsn, name string) {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name = "transferd_test_" + hex.EncodeToString(b[:])
+	u, err := url.Parse(AdminURL())
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "transferd_test_" + hex.EncodeToString(b[:])
+	u.Path = "/" + name
 	t.Cleanup(func() {
+		admin, err := sql.Open("pgx", AdminURL())
+		if err != nil {
+			t.Logf("pgtest: drop database %s: %v", name, err)
+			return
+		}
 		defer admin.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -76,10 +76,5 @@ func NewDatabaseURL(t testing.TB) string {
 			t.Logf("pgtest: drop database %s: %v", name, err)
 		}
 	})
-	u, err := url.Parse(AdminURL())
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	u.Path = "/" + name
-	return u.String()
+	return u.String(), name
 }
