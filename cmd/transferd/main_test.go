@@ -21,6 +21,7 @@ import (
 	"github.com/transferd/transferd/ledger"
 	"github.com/transferd/transferd/service"
 	"github.com/transferd/transferd/transfer"
+	"github.com/transferd/transferd/worker"
 )
 
 // TestBinary runs the subcommands as the binary does: migrate twice, a worker against a real Temporal
@@ -62,6 +63,11 @@ func TestBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
+	// The API registers the search attributes before it starts workflows; so does this test, which
+	// starts them through the service while the worker subcommand may still be starting.
+	if err := worker.EnsureSearchAttributes(ctx, ts.GetDefaultClient(), ts.GetDefaultNamespace()); err != nil {
+		t.Fatal(err)
+	}
 	svc := service.New(store, ts.GetDefaultClient(), "binary-test", slog.New(slog.DiscardHandler))
 	var accounts []transfer.Account
 	for range 2 {

@@ -20,6 +20,7 @@ import (
 	"github.com/transferd/transferd/server"
 	"github.com/transferd/transferd/service"
 	"github.com/transferd/transferd/transfer"
+	"github.com/transferd/transferd/worker"
 )
 
 // The wiring of the API: the ledger is its Ledger, the service its Transfers.
@@ -34,6 +35,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		c.temporalFlags(fs)
 		c.authFlags(fs)
 		fs.StringVar(&c.Addr, "addr", env("ADDR", ":8080"), "address the API listens on (TRANSFERD_ADDR)")
+		fs.BoolVar(&c.SkipSearchAttributes, "skip-search-attributes", envBool("SKIP_SEARCH_ATTRIBUTES", false), "do not register the custom search attributes (TRANSFERD_SKIP_SEARCH_ATTRIBUTES)")
 	})
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
@@ -49,6 +51,13 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer deps.close(ctx)
+	// Starting a workflow names the search attributes, so they must exist before the first start;
+	// the API registers them too rather than depend on a worker having started first.
+	if !c.SkipSearchAttributes {
+		if err := worker.EnsureSearchAttributes(ctx, deps.temporal, c.TemporalNamespace); err != nil {
+			return err
+		}
+	}
 
 	api := newAPI(deps.store, deps.temporal, c.TaskQueue, auth, log, deps.tel.registry)
 	srv := api.NewHTTPServer(c.Addr)
