@@ -6,12 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	historypb "go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/transferd/transferd/internal/sagatest"
 	"github.com/transferd/transferd/transfer"
 )
 
@@ -50,7 +50,7 @@ func TestRecordHistories(t *testing.T) {
 			if _, _, err := s.svc.Submit(ctx, transfer.Request{ID: id, FromAccountID: a.ID, ToAccountID: b.ID, Amount: 3, Currency: "USD"}); err != nil {
 				t.Fatal(err)
 			}
-			go func() { time.Sleep(300 * time.Millisecond); release() }()
+			go func() { sagatest.WaitCancelRequested(ctx, t, s.temporal, id); release() }()
 			if _, err := s.svc.Cancel(ctx, id, "recorded cancel"); err != nil {
 				t.Fatal(err)
 			}

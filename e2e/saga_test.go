@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/transferd/transferd/internal/sagatest"
 	"github.com/transferd/transferd/transfer"
 	"github.com/transferd/transferd/workflows"
 )
@@ -109,7 +109,7 @@ func TestSagaPaths(t *testing.T) {
 		}()
 		// The cancel is accepted while the reserve is held; then the reserve goes through and the
 		// saga releases the hold instead of debiting.
-		time.Sleep(300 * time.Millisecond)
+		sagatest.WaitCancelRequested(ctx, t, s.temporal, tr.ID)
 		release()
 		if err := <-done; err != nil {
 			t.Fatalf("cancel: %v", err)

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/transferd/transferd/internal/sagatest"
 	"github.com/transferd/transferd/server"
 )
 
@@ -548,8 +550,8 @@ func TestCancel(t *testing.T) {
 		expectProblem(t, a.do("POST", "/v1/transfers/"+id.String()+"/cancel", eve, nil), http.StatusNotFound, "not_found")
 		done := a.postInBackground("/v1/transfers/"+id.String()+"/cancel", canceller, map[string]any{"reason": "changed my mind"})
 		// The cancel waits for the saga's outcome, so it answers only after the reserve is let through;
-		// the pause lets the cancel reach the workflow while the reserve is still held.
-		time.Sleep(500 * time.Millisecond)
+		// the reserve is let through once the workflow has accepted the cancel.
+		sagatest.WaitCancelRequested(context.Background(), t, a.temporal, id)
 		release()
 		select {
 		case r = <-done:

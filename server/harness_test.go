@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/server/temporaltest"
 	"golang.org/x/crypto/bcrypt"
 
@@ -38,6 +39,8 @@ type api struct {
 	handle *server.Server
 	// gate holds chosen transfers before their reserve.
 	gate *sagatest.Gate
+	// temporal is the client of the in-process Temporal server.
+	temporal client.Client
 }
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef-test")
@@ -78,7 +81,7 @@ func newAPI(t testing.TB) *api {
 	})
 	srv := httptest.NewServer(h.Handler())
 	t.Cleanup(srv.Close)
-	a := &api{t: t, url: srv.URL, store: store, auth: auth, handle: h, gate: gate}
+	a := &api{t: t, url: srv.URL, store: store, auth: auth, handle: h, gate: gate, temporal: c}
 	u, err := auth.NewUser("admin@example.com", "admin-password", "Admin", transfer.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)

@@ -58,6 +58,8 @@ type State struct {
 	Status         transfer.Status
 	FailureCode    transfer.Code
 	FailureMessage string
+	// CancelRequested says a cancel was accepted and the saga will stop before its debit.
+	CancelRequested bool `json:",omitempty"`
 }
 
 // TransferResult is the workflow's result.
@@ -285,6 +287,7 @@ func (s *saga) cancel(ctx workflow.Context, in CancelInput) (CancelResult, error
 	if !s.finished {
 		s.cancelRequested = true
 		s.cancelReason = in.Reason
+		s.state.CancelRequested = true
 	}
 	// The outcome is waited for on a disconnected context: a workflow cancelled after this update was
 	// accepted still ends (cancelled), and the update must answer with that, not with the cancellation.

@@ -5,10 +5,14 @@ package sagatest
 import (
 	"context"
 	"sync"
+	"testing"
+	"time"
 
 	"github.com/google/uuid"
+	"go.temporal.io/sdk/client"
 
 	"github.com/transferd/transferd/activities"
+	"github.com/transferd/transferd/workflows"
 )
 
 // Gate is a real activities.Store with one hook: a transfer's reserve can be held back until the test
@@ -47,4 +51,22 @@ func (g *Gate) Reserve(ctx context.Context, id uuid.UUID) error {
 		}
 	}
 	return g.Store.Reserve(ctx, id)
+}
+
+// WaitCancelRequested polls the transfer's status query until its workflow has accepted a cancel,
+// so a test can let a held reserve through knowing the cancel will be honoured.
+func WaitCancelRequested(ctx context.Context, t testing.TB, c client.Client, id uuid.UUID) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var s workflows.State
+		v, err := c.QueryWorkflow(ctx, id.String(), "", workflows.QueryStatus)
+		if err == nil && v.Get(&s) == nil && s.CancelRequested {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("transfer %s: no cancel accepted after 20s (last error %v)", id, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
