@@ -58,30 +58,33 @@ func outOfOrder(step string, t stepRow) error {
 // with CodeTransferClosed when the transfer has already ended. A transfer already reserved, or
 // further along, is left as it is.
 func (s *Store) Reserve(ctx context.Context, id uuid.UUID) error {
-	return s.step(ctx, "reserve", id, func(tx *gorm.DB, t stepRow) error {
-		switch transfer.Status(t.Status) {
-		case transfer.StatusReserved, transfer.StatusDebited, transfer.StatusCompleted:
-			return nil
-		case transfer.StatusPending:
-		default:
-			return outOfOrder("reserve", t)
-		}
-		// One conditional UPDATE takes the row lock and checks status and funds at once.
-		res := tx.Exec(`UPDATE accounts SET reserved = reserved + ?, updated_at = now()
-			WHERE id = ? AND status = 'active' AND (kind = 'system' OR balance - reserved >= ?)`,
-			t.Amount, t.FromAccountID, t.Amount)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return whyNotReserved(tx, t)
-		}
-		if err := tx.Exec(`INSERT INTO holds (transfer_id, account_id, amount, status) VALUES (?, ?, ?, 'held')`,
-			t.ID, t.FromAccountID, t.Amount).Error; err != nil {
-			return err
-		}
-		return setStatus(tx, t.ID, transfer.StatusReserved)
-	})
+	return s.step(ctx, "reserve", id, reserveTx)
+}
+
+// reserveTx is Reserve's work inside the transaction that holds the transfer's row.
+func reserveTx(tx *gorm.DB, t stepRow) error {
+	switch transfer.Status(t.Status) {
+	case transfer.StatusReserved, transfer.StatusDebited, transfer.StatusCompleted:
+		return nil
+	case transfer.StatusPending:
+	default:
+		return outOfOrder("reserve", t)
+	}
+	// One conditional UPDATE takes the row lock and checks status and funds at once.
+	res := tx.Exec(`UPDATE accounts SET reserved = reserved + ?, updated_at = now()
+		WHERE id = ? AND status = 'active' AND (kind = 'system' OR balance - reserved >= ?)`,
+		t.Amount, t.FromAccountID, t.Amount)
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return whyNotReserved(tx, t)
+	}
+	if err := tx.Exec(`INSERT INTO holds (transfer_id, account_id, amount, status) VALUES (?, ?, ?, 'held')`,
+		t.ID, t.FromAccountID, t.Amount).Error; err != nil {
+		return err
+	}
+	return setStatus(tx, t.ID, transfer.StatusReserved)
 }
 
 // whyNotReserved tells which business rule stopped a reserve.
@@ -102,55 +105,61 @@ func whyNotReserved(tx *gorm.DB, t stepRow) error {
 // reserve fails with CodeAccountInactive, and the hold stays for Release. A transfer already debited
 // or completed is left as it is.
 func (s *Store) Debit(ctx context.Context, id uuid.UUID) error {
-	return s.step(ctx, "debit", id, func(tx *gorm.DB, t stepRow) error {
-		switch transfer.Status(t.Status) {
-		case transfer.StatusDebited, transfer.StatusCompleted:
-			return nil
-		case transfer.StatusReserved:
-		default:
-			return outOfOrder("debit", t)
-		}
-		posted, err := post(tx, t, t.FromAccountID, transfer.EntryDebit, -t.Amount,
-			`reserved = reserved - ?`, []any{t.Amount}, `status = 'active'`)
-		if err != nil {
-			return err
-		}
-		if !posted {
-			return transfer.Errorf(transfer.CodeAccountInactive, "source account %s is no longer active", t.FromAccountID)
-		}
-		if err := tx.Exec(`UPDATE holds SET status = 'posted', updated_at = now() WHERE transfer_id = ? AND status = 'held'`,
-			t.ID).Error; err != nil {
-			return err
-		}
-		return setStatus(tx, t.ID, transfer.StatusDebited)
-	})
+	return s.step(ctx, "debit", id, debitTx)
+}
+
+// debitTx is Debit's work inside the transaction that holds the transfer's row.
+func debitTx(tx *gorm.DB, t stepRow) error {
+	switch transfer.Status(t.Status) {
+	case transfer.StatusDebited, transfer.StatusCompleted:
+		return nil
+	case transfer.StatusReserved:
+	default:
+		return outOfOrder("debit", t)
+	}
+	posted, err := post(tx, t, t.FromAccountID, transfer.EntryDebit, -t.Amount,
+		`reserved = reserved - ?`, []any{t.Amount}, `status = 'active'`)
+	if err != nil {
+		return err
+	}
+	if !posted {
+		return transfer.Errorf(transfer.CodeAccountInactive, "source account %s is no longer active", t.FromAccountID)
+	}
+	if err := tx.Exec(`UPDATE holds SET status = 'posted', updated_at = now() WHERE transfer_id = ? AND status = 'held'`,
+		t.ID).Error; err != nil {
+		return err
+	}
+	return setStatus(tx, t.ID, transfer.StatusDebited)
 }
 
 // Credit posts the amount to the destination and completes the transfer, only if the destination is
 // active; otherwise it fails with CodeAccountInactive, and the saga refunds the source. A completed
 // transfer is left as it is.
 func (s *Store) Credit(ctx context.Context, id uuid.UUID) error {
-	return s.step(ctx, "credit", id, func(tx *gorm.DB, t stepRow) error {
-		switch transfer.Status(t.Status) {
-		case transfer.StatusCompleted:
-			return nil
-		case transfer.StatusDebited:
-		default:
-			return outOfOrder("credit", t)
+	return s.step(ctx, "credit", id, creditTx)
+}
+
+// creditTx is Credit's work inside the transaction that holds the transfer's row.
+func creditTx(tx *gorm.DB, t stepRow) error {
+	switch transfer.Status(t.Status) {
+	case transfer.StatusCompleted:
+		return nil
+	case transfer.StatusDebited:
+	default:
+		return outOfOrder("credit", t)
+	}
+	posted, err := post(tx, t, t.ToAccountID, transfer.EntryCredit, t.Amount, "", nil, `status = 'active'`)
+	if err != nil {
+		return err
+	}
+	if !posted {
+		var a accountRow
+		if err := tx.Raw(`SELECT * FROM accounts WHERE id = ?`, t.ToAccountID).Take(&a).Error; err != nil {
+			return notFound(err, transfer.CodeAccountNotFound, "account", t.ToAccountID)
 		}
-		posted, err := post(tx, t, t.ToAccountID, transfer.EntryCredit, t.Amount, "", nil, `status = 'active'`)
-		if err != nil {
-			return err
-		}
-		if !posted {
-			var a accountRow
-			if err := tx.Raw(`SELECT * FROM accounts WHERE id = ?`, t.ToAccountID).Take(&a).Error; err != nil {
-				return notFound(err, transfer.CodeAccountNotFound, "account", t.ToAccountID)
-			}
-			return transfer.Errorf(transfer.CodeAccountInactive, "destination account %s is %s", a.ID, a.Status)
-		}
-		return finish(tx, t.ID, transfer.StatusCompleted, "", "")
-	})
+		return transfer.Errorf(transfer.CodeAccountInactive, "destination account %s is %s", a.ID, a.Status)
+	}
+	return finish(tx, t.ID, transfer.StatusCompleted, "", "")
 }
 
 // Release ends a transfer that was not debited: it releases the hold, if there is one, and records
@@ -245,4 +254,26 @@ func setStatus(tx *gorm.DB, id uuid.UUID, status transfer.Status) error {
 func finish(tx *gorm.DB, id uuid.UUID, status transfer.Status, code transfer.Code, message string) error {
 	return tx.Exec(`UPDATE transfers SET status = ?, failure_code = ?, failure_message = ?, updated_at = now(), completed_at = now()
 		WHERE id = ?`, string(status), nullable(string(code)), nullable(message), id).Error
+}
+
+// TransferInOneTransaction runs reserve, debit and credit of a pending transfer in one transaction,
+// with the very statements the saga's steps run. It exists for `transferd bench`'s sql baseline: the
+// cost of the money work alone, without Temporal. Business failures are returned as the steps return
+// them, and the transaction then commits nothing.
+func (s *Store) TransferInOneTransaction(ctx context.Context, id uuid.UUID) error {
+	return s.step(ctx, "transfer in one transaction", id, func(tx *gorm.DB, t stepRow) error {
+		// This transaction touches two accounts: it locks them in id order first, so that opposite
+		// transfers wait for each other instead of deadlocking.
+		if err := tx.Exec(`SELECT 1 FROM accounts WHERE id IN (?, ?) ORDER BY id FOR UPDATE`, t.FromAccountID, t.ToAccountID).Error; err != nil {
+			return err
+		}
+		for _, step := range []func(*gorm.DB, stepRow) error{reserveTx, debitTx, creditTx} {
+			if err := step(tx, t); err != nil {
+				return err
+			}
+			// The next step reads the status the previous one wrote.
+			t.Status = map[string]string{"pending": "reserved", "reserved": "debited", "debited": "completed"}[t.Status]
+		}
+		return nil
+	})
 }

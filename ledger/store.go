@@ -132,3 +132,22 @@ func CreateDatabase(ctx context.Context, dsn string) (bool, error) {
 	}
 	return true, nil
 }
+
+// DropDatabase drops the database that dsn names, closing any connections to it, if it exists.
+func DropDatabase(ctx context.Context, dsn string) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("ledger: database url: %w", err)
+	}
+	name := cfg.Database
+	cfg.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("ledger: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("ledger: drop database %s: %w", name, err)
+	}
+	return nil
+}

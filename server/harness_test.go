@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -275,3 +276,6 @@ func (a *api) audit() {
 		a.t.Errorf("audit: invariant %d (%s): %s: %s", v.Invariant, v.Name, v.Subject, v.Detail)
 	}
 }
+
+// String shows an answer in failure messages.
+func (r resp) String() string { return fmt.Sprintf("%d %s", r.status, r.body) }

@@ -106,3 +106,10 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 	}
 	return nil
 }
+
+// NewFloor returns a worker that runs only the bench's empty FloorWorkflow on taskQueue.
+func NewFloor(c client.Client, taskQueue string) sdkworker.Worker {
+	w := sdkworker.New(c, taskQueue, sdkworker.Options{MaxConcurrentWorkflowTaskExecutionSize: 64})
+	w.RegisterWorkflowWithOptions(workflows.FloorWorkflow, workflow.RegisterOptions{Name: workflows.FloorWorkflowName})
+	return w
+}

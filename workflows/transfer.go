@@ -50,6 +50,9 @@ type TransferInput struct {
 	ToAccountID   uuid.UUID
 	Amount        int64
 	Currency      transfer.Currency
+	// Naive runs the steps as regular activities, the way Temporal's money-transfer sample does,
+	// instead of local activities. It exists for `transferd bench`'s comparison.
+	Naive bool `json:",omitempty"`
 }
 
 // State is where a transfer's saga stands; the workflow returns it when it ends, and the status
@@ -114,6 +117,21 @@ var stepOptions = workflow.ActivityOptions{
 	},
 }
 
+// localStepOptions run the ledger steps after the reserve as local activities: in the worker, inside the workflow
+// task, with one marker in the history instead of a scheduled task and two events with their round
+// trips to the server. The trade-off: a local activity whose worker dies is run again when the
+// workflow task is retried, even if it had finished, so it is at-least-once like any activity but
+// more often re-run; that is safe only because every ledger step is idempotent per transfer (the
+// ledger tests run each one twice). Retries are unlimited, with backoff, as for stepOptions.
+var localStepOptions = workflow.LocalActivityOptions{
+	StartToCloseTimeout: 10 * time.Second,
+	RetryPolicy:         stepOptions.RetryPolicy,
+}
+
+// localStepsChange versions the move of the steps to local activities: histories recorded before it
+// replay with regular activities.
+const localStepsChange = "local-activity-steps"
+
 // a is the nil receiver through which the workflow names the activities.
 var a *activities.Activities
 
@@ -152,14 +170,17 @@ type saga struct {
 	// debitStarted is set just before the debit is scheduled; after it, cancels are refused.
 	debitStarted bool
 	finished     bool
+	// local runs the steps as local activities.
+	local bool
 }
 
 func (s *saga) run(ctx workflow.Context) (State, error) {
 	id := s.in.TransferID
+	s.local = !s.in.Naive && workflow.GetVersion(ctx, localStepsChange, workflow.DefaultVersion, 1) == 1
 	if s.cancelling(ctx) {
 		return s.release(ctx, s.cancelOutcome())
 	}
-	err := step(ctx, "reserve", a.Reserve, activities.ReserveInput{TransferID: id})
+	err := s.step(ctx, "reserve", a.Reserve, activities.ReserveInput{TransferID: id})
 	if err != nil {
 		if s.cancelling(ctx) {
 			return s.release(ctx, s.cancelOutcome())
@@ -178,14 +199,14 @@ func (s *saga) run(ctx workflow.Context) (State, error) {
 	// cancellation cannot reach.
 	s.debitStarted = true
 	moving, _ := workflow.NewDisconnectedContext(ctx)
-	if err := step(moving, "debit", a.Debit, activities.DebitInput{TransferID: id}); err != nil {
+	if err := s.step(moving, "debit", a.Debit, activities.DebitInput{TransferID: id}); err != nil {
 		code, msg := activities.FailureOf(err)
 		return s.release(moving, transfer.Outcome{Status: transfer.StatusFailed, Code: code, Message: msg})
 	}
 	if err := s.advance(moving, transfer.StatusDebited); err != nil {
 		return State{}, err
 	}
-	if err := step(moving, "credit", a.Credit, activities.CreditInput{TransferID: id}); err != nil {
+	if err := s.step(moving, "credit", a.Credit, activities.CreditInput{TransferID: id}); err != nil {
 		code, msg := activities.FailureOf(err)
 		return s.refund(moving, code, msg)
 	}
@@ -210,7 +231,7 @@ func (s *saga) release(ctx workflow.Context, o transfer.Outcome) (State, error) 
 	comp, _ := workflow.NewDisconnectedContext(ctx)
 	in := activities.ReleaseInput{TransferID: s.in.TransferID, Outcome: o}
 	compensated(comp, "release")
-	if err := step(comp, "release", a.Release, in); err != nil {
+	if err := s.step(comp, "release", a.Release, in); err != nil {
 		return State{}, err
 	}
 	return s.end(comp, State{Status: o.Status, FailureCode: o.Code, FailureMessage: o.Message})
@@ -221,7 +242,7 @@ func (s *saga) refund(ctx workflow.Context, code transfer.Code, msg string) (Sta
 	comp, _ := workflow.NewDisconnectedContext(ctx)
 	in := activities.RefundInput{TransferID: s.in.TransferID, FailureCode: code, Message: msg}
 	compensated(comp, "refund")
-	if err := step(comp, "refund", a.Refund, in); err != nil {
+	if err := s.step(comp, "refund", a.Refund, in); err != nil {
 		return State{}, err
 	}
 	return s.end(comp, State{Status: transfer.StatusFailed, FailureCode: code, FailureMessage: msg})
@@ -245,10 +266,20 @@ func (s *saga) end(ctx workflow.Context, final State) (State, error) {
 	return final, nil
 }
 
-// step runs one saga step's activity and records its duration.
-func step(ctx workflow.Context, name string, activity, input any) error {
+// step runs one saga step's activity, local or regular, and records its duration.
+func (s *saga) step(ctx workflow.Context, name string, activity, input any) error {
 	start := workflow.Now(ctx)
-	err := workflow.ExecuteActivity(ctx, activity, input).Get(ctx, nil)
+	var err error
+	// The reserve stays a regular activity even on the local path: while a local activity runs, the
+	// workflow task is held by the worker and a cancel cannot reach the workflow, and the reserve is
+	// exactly the step a cancel must be able to interrupt. From the debit on nothing can be
+	// cancelled, so those steps lose nothing by running locally.
+	if s.local && name != "reserve" {
+		lctx := workflow.WithLocalActivityOptions(ctx, localStepOptions)
+		err = workflow.ExecuteLocalActivity(lctx, activity, input).Get(lctx, nil)
+	} else {
+		err = workflow.ExecuteActivity(ctx, activity, input).Get(ctx, nil)
+	}
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"step": name}).
 		Timer(MetricStepDuration).Record(workflow.Now(ctx).Sub(start))
 	return err

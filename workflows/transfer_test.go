@@ -2,7 +2,9 @@ package workflows_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -72,6 +74,10 @@ type sagaRun struct {
 	releases []activities.ReleaseInput
 	refunds  []activities.RefundInput
 	statuses []string
+	// local counts the attempts that ran as local activities.
+	local int
+	// in is the workflow's input; tests may change it before execute.
+	in workflows.TransferInput
 }
 
 func newSagaRun(t *testing.T) *sagaRun {
@@ -82,33 +88,53 @@ func newSagaRun(t *testing.T) *sagaRun {
 	env := suite.NewTestWorkflowEnvironment()
 	// Register exactly as the worker does, so the workflow name and activity names are the real ones.
 	worker.Register(env, &activities.Activities{})
-	r := &sagaRun{t: t, env: env}
+	r := &sagaRun{t: t, env: env, in: input}
 
-	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+	// record notes one activity attempt; get decodes its input.
+	record := func(name string, get func(any) error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		name := info.ActivityType.Name
 		r.started = append(r.started, name)
 		// Every step's input names the transfer.
 		var in struct{ TransferID uuid.UUID }
-		if err := args.Get(&in); err != nil {
+		if err := get(&in); err != nil {
 			t.Errorf("decode %s input: %v", name, err)
 		}
 		r.ids = append(r.ids, in.TransferID)
 		switch name {
 		case release:
 			var in activities.ReleaseInput
-			if err := args.Get(&in); err != nil {
+			if err := get(&in); err != nil {
 				t.Errorf("decode Release input: %v", err)
 			}
 			r.releases = append(r.releases, in)
 		case refund:
 			var in activities.RefundInput
-			if err := args.Get(&in); err != nil {
+			if err := get(&in); err != nil {
 				t.Errorf("decode Refund input: %v", err)
 			}
 			r.refunds = append(r.refunds, in)
 		}
+	}
+	// The steps run as regular activities on the naive path and in recorded histories, and as local
+	// activities otherwise; both are recorded alike.
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		record(info.ActivityType.Name, func(v any) error { return args.Get(v) })
+	})
+	env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, args []any) {
+		r.mu.Lock()
+		r.local++
+		r.mu.Unlock()
+		record(info.ActivityType.Name, func(v any) error {
+			if len(args) != 1 {
+				return fmt.Errorf("%d arguments, want 1", len(args))
+			}
+			b, err := json.Marshal(args[0])
+			if err != nil {
+				return err
+			}
+			return json.Unmarshal(b, v)
+		})
 	})
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		r.mu.Lock()
@@ -142,7 +168,7 @@ func (r *sagaRun) execute() workflows.State {
 	r.env.OnActivity(a.Release, mock.Anything, mock.Anything).Return(activities.ReleaseResult{}, nil).Maybe()
 	r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).Return(activities.RefundResult{}, nil).Maybe()
 
-	r.env.ExecuteWorkflow(workflows.WorkflowName, input)
+	r.env.ExecuteWorkflow(workflows.WorkflowName, r.in)
 
 	require.True(r.t, r.env.IsWorkflowCompleted(), "workflow did not complete")
 	require.NoError(r.t, r.env.GetWorkflowError(), "workflow error")
@@ -633,4 +659,36 @@ func TestSearchAttributeNames(t *testing.T) {
 	}
 	require.Equal(t, want, got, "search attributes set at start")
 	require.Equal(t, want, worker.SearchAttributes, "search attributes the worker registers")
+}
+
+// TestTransferStepsRunAsLocalActivities checks that new transfers run their steps after the reserve
+// as local activities, the fast path; the reserve stays regular so a cancel can reach it.
+func TestTransferStepsRunAsLocalActivities(t *testing.T) {
+	r := newSagaRun(t)
+	got := r.execute()
+	require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, got)
+	r.check([]string{reserve, debit, credit}, nil, nil, []string{"reserved", "debited", "completed"})
+	require.Equal(t, 2, r.local, "debit and credit run as local activities")
+}
+
+// TestTransferNaiveRunsRegularActivities checks the naive variant, kept for the bench: the same saga
+// with regular activities, on its success and refund paths.
+func TestTransferNaiveRunsRegularActivities(t *testing.T) {
+	r := newSagaRun(t)
+	r.in.Naive = true
+	got := r.execute()
+	require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, got)
+	r.check([]string{reserve, debit, credit}, nil, nil, []string{"reserved", "debited", "completed"})
+	require.Equal(t, 0, r.local, "naive steps run as regular activities")
+
+	r = newSagaRun(t)
+	r.in.Naive = true
+	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
+		Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination frozen")).Once()
+	got = r.execute()
+	require.Equal(t, workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeAccountInactive, FailureMessage: "destination frozen"}, got)
+	r.check([]string{reserve, debit, credit, refund}, nil,
+		[]activities.RefundInput{{TransferID: transferID, FailureCode: transfer.CodeAccountInactive, Message: "destination frozen"}},
+		[]string{"reserved", "debited", "failed"})
+	require.Equal(t, 0, r.local, "naive steps run as regular activities")
 }

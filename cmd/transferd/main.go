@@ -49,6 +49,7 @@ commands:
   dev       run everything in one process: Temporal dev server and Web UI, worker, API
   users     users create --email E --password P [--name N] [--admin]
   healthcheck  exit 0 when --url (default the API's /readyz) answers 200
+  bench     bench suite: floor, sql and saga side by side; writes docs/benchmarks.md
 
 Run 'transferd <command> -h' for a command's flags.
 `
@@ -72,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDev(ctx, rest, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, rest, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
 	case "users":
 		return runUsers(ctx, rest, stdout, stderr)
 	case "-h", "--help", "help":

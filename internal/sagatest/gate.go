@@ -53,15 +53,16 @@ func (g *Gate) Reserve(ctx context.Context, id uuid.UUID) error {
 	return g.Store.Reserve(ctx, id)
 }
 
-// WaitCancelRequested polls the transfer's status query until its workflow has accepted a cancel,
-// so a test can let a held reserve through knowing the cancel will be honoured.
+// WaitCancelRequested polls the transfer's status query until its workflow has accepted a cancel, or
+// has already ended (a cancel that arrives before the reserve even started ends the saga at once), so
+// a test can let a held reserve through knowing the cancel will be honoured.
 func WaitCancelRequested(ctx context.Context, t testing.TB, c client.Client, id uuid.UUID) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var s workflows.State
 		v, err := c.QueryWorkflow(ctx, id.String(), "", workflows.QueryStatus)
-		if err == nil && v.Get(&s) == nil && s.CancelRequested {
+		if err == nil && v.Get(&s) == nil && (s.CancelRequested || s.Status.Final()) {
 			return
 		}
 		if time.Now().After(deadline) {

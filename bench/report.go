@@ -1,0 +1,62 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// WriteTable prints results as an aligned table.
+func WriteTable(w io.Writer, results []Result) {
+	fmt.Fprintf(w, "%-6s %-9s %6s %9s %10s %10s %8s %8s %8s %8s %8s %8s %8s  %s\n",
+		"target", "mode", "load", "completed", "accepted/s", "complete/s",
+		"acc p50", "acc p99", "fin p50", "fin p90", "fin p99", "fin max", "peakRSS", "errors")
+	for _, r := range results {
+		fmt.Fprintf(w, "%-6s %-9s %6s %9d %10.1f %10.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f %8s  %s\n",
+			r.Target, r.Mode, load(r), r.Completed, r.AcceptedPerSec, r.CompletedPerSec,
+			r.Accept.P50, r.Accept.P99, r.Final.P50, r.Final.P90, r.Final.P99, r.Final.Max, rss(r), errorsText(r))
+	}
+}
+
+// WriteMarkdown renders results as a Markdown table, latencies in milliseconds.
+func WriteMarkdown(w io.Writer, results []Result) {
+	fmt.Fprintln(w, "| target | mode | load | completed | accepted/s | completed/s | accept p50 | accept p90 | accept p99 | accept max | final p50 | final p90 | final p99 | final max | peak RSS | errors |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+	for _, r := range results {
+		fmt.Fprintf(w, "| %s | %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s | %s |\n",
+			r.Target, r.Mode, load(r), r.Completed, r.AcceptedPerSec, r.CompletedPerSec,
+			r.Accept.P50, r.Accept.P90, r.Accept.P99, r.Accept.Max, r.Final.P50, r.Final.P90, r.Final.P99, r.Final.Max,
+			rss(r), errorsText(r))
+	}
+}
+
+func load(r Result) string {
+	if r.Rate > 0 {
+		return fmt.Sprintf("%.0f/s", r.Rate)
+	}
+	return fmt.Sprintf("c=%d", r.Concurrency)
+}
+
+func rss(r Result) string {
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(r.PeakRSSMiB)) {
+		parts = append(parts, fmt.Sprintf("%s %d MiB", name, r.PeakRSSMiB[name]))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func errorsText(r Result) string {
+	if len(r.Errors) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, code := range slices.Sorted(maps.Keys(r.Errors)) {
+		parts = append(parts, fmt.Sprintf("%s %d", code, r.Errors[code]))
+	}
+	return strings.Join(parts, ", ")
+}
