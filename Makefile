@@ -4,7 +4,7 @@ PKGS      := ./...
 # The fuzz seed corpora run as ordinary tests; `make fuzz` explores beyond them.
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-short lint compose-config image fuzz migrate worker audit clean
+.PHONY: all build run bench test test-short lint compose-config image fuzz migrate worker audit clean
 
 all: build
 
@@ -22,6 +22,12 @@ run: build
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 12m $(PKGS)
+
+# bench runs floor, sql, the saga (three modes and a fixed rate) and the naive saga one after the
+# other on one machine, audits, and writes docs/benchmarks.md and docs/bench-results.json. It starts
+# its own transferd dev on a throwaway database of the PostgreSQL at DATABASE_URL's server.
+bench: build
+	./bin/transferd bench suite --out docs/benchmarks.md --json docs/bench-results.json
 
 # test-short skips the end-to-end tests that start a Temporal server.
 test-short:

@@ -24,12 +24,19 @@ const fundEach = 1_000_000_000
 type API struct {
 	URL, Email, Password string
 	Currency             transfer.Currency
-	http                 *http.Client
-	token                string
+	// Label names the target in reports; default "saga".
+	Label string
+	http  *http.Client
+	token string
 }
 
 // Name implements Target.
-func (a *API) Name() string { return "saga" }
+func (a *API) Name() string {
+	if a.Label != "" {
+		return a.Label
+	}
+	return "saga"
+}
 
 func (a *API) call(ctx context.Context, method, path string, body, out any) (int, error) {
 	b, _ := json.Marshal(body)

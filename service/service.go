@@ -42,6 +42,24 @@ type Service struct {
 	temporal  client.Client
 	taskQueue string
 	log       *slog.Logger
+	opts      Options
+}
+
+// Options tunes how the service starts workflows.
+type Options struct {
+	// EagerStart asks the server to hand a new workflow's first task straight back to a worker of
+	// this process's client, saving a round trip through the task queue. Set it only where a worker
+	// polls the task queue with the same client (transferd dev, server --with-worker); elsewhere the
+	// server ignores the request.
+	EagerStart bool
+	// Naive starts transfers on the naive saga (regular activities for every step), for the bench.
+	Naive bool
+}
+
+// WithOptions sets the service's options and returns it.
+func (s *Service) WithOptions(o Options) *Service {
+	s.opts = o
+	return s
 }
 
 // New returns a Service that records transfers in store and runs them as workflows on taskQueue
@@ -102,8 +120,10 @@ func (s *Service) Submit(ctx context.Context, r transfer.Request) (t transfer.Tr
 // closed: its transfer's row holds the outcome.
 func (s *Service) start(ctx context.Context, t transfer.Transfer) error {
 	in := workflows.TransferInput{TransferID: t.ID, Kind: t.Kind, FromAccountID: t.FromAccountID,
-		ToAccountID: t.ToAccountID, Amount: int64(t.Amount), Currency: t.Currency}
-	_, err := s.temporal.ExecuteWorkflow(ctx, workflows.StartOptions(in, s.taskQueue), workflows.WorkflowName, in)
+		ToAccountID: t.ToAccountID, Amount: int64(t.Amount), Currency: t.Currency, Naive: s.opts.Naive}
+	opts := workflows.StartOptions(in, s.taskQueue)
+	opts.EnableEagerStart = s.opts.EagerStart
+	_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowName, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if err != nil && !errors.As(err, &started) {
 		return fmt.Errorf("service: start workflow %s: %w", t.ID, err)

@@ -32,6 +32,8 @@ type config struct {
 	TokenTTL    time.Duration
 	BcryptCost  int
 	MetricsAddr string
+	WithWorker  bool
+	SagaVariant string
 	// Audit.
 	JSON       bool
 	NoTemporal bool

@@ -41,6 +41,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fs.StringVar(&c.Addr, "addr", env("ADDR", "127.0.0.1:8080"), "address the API listens on (TRANSFERD_ADDR)")
 		fs.StringVar(&c.TemporalAddress, "temporal-address", env("DEV_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "address of the embedded Temporal server's frontend (TRANSFERD_DEV_TEMPORAL_ADDRESS)")
 		fs.StringVar(&uiAddr, "ui-addr", env("UI_ADDR", "127.0.0.1:8233"), "address of the Temporal Web UI; empty for none (TRANSFERD_UI_ADDR)")
+		c.sagaFlags(fs)
 		fs.StringVar(&dataDir, "data-dir", env("DATA_DIR", ".data"), "where the Temporal server keeps its SQLite database and dev keeps its token secret (TRANSFERD_DATA_DIR)")
 	})
 	if err := fs.Parse(args); err != nil {
@@ -123,7 +124,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	api := newAPI(store, tc, c.TaskQueue, auth, log, tel.registry)
+	// The API and the worker share the client here, so workflows start eagerly.
+	c.WithWorker = true
+	api := newAPI(store, tc, c.TaskQueue, auth, log, tel.registry, c.serviceOptions())
 	srv := api.NewHTTPServer(c.Addr)
 	srv.Handler = tel.wrapHTTP(srv.Handler)
 	ln, err := net.Listen("tcp", c.Addr)

@@ -257,3 +257,32 @@ func TestDevSurvivesSIGKILL(t *testing.T) {
 		t.Errorf("audit output:\n%s", out.String())
 	}
 }
+
+// TestBenchQuick runs `transferd bench suite --quick` to keep the tool working: every target runs,
+// the audit after them is clean, and the report is written. The figures are not asserted.
+func TestBenchQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs transferd dev")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "benchmarks.md")
+	cmd := exec.Command(bin, "bench", "suite", "--quick", "--database-url", pgtest.AdminURL(), "--out", out, "--json", filepath.Join(dir, "results.json"))
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bench suite: %v\n%s", err, stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "audit: OK, no violations") {
+		t.Errorf("bench output lacks a clean audit:\n%s", stdout.String())
+	}
+	report, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range []string{"| floor | random |", "| sql | random |", "| saga | random |", "| saga | hot |", "| saga | opposite |", "| naive | random |", "saga / floor", "saga / naive"} {
+		if !strings.Contains(string(report), row) {
+			t.Errorf("report lacks %q", row)
+		}
+	}
+}

@@ -35,7 +35,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		c.temporalFlags(fs)
 		c.authFlags(fs)
 		fs.StringVar(&c.Addr, "addr", env("ADDR", ":8080"), "address the API listens on (TRANSFERD_ADDR)")
-		fs.BoolVar(&c.SkipSearchAttributes, "skip-search-attributes", envBool("SKIP_SEARCH_ATTRIBUTES", false), "do not register the custom search attributes (TRANSFERD_SKIP_SEARCH_ATTRIBUTES)")
+		fs.BoolVar(&c.WithWorker, "with-worker", envBool("WITH_WORKER", false), "also run a worker in this process, which lets the API start workflows eagerly; the worker flags apply to it (TRANSFERD_WITH_WORKER)")
+		c.workerFlags(fs)
+		c.sagaFlags(fs)
 	})
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
@@ -59,7 +61,14 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 
-	api := newAPI(deps.store, deps.temporal, c.TaskQueue, auth, log, deps.tel.registry)
+	if c.WithWorker {
+		stopWorker, err := startWorker(ctx, &c, deps.store, deps.temporal, log)
+		if err != nil {
+			return err
+		}
+		defer stopWorker()
+	}
+	api := newAPI(deps.store, deps.temporal, c.TaskQueue, auth, log, deps.tel.registry, c.serviceOptions())
 	srv := api.NewHTTPServer(c.Addr)
 	srv.Handler = deps.tel.wrapHTTP(srv.Handler)
 	ln, err := net.Listen("tcp", srv.Addr)
@@ -71,10 +80,10 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // newAPI builds the HTTP API over the ledger and Temporal, with its readiness checks, serving the
 // metrics of reg.
-func newAPI(store *ledger.Store, tc client.Client, taskQueue string, auth *server.Auth, log *slog.Logger, reg *prometheus.Registry) *server.Server {
+func newAPI(store *ledger.Store, tc client.Client, taskQueue string, auth *server.Auth, log *slog.Logger, reg *prometheus.Registry, opts service.Options) *server.Server {
 	return server.New(server.Config{
 		Ledger:    store,
-		Transfers: service.New(store, tc, taskQueue, log),
+		Transfers: service.New(store, tc, taskQueue, log).WithOptions(opts),
 		Auth:      auth,
 		Log:       log,
 		Ready: map[string]server.Check{
@@ -111,6 +120,16 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Log
 	}
 	log.Info("API stopped")
 	return nil
+}
+
+// sagaFlags adds the flag that picks the saga variant of new transfers.
+func (c *config) sagaFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.SagaVariant, "saga-variant", env("SAGA_VARIANT", "fast"), "fast (steps after the reserve as local activities), or naive (regular activities, as Temporal's sample does; for benchmarks) (TRANSFERD_SAGA_VARIANT)")
+}
+
+// serviceOptions are the service's options from the configuration.
+func (c *config) serviceOptions() service.Options {
+	return service.Options{EagerStart: c.WithWorker, Naive: c.SagaVariant == "naive"}
 }
 
 // authFlags adds the flags of the subcommands that issue tokens or hash passwords.

@@ -21,6 +21,7 @@ import (
 	"github.com/transferd/transferd/internal/pgtest"
 	"github.com/transferd/transferd/ledger"
 	"github.com/transferd/transferd/server"
+	"github.com/transferd/transferd/service"
 	"github.com/transferd/transferd/transfer"
 )
 
@@ -63,7 +64,7 @@ func TestTelemetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(tel.wrapHTTP(newAPI(store, tc, cfg.TaskQueue, auth, log, tel.registry).Handler()))
+	srv := httptest.NewServer(tel.wrapHTTP(newAPI(store, tc, cfg.TaskQueue, auth, log, tel.registry, service.Options{}).Handler()))
 	defer srv.Close()
 
 	u, err := auth.NewUser("ops@example.com", "password-123", "Ops", transfer.RoleAdmin)
