@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -77,7 +78,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer os.RemoveAll(dataDir)
-	dev, err := startDevProcess(ctx, benchDB, dataDir)
+	temporalAddr, err := freeTCPAddr()
+	if err != nil {
+		return err
+	}
+	apiAddr, err := freeTCPAddr()
+	if err != nil {
+		return err
+	}
+	dev, err := startDevProcess(ctx, benchDB, dataDir, temporalAddr, apiAddr)
 	if err != nil {
 		return err
 	}
@@ -134,7 +143,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// The admin exists now; the restarted dev prints no password, so the first one serves. The
 	// restart keeps the data directory, so transfers still in flight resume on it.
 	password := dev.password
-	dev, err = startDevProcess(ctx, benchDB, dataDir, "--saga-variant", "naive")
+	dev, err = startDevProcess(ctx, benchDB, dataDir, temporalAddr, apiAddr, "--saga-variant", "naive")
 	if err != nil {
 		return err
 	}
@@ -207,22 +216,17 @@ func (d *benchDev) stop() {
 }
 
 // startDevProcess runs this binary's dev command on free ports with its own data directory.
-func startDevProcess(ctx context.Context, dsn, dataDir string, extra ...string) (*benchDev, error) {
+// A restart passes the addresses of the first start: the embedded Temporal server comes back as the
+// same hosts and resumes at once.
+func startDevProcess(ctx context.Context, dsn, dataDir, temporal, addr string, extra ...string) (*benchDev, error) {
 	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	temporal, err := freeTCPAddr()
-	if err != nil {
-		return nil, err
-	}
-	addr, err := freeTCPAddr()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, self, append([]string{"dev", "--database-url", dsn, "--data-dir", dataDir, "--addr", addr,
 		"--temporal-address", temporal, "--ui-addr", "", "--bcrypt-cost", "4"}, extra...)...)
-	cmd.Stderr = io.Discard
+	var errTail tailBuffer
+	cmd.Stderr = &errTail
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -245,7 +249,29 @@ func startDevProcess(ctx context.Context, dsn, dataDir string, extra ...string) 
 		}
 	}
 	d.stop()
-	return nil, fmt.Errorf("bench: transferd dev did not start (run it alone to see why)")
+	return nil, fmt.Errorf("bench: transferd dev did not start; its last words:\n%s", errTail.String())
+}
+
+// tailBuffer keeps the last 4 KiB written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 4096 {
+		t.buf = t.buf[len(t.buf)-4096:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
 }
 
 func freeTCPAddr() (string, error) {
