@@ -124,6 +124,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
 			// Search attributes registered while running are visible at once, not after a refresh.
 			dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
+			// One partition per task queue: with the few pollers of one machine, tasks that reach
+			// the backlog of a non-root partition drain only by forwarding, a task or two a second
+			// (seen under overload in transferd bench); a single partition drains at full speed.
+			dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():  1,
+			dynamicconfig.MatchingNumTaskqueueWritePartitions.Key(): 1,
 		}),
 	)
 	if err != nil {
