@@ -251,12 +251,18 @@ func (r *run) one(ctx context.Context, n int64) {
 	case status == "completed":
 		r.completed.Add(1)
 		r.record(func() { r.accept = append(r.accept, accepted); r.final = append(r.final, done) })
-	default:
+	case status == "failed" || status == "cancelled":
 		r.failed.Add(1)
 		r.record(func() {
 			r.errors["ended_"+status]++
 			r.accept = append(r.accept, accepted)
 			r.final = append(r.final, done)
+		})
+	default:
+		// The wait for the outcome ran out with the transfer still in flight.
+		r.record(func() {
+			r.errors["still_"+status+"_after_wait"]++
+			r.accept = append(r.accept, accepted)
 		})
 	}
 }
