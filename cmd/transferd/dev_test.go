@@ -33,15 +33,30 @@ type devProcess struct {
 	stderr   *bytes.Buffer
 }
 
-// buildBinary builds transferd once for the test.
+// built is the transferd binary the subprocess tests share, built once per test run.
+var built struct {
+	once sync.Once
+	path string
+	err  error
+	out  []byte
+}
+
+// buildBinary builds transferd once for all the tests that run it as a subprocess.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "transferd")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "transferd-test-bin-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.path = filepath.Join(dir, "transferd")
+		built.out, built.err = exec.Command("go", "build", "-o", built.path, ".").CombinedOutput()
+	})
+	if built.err != nil {
+		t.Fatalf("go build: %v\n%s", built.err, built.out)
 	}
-	return bin
+	return built.path
 }
 
 func freeAddr(t *testing.T) string {
@@ -285,4 +300,13 @@ func TestBenchQuick(t *testing.T) {
 			t.Errorf("report lacks %q", row)
 		}
 	}
+}
+
+// TestMain removes the shared test binary after the run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.path != "" {
+		_ = os.RemoveAll(filepath.Dir(built.path))
+	}
+	os.Exit(code)
 }
