@@ -237,11 +237,35 @@ func serverConfig(o Options) (*config.Config, error) {
 	return &cfg, nil
 }
 
-// ports lists the ports the server binds besides the UI's: the four services' gRPC ports from the
-// frontend's on, their membership ports 100 above, and the frontend's HTTP port 10 above.
-func (o Options) ports() []int {
-	p := o.FrontendPort
+// ports lists the ports the server binds besides the UI's.
+func (o Options) ports() []int { return Ports(o.FrontendPort) }
+
+// Ports lists the ports a server with this frontend port binds besides the UI's: the four services'
+// gRPC ports from the frontend's on, their membership ports 100 above, and the frontend's HTTP port
+// 10 above. Other listeners of the same machine must keep out of them.
+func Ports(frontend int) []int {
+	p := frontend
 	return []int{p, p + 1, p + 2, p + 3, p + 10, p + 100, p + 101, p + 102, p + 103}
+}
+
+// FreeFrontendPort finds a frontend port on ip whose every port (Ports) is free now.
+func FreeFrontendPort(ip string) (int, error) {
+	for range 100 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("devtemporal: free port: %w", err)
+		}
+		p := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		free := p+103 <= 65535
+		for _, q := range Ports(p) {
+			free = free && portFree(ip, q)
+		}
+		if free {
+			return p, nil
+		}
+	}
+	return 0, errors.New("devtemporal: found no free block of ports")
 }
 
 func portFree(ip string, port int) bool {

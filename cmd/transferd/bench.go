@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +28,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/transferd/transferd/bench"
+	"github.com/transferd/transferd/devtemporal"
 	"github.com/transferd/transferd/ledger"
 	"github.com/transferd/transferd/service"
 	"github.com/transferd/transferd/worker"
@@ -78,11 +80,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer os.RemoveAll(dataDir)
-	temporalAddr, err := freeTCPAddr()
+	temporalPort, err := devtemporal.FreeFrontendPort("127.0.0.1")
 	if err != nil {
 		return err
 	}
-	apiAddr, err := freeTCPAddr()
+	temporalAddr := net.JoinHostPort("127.0.0.1", fmt.Sprint(temporalPort))
+	apiAddr, err := freeTCPAddrOutside(devtemporal.Ports(temporalPort))
 	if err != nil {
 		return err
 	}
@@ -274,13 +277,19 @@ func (t *tailBuffer) String() string {
 	return string(t.buf)
 }
 
-func freeTCPAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// freeTCPAddrOutside returns a free loopback address whose port is none of taken.
+func freeTCPAddrOutside(taken []int) (string, error) {
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !slices.Contains(taken, port) {
+			return ln.Addr().String(), nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // throwawayDatabase names a database that does not exist yet on the server of dsn, and returns a

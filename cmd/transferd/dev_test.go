@@ -22,6 +22,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/transferd/transferd/devtemporal"
 	"github.com/transferd/transferd/internal/pgtest"
 )
 
@@ -59,14 +60,11 @@ func buildBinary(t *testing.T) string {
 	return built.path
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+func portOf(addr string) int {
+	_, port, _ := net.SplitHostPort(addr)
+	var p int
+	fmt.Sscan(port, &p)
+	return p
 }
 
 // startDev starts `transferd dev` and waits for its ready line.
@@ -162,9 +160,21 @@ func TestDevSurvivesSIGKILL(t *testing.T) {
 	bin := buildBinary(t)
 	t.Logf("built in %s", time.Since(began).Round(time.Millisecond))
 	dsn := pgtest.NewDatabaseURL(t)
-	temporalAddr := freeAddr(t)
-	args := []string{"--database-url", dsn, "--data-dir", t.TempDir(), "--addr", freeAddr(t),
-		"--temporal-address", temporalAddr, "--ui-addr", freeAddr(t), "--reconcile-every", "2s"}
+	temporalPort, err := devtemporal.FreeFrontendPort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	temporalAddr := fmt.Sprintf("127.0.0.1:%d", temporalPort)
+	apiAddr, err := freeTCPAddrOutside(devtemporal.Ports(temporalPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uiAddr, err := freeTCPAddrOutside(append(devtemporal.Ports(temporalPort), portOf(apiAddr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--database-url", dsn, "--data-dir", t.TempDir(), "--addr", apiAddr,
+		"--temporal-address", temporalAddr, "--ui-addr", uiAddr, "--reconcile-every", "2s"}
 
 	dev := startDev(t, bin, args...)
 	if dev.password == "" {
