@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -237,21 +236,11 @@ func startDevProcess(ctx context.Context, dsn, dataDir, temporal, addr string, e
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	d := &benchDev{cmd: cmd, temporal: temporal}
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		switch {
-		case len(fields) >= 2 && fields[0] == "API":
-			d.api = fields[1]
-		case len(fields) >= 4 && fields[0] == "Admin":
-			d.password = fields[3]
-		case len(fields) > 0 && strings.HasPrefix(fields[0], "ready"):
-			go func() { _, _ = io.Copy(io.Discard, stdout) }()
-			return d, nil
-		}
+	banner, err := readDevBanner(stdout)
+	if err == nil {
+		return &benchDev{cmd: cmd, temporal: temporal, api: banner.API, password: banner.Password}, nil
 	}
-	d.stop()
+	(&benchDev{cmd: cmd}).stop()
 	return nil, fmt.Errorf("bench: transferd dev did not start; its last words:\n%s", errTail.String())
 }
 

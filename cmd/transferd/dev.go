@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -153,6 +154,35 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "ready: press Ctrl-C to stop\n")
 	return serve(ctx, srv, ln, log)
+}
+
+// devBanner is what `transferd dev` prints on stdout before its ready line.
+type devBanner struct {
+	// API is the API's URL.
+	API string
+	// Password is the bootstrap admin's, printed only by the start that created it.
+	Password string
+}
+
+// readDevBanner reads dev's stdout, as runDev prints it, up to the ready line, then keeps draining
+// the rest in the background so the process never blocks on a full pipe. It fails if the output ends
+// before the ready line, which means dev exited.
+func readDevBanner(stdout io.Reader) (devBanner, error) {
+	var b devBanner
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		switch {
+		case len(fields) >= 2 && fields[0] == "API":
+			b.API = fields[1]
+		case len(fields) >= 4 && fields[0] == "Admin":
+			b.Password = fields[3]
+		case len(fields) > 0 && strings.HasPrefix(fields[0], "ready"):
+			go func() { _, _ = io.Copy(io.Discard, stdout) }()
+			return b, nil
+		}
+	}
+	return devBanner{}, errors.New("transferd dev exited before it was ready")
 }
 
 // bootstrapAdmin creates the bootstrap admin with a random password when the database has no admin,

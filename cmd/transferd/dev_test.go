@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -82,38 +81,26 @@ func startDev(t *testing.T, bin string, args ...string) *devProcess {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	deadline := time.After(90 * time.Second)
-	for {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatalf("transferd dev exited before it was ready:\n%s", p.stderr)
-			}
-			fields := strings.Fields(line)
-			switch {
-			case len(fields) >= 2 && fields[0] == "API":
-				p.api = fields[1]
-			case len(fields) >= 4 && fields[0] == "Admin":
-				p.password = fields[3]
-			case strings.HasPrefix(line, "ready"):
-				go func() {
-					for range lines {
-					}
-				}()
-				return p
-			}
-		case <-deadline:
-			t.Fatalf("transferd dev was not ready after 90s:\n%s", p.stderr)
-		}
+	type result struct {
+		banner devBanner
+		err    error
 	}
+	ready := make(chan result, 1)
+	go func() {
+		b, err := readDevBanner(stdout)
+		ready <- result{b, err}
+	}()
+	select {
+	case r := <-ready:
+		if r.err != nil {
+			t.Fatalf("%v:\n%s", r.err, p.stderr)
+		}
+		p.api, p.password = r.banner.API, r.banner.Password
+		return p
+	case <-time.After(90 * time.Second):
+		t.Fatalf("transferd dev was not ready after 90s:\n%s", p.stderr)
+	}
+	return nil
 }
 
 // call sends a JSON request to the dev API and decodes the answer into out.
