@@ -38,5 +38,26 @@ func TestTransferInOneTransaction(t *testing.T) {
 	if err := s.Release(ctx, over, transfer.Outcome{Status: transfer.StatusFailed, Code: transfer.CodeInsufficientFunds}); err != nil {
 		t.Fatal(err)
 	}
+
+	// A credit refused after the reserve and the debit ran undoes both: nothing of the transfer stays.
+	frozen := newAccount(t, s, "USD")
+	setStatus(t, s, frozen.ID, transfer.AccountFrozen)
+	late := createTransfer(t, s, transfer.KindTransfer, a.ID, frozen.ID, 10, "USD")
+	if err := s.TransferInOneTransaction(ctx, late); !transfer.IsCode(err, transfer.CodeAccountInactive) {
+		t.Fatalf("to a frozen account: got %v, want account_inactive", err)
+	}
+	tr, _ = s.Transfer(ctx, late)
+	gotA, _ = s.Account(ctx, a.ID)
+	entries, err := s.ListEntries(ctx, a.ID, transfer.Page{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Status != transfer.StatusPending || gotA.Balance != 40 || gotA.Reserved != 0 || len(entries.Items) != 2 {
+		t.Errorf("after a refused credit: got %s, A %d (reserved %d), %d entries on A; want pending, 40 (0), 2",
+			tr.Status, gotA.Balance, gotA.Reserved, len(entries.Items))
+	}
+	if err := s.Release(ctx, late, transfer.Outcome{Status: transfer.StatusFailed, Code: transfer.CodeAccountInactive}); err != nil {
+		t.Fatal(err)
+	}
 	mustAudit(t, s)
 }

@@ -23,6 +23,9 @@ func openUnmigrated(t testing.TB) (*ledger.Store, string) {
 	return s, url
 }
 
+// allMigrations are the migrations an empty database gets, in order.
+var allMigrations = []string{"0001_ledger", "0002_step_functions"}
+
 func TestMigrateAppliesOnce(t *testing.T) {
 	ctx := context.Background()
 	s, url := openUnmigrated(t)
@@ -30,7 +33,7 @@ func TestMigrateAppliesOnce(t *testing.T) {
 		name string
 		want []string
 	}{
-		{name: "empty database", want: []string{"0001_ledger"}},
+		{name: "empty database", want: allMigrations},
 		{name: "current database", want: nil},
 		{name: "current database again", want: nil},
 	}
@@ -97,14 +100,14 @@ func TestMigrateConcurrently(t *testing.T) {
 			t.Errorf("migrator %d: got error %v, want none", i, errs[i])
 		}
 		switch {
-		case slices.Equal(applied[i], []string{"0001_ledger"}):
+		case slices.Equal(applied[i], allMigrations):
 			appliers++
 		case len(applied[i]) != 0:
-			t.Errorf("migrator %d: got applied %q, want [0001_ledger] or nothing", i, applied[i])
+			t.Errorf("migrator %d: got applied %q, want %q or nothing", i, applied[i], allMigrations)
 		}
 	}
 	if appliers != 1 {
-		t.Errorf("migrators that applied 0001_ledger: got %d, want 1", appliers)
+		t.Errorf("migrators that applied the migrations: got %d, want 1", appliers)
 	}
 	s := stores[0]
 	fund(t, s, newAccount(t, s, "EUR"), 10)
