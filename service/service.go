@@ -54,6 +54,11 @@ type Options struct {
 	EagerStart bool
 	// Naive starts transfers on the naive saga (regular activities for every step), for the bench.
 	Naive bool
+	// WorkflowTaskTimeout is how long a worker may hold a transfer's workflow task; zero means
+	// Temporal's default, 10s. The saga's steps run as local activities inside that task, so while a
+	// step runs, a cancel or a query waits until the SDK heartbeats the task, at 80% of this timeout.
+	// Tests that hold a step on purpose shorten it.
+	WorkflowTaskTimeout time.Duration
 }
 
 // WithOptions sets the service's options and returns it.
@@ -123,6 +128,7 @@ func (s *Service) start(ctx context.Context, t transfer.Transfer) error {
 		ToAccountID: t.ToAccountID, Amount: int64(t.Amount), Currency: t.Currency, Naive: s.opts.Naive}
 	opts := workflows.StartOptions(in, s.taskQueue)
 	opts.EnableEagerStart = s.opts.EagerStart
+	opts.WorkflowTaskTimeout = s.opts.WorkflowTaskTimeout
 	_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowName, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if err != nil && !errors.As(err, &started) {

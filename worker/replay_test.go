@@ -18,12 +18,14 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The current code's histories (steps as local activities) and those recorded before that
-	// change (history_v0_*, regular activities), which transfers in flight may still have.
+	// The current code's histories (every step a local activity), and those of the earlier versions,
+	// which transfers in flight may still have: history_v0_* (regular activities) and history_v1_*
+	// (the reserve regular, the steps after it local).
 	want := map[string]bool{}
 	for _, path := range []string{"success", "insufficient_funds", "refund", "cancel"} {
 		want["history_"+path+".json"] = false
 		want["history_v0_"+path+".json"] = false
+		want["history_v1_"+path+".json"] = false
 	}
 	for _, f := range files {
 		want[filepath.Base(f)] = true

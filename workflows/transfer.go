@@ -117,20 +117,34 @@ var stepOptions = workflow.ActivityOptions{
 	},
 }
 
-// localStepOptions run the ledger steps after the reserve as local activities: in the worker, inside the workflow
+// localStepOptions run the ledger steps as local activities: in the worker, inside the workflow
 // task, with one marker in the history instead of a scheduled task and two events with their round
-// trips to the server. The trade-off: a local activity whose worker dies is run again when the
-// workflow task is retried, even if it had finished, so it is at-least-once like any activity but
-// more often re-run; that is safe only because every ledger step is idempotent per transfer (the
-// ledger tests run each one twice). Retries are unlimited, with backoff, as for stepOptions.
+// trips to the server. A transfer whose steps all succeed then costs one workflow task, as an empty
+// workflow does. The trade-offs:
+//   - A local activity whose worker dies is run again when the workflow task is retried, even if it
+//     had finished, so it is at-least-once like any activity but more often re-run; that is safe
+//     only because every ledger step is idempotent per transfer (the ledger tests run each one twice).
+//   - While a local activity runs, the worker holds the workflow task, so a cancel update or a query
+//     reaches the workflow only when the task ends or the SDK heartbeats it, at 80% of the workflow
+//     task timeout. A reserve takes milliseconds, so a cancel loses nothing it could have had;
+//     a reserve stuck retrying a lost database sees the cancel at the next heartbeat.
+//
+// Retries are unlimited, with backoff, as for stepOptions.
 var localStepOptions = workflow.LocalActivityOptions{
 	StartToCloseTimeout: 10 * time.Second,
 	RetryPolicy:         stepOptions.RetryPolicy,
 }
 
-// localStepsChange versions the move of the steps to local activities: histories recorded before it
-// replay with regular activities.
+// localStepsChange versions the move of the steps to local activities. Version 1 ran the steps after
+// the reserve locally and the reserve as a regular activity; version 2 runs every step locally.
+// Histories recorded at version 0 or 1 replay as they ran.
 const localStepsChange = "local-activity-steps"
+
+// The versions of localStepsChange.
+const (
+	localAfterReserve = 1
+	localAll          = 2
+)
 
 // a is the nil receiver through which the workflow names the activities.
 var a *activities.Activities
@@ -170,13 +184,17 @@ type saga struct {
 	// debitStarted is set just before the debit is scheduled; after it, cancels are refused.
 	debitStarted bool
 	finished     bool
-	// local runs the steps as local activities.
-	local bool
+	// local runs the steps as local activities; localReserve the reserve too.
+	local        bool
+	localReserve bool
 }
 
 func (s *saga) run(ctx workflow.Context) (State, error) {
 	id := s.in.TransferID
-	s.local = !s.in.Naive && workflow.GetVersion(ctx, localStepsChange, workflow.DefaultVersion, 1) == 1
+	if !s.in.Naive {
+		v := workflow.GetVersion(ctx, localStepsChange, workflow.DefaultVersion, localAll)
+		s.local, s.localReserve = v >= localAfterReserve, v >= localAll
+	}
 	if s.cancelling(ctx) {
 		return s.release(ctx, s.cancelOutcome())
 	}
@@ -270,11 +288,7 @@ func (s *saga) end(ctx workflow.Context, final State) (State, error) {
 func (s *saga) step(ctx workflow.Context, name string, activity, input any) error {
 	start := workflow.Now(ctx)
 	var err error
-	// The reserve stays a regular activity even on the local path: while a local activity runs, the
-	// workflow task is held by the worker and a cancel cannot reach the workflow, and the reserve is
-	// exactly the step a cancel must be able to interrupt. From the debit on nothing can be
-	// cancelled, so those steps lose nothing by running locally.
-	if s.local && name != "reserve" {
+	if s.local && (name != "reserve" || s.localReserve) {
 		lctx := workflow.WithLocalActivityOptions(ctx, localStepOptions)
 		err = workflow.ExecuteLocalActivity(lctx, activity, input).Get(lctx, nil)
 	} else {

@@ -661,14 +661,14 @@ func TestSearchAttributeNames(t *testing.T) {
 	require.Equal(t, want, worker.SearchAttributes, "search attributes the worker registers")
 }
 
-// TestTransferStepsRunAsLocalActivities checks that new transfers run their steps after the reserve
-// as local activities, the fast path; the reserve stays regular so a cancel can reach it.
+// TestTransferStepsRunAsLocalActivities checks that new transfers run every step as a local
+// activity, the fast path.
 func TestTransferStepsRunAsLocalActivities(t *testing.T) {
 	r := newSagaRun(t)
 	got := r.execute()
 	require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, got)
 	r.check([]string{reserve, debit, credit}, nil, nil, []string{"reserved", "debited", "completed"})
-	require.Equal(t, 2, r.local, "debit and credit run as local activities")
+	require.Equal(t, 3, r.local, "reserve, debit and credit run as local activities")
 }
 
 // TestTransferNaiveRunsRegularActivities checks the naive variant, kept for the bench: the same saga

@@ -15,6 +15,11 @@ import (
 	"github.com/transferd/transferd/workflows"
 )
 
+// WorkflowTaskTimeout is the workflow task timeout for services whose tests hold a step: the saga
+// runs its steps as local activities inside the workflow task, so a cancel or a query reaches a
+// workflow with a held step only when the SDK heartbeats the task, at 80% of this timeout.
+const WorkflowTaskTimeout = time.Second
+
 // Gate is a real activities.Store with one hook: a transfer's reserve can be held back until the test
 // lets it through.
 type Gate struct {
