@@ -66,24 +66,34 @@ func (s *Store) ListEntries(ctx context.Context, accountID uuid.UUID, p transfer
 	if err != nil {
 		return transfer.List[transfer.Entry]{}, err
 	}
+	q, args, err := entriesQuery(accountID, p, limit)
+	if err != nil {
+		return transfer.List[transfer.Entry]{}, err
+	}
+	var rows []entryRow
+	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+		return transfer.List[transfer.Entry]{}, fmt.Errorf("ledger: list entries: %w", err)
+	}
+	return page(rows, limit, func(r entryRow) (transfer.Entry, error) { return r.domain(), nil },
+		func(r entryRow) cursor { return cursor{Seq: r.Seq} })
+}
+
+// entriesQuery builds ListEntries' statement and its arguments: a backward read of the
+// entries_account_seq_key index from the cursor's seq, so a page reads limit+1 entries however long
+// the account's journal is.
+func entriesQuery(accountID uuid.UUID, p transfer.Page, limit int) (string, []any, error) {
 	q := "SELECT * FROM entries WHERE account_id = ?"
 	args := []any{accountID}
 	if p.Cursor != "" {
 		c, err := decodeCursor(p.Cursor)
 		if err != nil {
-			return transfer.List[transfer.Entry]{}, err
+			return "", nil, err
 		}
 		if c.Seq < 1 || c.ID != uuid.Nil {
-			return transfer.List[transfer.Entry]{}, transfer.Errorf(transfer.CodeInvalidCursor, "cursor does not belong to this list")
+			return "", nil, transfer.Errorf(transfer.CodeInvalidCursor, "cursor does not belong to this list")
 		}
 		q += " AND seq < ?"
 		args = append(args, c.Seq)
 	}
-	q += " ORDER BY seq DESC LIMIT ?"
-	var rows []entryRow
-	if err := s.db.WithContext(ctx).Raw(q, append(args, limit+1)...).Scan(&rows).Error; err != nil {
-		return transfer.List[transfer.Entry]{}, fmt.Errorf("ledger: list entries: %w", err)
-	}
-	return page(rows, limit, func(r entryRow) (transfer.Entry, error) { return r.domain(), nil },
-		func(r entryRow) cursor { return cursor{Seq: r.Seq} })
+	return q + " ORDER BY seq DESC LIMIT ?", append(args, limit+1), nil
 }

@@ -431,6 +431,10 @@ func TestListTransfersFilters(t *testing.T) {
 		{name: "completed and visible to the owner of a1 and a2",
 			filter: ledger.TransferFilter{VisibleTo: u1.ID, Status: transfer.StatusCompleted}, want: []uuid.UUID{w1, t1, d1}},
 		{name: "transfers of a1", filter: ledger.TransferFilter{AccountID: a1.ID, Kind: transfer.KindTransfer}, want: []uuid.UUID{t5, t1}},
+		{name: "account a1 visible to its owner",
+			filter: ledger.TransferFilter{AccountID: a1.ID, VisibleTo: u1.ID}, want: []uuid.UUID{t5, w1, t1, d1}},
+		{name: "account b visible to the owner of c",
+			filter: ledger.TransferFilter{AccountID: b.ID, VisibleTo: u3.ID}, want: []uuid.UUID{t4, t2}},
 		{name: "account c visible to the owner of a1 and a2",
 			filter: ledger.TransferFilter{AccountID: c.ID, VisibleTo: u1.ID}, want: []uuid.UUID{t3}},
 	}

@@ -127,39 +127,80 @@ func (s *Store) ListTransfers(ctx context.Context, f TransferFilter, p transfer.
 	if err != nil {
 		return transfer.List[transfer.Transfer]{}, err
 	}
-	var where []string
-	var args []any
-	if f.VisibleTo != uuid.Nil {
-		where = append(where, `(t.from_account_id IN (SELECT id FROM accounts WHERE owner_id = ?)
-			OR t.to_account_id IN (SELECT id FROM accounts WHERE owner_id = ?))`)
-		args = append(args, f.VisibleTo, f.VisibleTo)
-	}
-	if f.AccountID != uuid.Nil {
-		where = append(where, "(t.from_account_id = ? OR t.to_account_id = ?)")
-		args = append(args, f.AccountID, f.AccountID)
-	}
-	if f.Status != "" {
-		where = append(where, "t.status = ?")
-		args = append(args, string(f.Status))
-	}
-	if f.Kind != "" {
-		where = append(where, "t.kind = ?")
-		args = append(args, string(f.Kind))
-	}
-	where, args, err = keyset(p, where, args, "t.")
+	q, args, err := transfersQuery(f, p, limit)
 	if err != nil {
 		return transfer.List[transfer.Transfer]{}, err
 	}
-	q := "SELECT t.* FROM transfers t"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY t.created_at DESC, t.id DESC LIMIT ?"
 	var rows []transferRow
-	if err := s.db.WithContext(ctx).Raw(q, append(args, limit+1)...).Scan(&rows).Error; err != nil {
+	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
 		return transfer.List[transfer.Transfer]{}, fmt.Errorf("ledger: list transfers: %w", err)
 	}
 	return page(rows, limit, transferRow.domain, func(r transferRow) cursor { return cursor{T: r.CreatedAt.UnixMicro(), ID: r.ID} })
+}
+
+// transfersQuery builds ListTransfers' statement and its arguments. Every part of it reads one
+// index in its order, (created_at, id) descending, and stops after a page: the whole table through
+// transfers_page_idx, or one account's side through transfers_from_page_idx or
+// transfers_to_page_idx. A page then reads about limit rows per part however long the journal
+// grows. The plain "from = $1 OR to = $1", or "any account of this owner", would read every matching
+// transfer and sort them, on every page.
+//
+// An account's transfers are its outgoing part and its incoming part. A user sees the transfers of
+// the accounts they own, one outgoing and one incoming part per account (LATERAL), and the union
+// removes a transfer between two of their own accounts, seen from both sides. A user filtering on an
+// account sees all of its transfers if they own it, and otherwise those whose other side is theirs.
+func transfersQuery(f TransferFilter, p transfer.Page, limit int) (string, []any, error) {
+	var common []string
+	var commonArgs []any
+	if f.Status != "" {
+		common = append(common, "t.status = ?")
+		commonArgs = append(commonArgs, string(f.Status))
+	}
+	if f.Kind != "" {
+		common = append(common, "t.kind = ?")
+		commonArgs = append(commonArgs, string(f.Kind))
+	}
+	common, commonArgs, err := keyset(p, common, commonArgs, "t.")
+	if err != nil {
+		return "", nil, err
+	}
+	const order = " ORDER BY t.created_at DESC, t.id DESC LIMIT ?"
+	// part is one index-ordered read of at most limit+1 transfers that meet cond and the filters.
+	part := func(cond string, args ...any) (string, []any) {
+		where := append([]string{cond}, common...)
+		args = append(append(args, commonArgs...), limit+1)
+		return "SELECT t.* FROM transfers t WHERE " + strings.Join(where, " AND ") + order, args
+	}
+	// ownedPart is part for each account of the owner, cond naming the account as a.id.
+	ownedPart := func(cond string, owner uuid.UUID, args ...any) (string, []any) {
+		q, args := part(cond, args...)
+		return "SELECT t.* FROM accounts a CROSS JOIN LATERAL (" + q + ") t WHERE a.owner_id = ?", append(args, owner)
+	}
+	const owns = "EXISTS (SELECT 1 FROM accounts o WHERE o.id = ? AND o.owner_id = ?)"
+	var parts []string
+	var args []any
+	add := func(q string, a []any) {
+		parts = append(parts, "("+q+")")
+		args = append(args, a...)
+	}
+	switch {
+	case f.AccountID == uuid.Nil && f.VisibleTo == uuid.Nil:
+		where := append([]string{"true"}, common...)
+		return "SELECT t.* FROM transfers t WHERE " + strings.Join(where, " AND ") + order, append(commonArgs, limit+1), nil
+	case f.VisibleTo == uuid.Nil:
+		add(part("t.from_account_id = ?", f.AccountID))
+		add(part("t.to_account_id = ?", f.AccountID))
+	case f.AccountID == uuid.Nil:
+		add(ownedPart("t.from_account_id = a.id", f.VisibleTo))
+		add(ownedPart("t.to_account_id = a.id", f.VisibleTo))
+	default:
+		add(part("t.from_account_id = ? AND "+owns, f.AccountID, f.AccountID, f.VisibleTo))
+		add(part("t.to_account_id = ? AND "+owns, f.AccountID, f.AccountID, f.VisibleTo))
+		add(ownedPart("t.from_account_id = a.id AND t.to_account_id = ?", f.VisibleTo, f.AccountID))
+		add(ownedPart("t.to_account_id = a.id AND t.from_account_id = ?", f.VisibleTo, f.AccountID))
+	}
+	q := "SELECT * FROM (" + strings.Join(parts, " UNION ") + ") t" + order
+	return q, append(args, limit+1), nil
 }
 
 // page turns limit+1 rows into a page of at most limit items and the cursor after the last one.
