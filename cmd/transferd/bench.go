@@ -386,7 +386,7 @@ func writeBenchReport(out, jsonOut string, results []bench.Result, audit ledger.
 		"(`ledger.SeedDeposits`) on a database of its own; at each size the bench reads one account's history and transfers (the first page, "+
 		"and a page's mean over a walk of 20 pages), the transfers its owner may see, all transfers, and runs a full `audit`. "+
 		"Every list is a keyset read of an index in its order, so a page costs about the same at any size "+
-		"(`TestListPagesReadAPageOfRows` checks the rows each page reads with `EXPLAIN ANALYZE`); the audit reads everything and grows linearly.\n\n",
+		"(`TestListPagesReadAPageOfRows` checks the rows each page reads with `EXPLAIN ANALYZE`); the audit reads everything, and its cost per entry is the last column.\n\n",
 		transfer.DefaultPageLimit)
 	bench.WriteGrowthMarkdown(&b, growth)
 	fmt.Fprintf(&b, "\n## Reproduce\n\n```sh\nmake bench          # transferd bench suite: writes this file and docs/bench-results.json\n```\n\n"+
