@@ -126,7 +126,7 @@ func TestTelemetry(t *testing.T) {
 		{"transferd_saga_step_duration_seconds_bucket", []string{`step="release"`}, ""},
 		{"transferd_compensations_total", []string{`kind="release"`}, "1"},
 		{"temporal_workflow_completed", nil, ""},
-		{"temporal_activity_execution_latency_bucket", []string{`activity_type="Reserve"`}, ""},
+		{"temporal_local_activity_execution_latency_bucket", []string{`activity_type="Reserve"`}, ""},
 		{"go_goroutines", nil, ""},
 	}
 	has := func(body, name string, labels []string, value string) bool {
