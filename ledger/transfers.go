@@ -185,8 +185,8 @@ func transfersQuery(f TransferFilter, p transfer.Page, limit int) (string, []any
 	}
 	switch {
 	case f.AccountID == uuid.Nil && f.VisibleTo == uuid.Nil:
-		where := append([]string{"true"}, common...)
-		return "SELECT t.* FROM transfers t WHERE " + strings.Join(where, " AND ") + order, append(commonArgs, limit+1), nil
+		q, a := part("true")
+		return q, a, nil
 	case f.VisibleTo == uuid.Nil:
 		add(part("t.from_account_id = ?", f.AccountID))
 		add(part("t.to_account_id = ?", f.AccountID))
