@@ -129,11 +129,19 @@ var stepOptions = workflow.ActivityOptions{
 //     task timeout. A reserve takes milliseconds, so a cancel loses nothing it could have had;
 //     a reserve stuck retrying a lost database sees the cancel at the next heartbeat.
 //
-// Retries are unlimited, with backoff, as for stepOptions.
+// Retries are unlimited, with backoff, as for stepOptions. A local activity has no unlimited
+// schedule-to-close: left unset, the SDK makes it equal to the start-to-close timeout, and a step
+// failing transiently for 10s would end the transfer (or give up a compensation). stepRetryHorizon
+// stands in for "for as long as it takes".
 var localStepOptions = workflow.LocalActivityOptions{
-	StartToCloseTimeout: 10 * time.Second,
-	RetryPolicy:         stepOptions.RetryPolicy,
+	ScheduleToCloseTimeout: stepRetryHorizon,
+	StartToCloseTimeout:    10 * time.Second,
+	RetryPolicy:            stepOptions.RetryPolicy,
 }
+
+// stepRetryHorizon is how long a local step is retried: ten years, longer than any outage a
+// transfer should outlive unresolved. The SDK needs a finite schedule-to-close for local activities.
+const stepRetryHorizon = 10 * 365 * 24 * time.Hour
 
 // localStepsChange versions the move of the steps to local activities. Version 1 ran the steps after
 // the reserve locally and the reserve as a regular activity; version 2 runs every step locally.

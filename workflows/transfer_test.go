@@ -367,6 +367,66 @@ func TestTransferRetriesTransientErrors(t *testing.T) {
 	r.env.AssertActivityNumberOfCalls(t, reserve, 3)
 }
 
+// TestTransferStepsRetriedPastTheirTimeout holds each step in transient failure for far longer than
+// its 10s start-to-close timeout (the backoff reaches its 10s maximum after 8 attempts). A step
+// must be retried for as long as it takes: a transient error never ends a transfer, and a
+// compensation never gives up (ledger.md).
+func TestTransferStepsRetriedPastTheirTimeout(t *testing.T) {
+	const failures = 15 // about 100s of backoff on the test clock
+	repeat := func(name string) []string {
+		s := make([]string, failures+1)
+		for i := range s {
+			s[i] = name
+		}
+		return s
+	}
+	t.Run("reserve debit credit", func(t *testing.T) {
+		r := newSagaRun(t)
+		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
+			Return(activities.ReserveResult{}, errors.New("connection refused")).Times(failures)
+		r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).
+			Return(activities.DebitResult{}, errors.New("connection refused")).Times(failures)
+		r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
+			Return(activities.CreditResult{}, errors.New("connection refused")).Times(failures)
+		got := r.execute()
+
+		require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, got)
+		want := append(append(repeat(reserve), repeat(debit)...), repeat(credit)...)
+		r.check(want, nil, nil, []string{"reserved", "debited", "completed"})
+	})
+	t.Run("refund", func(t *testing.T) {
+		r := newSagaRun(t)
+		r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
+			Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination frozen")).Once()
+		r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).
+			Return(activities.RefundResult{}, errors.New("connection refused")).Times(failures)
+		got := r.execute()
+
+		want := workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeAccountInactive, FailureMessage: "destination frozen"}
+		require.Equal(t, want, got)
+		ref := activities.RefundInput{TransferID: transferID, FailureCode: transfer.CodeAccountInactive, Message: "destination frozen"}
+		refs := make([]activities.RefundInput, failures+1)
+		for i := range refs {
+			refs[i] = ref
+		}
+		r.check(append([]string{reserve, debit, credit}, repeat(refund)...), nil, refs,
+			[]string{"reserved", "debited", "failed"})
+	})
+	t.Run("release", func(t *testing.T) {
+		r := newSagaRun(t)
+		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
+			Return(activities.ReserveResult{}, business(transfer.CodeInsufficientFunds, "no money")).Once()
+		r.env.OnActivity(a.Release, mock.Anything, mock.Anything).
+			Return(activities.ReleaseResult{}, errors.New("connection refused")).Times(failures)
+		got := r.execute()
+
+		require.Equal(t, transfer.StatusFailed, got.Status)
+		require.Equal(t, transfer.CodeInsufficientFunds, got.FailureCode)
+		started := r.startedSoFar()
+		require.Equal(t, append([]string{reserve}, repeat(release)...), started)
+	})
+}
+
 func TestTransferCompensationsRetriedUntilTheySucceed(t *testing.T) {
 	t.Run("release", func(t *testing.T) {
 		r := newSagaRun(t)
