@@ -127,9 +127,11 @@ func (a *Auth) requireAuth(c *gin.Context) {
 		abortWithProblem(c, codeUnauthorized, "send Authorization: Bearer <token>; get a token from POST /v1/auth/token")
 		return
 	}
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+	// A second Authorization header is refused rather than ignored: a proxy in front that read the
+	// other one would disagree with this check about who is calling.
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" || len(c.Request.Header.Values("Authorization")) > 1 {
 		c.Header("WWW-Authenticate", `Bearer realm="transferd", error="invalid_request"`)
-		abortWithProblem(c, codeUnauthorized, "the Authorization header must be Bearer <token>")
+		abortWithProblem(c, codeUnauthorized, "send one Authorization header, Bearer <token>")
 		return
 	}
 	who, err := a.verify(strings.TrimSpace(token))

@@ -14,7 +14,7 @@ import (
 )
 
 // signToken signs claims with the method and key, as a forger or a foreign issuer would.
-func signToken(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+func signToken(t testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
 	t.Helper()
 	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
 	if err != nil {
@@ -59,7 +59,7 @@ func flipSignature(token string) string {
 }
 
 // escalate rewrites a token's payload to claim the admin role and keeps its signature.
-func escalate(t *testing.T, token string) string {
+func escalate(t testing.TB, token string) string {
 	t.Helper()
 	parts := strings.Split(token, ".")
 	b, err := base64.RawURLEncoding.DecodeString(parts[1])

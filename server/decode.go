@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -37,6 +38,11 @@ func decodeJSON(c *gin.Context, dst any) bool {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			abortWithProblem(c, codePayloadTooLarge, fmt.Sprintf("the body must be at most %d bytes", maxBodyBytes))
+			return false
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The server's read timeout cut a body that was arriving too slowly.
+			abortWithProblem(c, codeRequestTimeout, "the body did not arrive in time")
 			return false
 		}
 		abortWithProblem(c, codeMalformedJSON, "the body could not be read")

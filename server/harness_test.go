@@ -60,7 +60,14 @@ func newAPI(t testing.TB) *api {
 	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	ts := temporaltest.NewServer(temporaltest.WithT(t.(*testing.T)))
+	// A fuzz target's *testing.F cannot be handed to WithT; its server is stopped at cleanup instead.
+	var ts *temporaltest.TestServer
+	if tt, ok := t.(*testing.T); ok {
+		ts = temporaltest.NewServer(temporaltest.WithT(tt))
+	} else {
+		ts = temporaltest.NewServer()
+		t.Cleanup(ts.Stop)
+	}
 	c := ts.GetDefaultClient()
 	if err := worker.EnsureSearchAttributes(ctx, c, ts.GetDefaultNamespace()); err != nil {
 		t.Fatalf("search attributes: %v", err)
@@ -77,10 +84,14 @@ func newAPI(t testing.TB) *api {
 	}
 	log := slog.New(slog.DiscardHandler)
 	h := server.New(server.Config{
-		Ledger: store, Transfers: service.New(store, c, testQueue, log), Auth: auth, Log: log,
+		Ledger: store, Transfers: service.New(store, c, testQueue, log).WithOptions(service.Options{WorkflowTaskTimeout: sagatest.WorkflowTaskTimeout}),
+		Auth: auth, Log: log,
 		Ready: map[string]server.Check{"postgres": store.Ping},
 	})
-	srv := httptest.NewServer(h.Handler())
+	// The test server has the production server's timeouts and limits.
+	srv := httptest.NewUnstartedServer(h.Handler())
+	srv.Config = h.NewHTTPServer("")
+	srv.Start()
 	t.Cleanup(srv.Close)
 	a := &api{t: t, url: srv.URL, store: store, auth: auth, handle: h, gate: gate, temporal: c}
 	u, err := auth.NewUser("admin@example.com", "admin-password", "Admin", transfer.RoleAdmin)

@@ -19,6 +19,7 @@ const (
 	codeForbidden            transfer.Code = "forbidden"
 	codeRouteNotFound        transfer.Code = "route_not_found"
 	codeMethodNotAllowed     transfer.Code = "method_not_allowed"
+	codeRequestTimeout       transfer.Code = "request_timeout"
 	codePayloadTooLarge      transfer.Code = "payload_too_large"
 	codeUnsupportedMediaType transfer.Code = "unsupported_media_type"
 	codeTooManyRequests      transfer.Code = "too_many_requests"
@@ -53,6 +54,7 @@ var problems = map[transfer.Code]problemKind{
 	transfer.CodeNotCancellable:      {http.StatusConflict, "Not cancellable"},
 	transfer.CodeAccountNotEmpty:     {http.StatusConflict, "Account not empty"},
 	transfer.CodeExternalIDConflict:  {http.StatusConflict, "External id conflict"},
+	codeRequestTimeout:               {http.StatusRequestTimeout, "Request timeout"},
 	codePayloadTooLarge:              {http.StatusRequestEntityTooLarge, "Payload too large"},
 	codeUnsupportedMediaType:         {http.StatusUnsupportedMediaType, "Unsupported media type"},
 	transfer.CodeAccountNotFound:     {http.StatusUnprocessableEntity, "Account not found"},

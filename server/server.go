@@ -75,6 +75,13 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// MaxWait bounds ?wait= on transfer creation; default 30s.
 	MaxWait time.Duration
+	// SignInLimit slows password guessing on POST /v1/auth/token; the zero value takes its defaults.
+	SignInLimit SignInLimit
+	// TrustedProxies are the addresses or CIDRs of reverse proxies whose X-Forwarded-For and
+	// X-Real-IP name the client. By default none is trusted and the client is the TCP peer, so that
+	// a client cannot pick the address that SignInLimit counts it under. An invalid entry is logged
+	// and trusts nothing.
+	TrustedProxies []string
 }
 
 // Server is the HTTP API. Its Handler is safe for concurrent use.
@@ -87,6 +94,7 @@ type Server struct {
 	gatherer  prometheus.Gatherer
 	metrics   *httpMetrics
 	maxWait   time.Duration
+	signIn    *signInLimiter
 	engine    *gin.Engine
 }
 
@@ -103,8 +111,13 @@ func New(cfg Config) *Server {
 		cfg.MaxWait = 30 * time.Second
 	}
 	s := &Server{ledger: cfg.Ledger, transfers: cfg.Transfers, auth: cfg.Auth, log: cfg.Log, ready: cfg.Ready,
-		gatherer: cfg.Gatherer, metrics: newHTTPMetrics(cfg.Metrics), maxWait: cfg.MaxWait}
+		gatherer: cfg.Gatherer, metrics: newHTTPMetrics(cfg.Metrics), maxWait: cfg.MaxWait,
+		signIn: newSignInLimiter(cfg.SignInLimit)}
 	s.engine = s.routes()
+	if err := s.engine.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		cfg.Log.Error("invalid trusted proxies: trusting none", "err", err.Error())
+		_ = s.engine.SetTrustedProxies(nil)
+	}
 	return s
 }
 
@@ -120,16 +133,31 @@ func (s *Server) Routes() []string {
 	return out
 }
 
-// NewHTTPServer wraps the handler in an http.Server with timeouts that bound slow clients. ?wait= may
-// hold a request for up to MaxWait, so the write timeout leaves room for it.
+// The limits of NewHTTPServer on slow and greedy clients.
+const (
+	// readHeaderTimeout bounds the arrival of a request's headers, against slowloris.
+	readHeaderTimeout = 5 * time.Second
+	// readTimeout bounds the arrival of a whole request, body included (at most maxBodyBytes).
+	readTimeout = 15 * time.Second
+	// writeMargin is what the write timeout leaves for the handler's own work and the answer.
+	writeMargin = 15 * time.Second
+	// idleTimeout bounds how long a kept-alive connection waits for its next request.
+	idleTimeout = 120 * time.Second
+	// maxHeaderBytes bounds the request line and headers; a larger one is answered 431 by net/http.
+	maxHeaderBytes = 64 << 10
+)
+
+// NewHTTPServer wraps the handler in an http.Server with timeouts that bound slow clients. The
+// write timeout runs from the end of the headers, so it covers the reading of the body as well as a
+// ?wait= of up to MaxWait, and leaves a margin after both.
 func (s *Server) NewHTTPServer(addr string) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           s.engine,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      s.maxWait + 15*time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      readTimeout + s.maxWait + writeMargin,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 	}
 }

@@ -76,10 +76,14 @@ type tokenResponse struct {
 }
 
 // handleCreateToken exchanges an email and password for a bearer token. A wrong email and a wrong
-// password get the same answer in the same time.
+// password get the same answer in the same time. Attempts are rate limited per email and per client
+// (SignInLimit) before the password is checked, whether or not the email is a user's.
 func (s *Server) handleCreateToken(c *gin.Context) {
 	var req tokenRequest
 	if !decodeJSON(c, &req) {
+		return
+	}
+	if !s.limitSignIn(c, req.Email) {
 		return
 	}
 	var u transfer.User

@@ -34,6 +34,8 @@ type config struct {
 	MetricsAddr string
 	WithWorker  bool
 	SagaVariant string
+	// TrustedProxies is a comma-separated list of the reverse proxies' addresses or CIDRs.
+	TrustedProxies string
 	// Audit.
 	JSON       bool
 	NoTemporal bool

@@ -35,6 +35,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		c.temporalFlags(fs)
 		c.authFlags(fs)
 		fs.StringVar(&c.Addr, "addr", env("ADDR", ":8080"), "address the API listens on (TRANSFERD_ADDR)")
+		fs.StringVar(&c.TrustedProxies, "trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of the reverse proxies whose X-Forwarded-For names the client, as the sign-in rate limit counts it; none when empty (TRANSFERD_TRUSTED_PROXIES)")
 		fs.BoolVar(&c.WithWorker, "with-worker", envBool("WITH_WORKER", false), "also run a worker in this process, which lets the API start workflows eagerly; the worker flags apply to it (TRANSFERD_WITH_WORKER)")
 		c.workerFlags(fs)
 		c.sagaFlags(fs)
@@ -44,6 +45,10 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	c.print(stderr, fs)
+	proxies, err := server.ParseTrustedProxies(c.TrustedProxies)
+	if err != nil {
+		return err
+	}
 	auth, err := c.newAuth(log)
 	if err != nil {
 		return err
@@ -68,8 +73,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		defer stopWorker()
 	}
-	api := newAPI(deps.store, deps.temporal, c.TaskQueue, auth, log, deps.tel.registry, c.serviceOptions())
-	srv := api.NewHTTPServer(c.Addr)
+	cfg := apiConfig(deps.store, deps.temporal, c.TaskQueue, auth, log, deps.tel.registry, c.serviceOptions())
+	cfg.TrustedProxies = proxies
+	srv := server.New(cfg).NewHTTPServer(c.Addr)
 	srv.Handler = deps.tel.wrapHTTP(srv.Handler)
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
@@ -81,7 +87,12 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // newAPI builds the HTTP API over the ledger and Temporal, with its readiness checks, serving the
 // metrics of reg.
 func newAPI(store *ledger.Store, tc client.Client, taskQueue string, auth *server.Auth, log *slog.Logger, reg *prometheus.Registry, opts service.Options) *server.Server {
-	return server.New(server.Config{
+	return server.New(apiConfig(store, tc, taskQueue, auth, log, reg, opts))
+}
+
+// apiConfig is the configuration of newAPI's API, for callers that set more of it.
+func apiConfig(store *ledger.Store, tc client.Client, taskQueue string, auth *server.Auth, log *slog.Logger, reg *prometheus.Registry, opts service.Options) server.Config {
+	return server.Config{
 		Ledger:    store,
 		Transfers: service.New(store, tc, taskQueue, log).WithOptions(opts),
 		Auth:      auth,
@@ -95,7 +106,7 @@ func newAPI(store *ledger.Store, tc client.Client, taskQueue string, auth *serve
 		},
 		Metrics:  reg,
 		Gatherer: reg,
-	})
+	}
 }
 
 // serve runs the HTTP server until ctx ends, then shuts it down gracefully: it stops accepting
