@@ -4,7 +4,7 @@ PKGS      := ./...
 # The fuzz seed corpora run as ordinary tests; `make fuzz` explores beyond them.
 FUZZTIME  ?= 30s
 
-.PHONY: all build run bench test test-short lint compose-config image fuzz migrate worker audit clean
+.PHONY: all build run bench test test-short chaos lint compose-config image fuzz migrate worker audit clean
 
 all: build
 
@@ -29,6 +29,15 @@ test:
 bench: build
 	./bin/transferd bench suite --out docs/benchmarks.md --json docs/bench-results.json
 
+# chaos runs the full fault-injection suite (chaos/): transfers through the real binaries (transferd
+# temporal, server and three workers) while it SIGKILLs workers, the API and Temporal, cuts and slows
+# PostgreSQL, then checks that every accepted transfer ended exactly once. CHAOS_RUNS=5 runs it five
+# times; each run appends its summary row to CHAOS_REPORT. make test runs a small schedule of it.
+CHAOS_RUNS   ?= 1
+CHAOS_REPORT ?= chaos-report.md
+chaos:
+	$(GO) test -count=$(CHAOS_RUNS) -timeout 90m -v -run '^TestChaos$$' ./chaos/ -args -chaos.full -chaos.report=$(abspath $(CHAOS_REPORT))
+
 # test-short skips the end-to-end tests that start a Temporal server.
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
@@ -52,6 +61,7 @@ image:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzTransferRequest -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run '^$$' -fuzz FuzzParseCurrency -fuzztime $(FUZZTIME) ./transfer/
+	$(GO) test -run '^$$' -fuzz FuzzHTTPAPI -fuzztime $(FUZZTIME) ./server/
 
 migrate: build
 	./bin/transferd migrate

@@ -23,11 +23,9 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
-	"github.com/transferd/transferd/devtemporal"
 	"github.com/transferd/transferd/ledger"
 	"github.com/transferd/transferd/server"
 	"github.com/transferd/transferd/transfer"
-	"github.com/transferd/transferd/worker"
 )
 
 // bootstrapAdminEmail is the admin `transferd dev` creates when the database has none.
@@ -93,22 +91,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	temporalIP, temporalPort, err := splitHostPort(c.TemporalAddress)
+	temporalServer, err := startDevTemporal(ctx, c.TemporalAddress, uiAddr, dataDir, c.TemporalNamespace, log)
 	if err != nil {
-		return fmt.Errorf("dev: --temporal-address: %w", err)
-	}
-	uiPort := -1
-	if uiAddr != "" {
-		if _, uiPort, err = splitHostPort(uiAddr); err != nil {
-			return fmt.Errorf("dev: --ui-addr: %w", err)
-		}
-	}
-	temporalServer, err := devtemporal.Start(ctx, devtemporal.Options{
-		DatabaseFile: filepath.Join(dataDir, "temporal.db"), IP: temporalIP, FrontendPort: temporalPort, UIPort: uiPort,
-		Namespace: c.TemporalNamespace, SearchAttributes: worker.SearchAttributes, Log: log,
-	})
-	if err != nil {
-		return err
+		return fmt.Errorf("dev: %w", err)
 	}
 	defer temporalServer.Stop()
 	tel, err := newTelemetry(ctx, "transferd-dev", log)

@@ -5,6 +5,7 @@
 //	transferd audit     check the ledger's invariants; exit 1 on any violation
 //	transferd server    serve the HTTP API
 //	transferd dev       run everything in one process: Temporal with its Web UI, worker and API
+//	transferd temporal  run only the Temporal dev server and Web UI, for separate server and workers
 //	transferd users     create users, admins included (users create --admin)
 //
 // Every setting is a flag and an environment variable; see config.go.
@@ -47,6 +48,7 @@ commands:
   audit     check the ledger's invariants; exit 1 on any violation
   server    serve the HTTP API (default :8080)
   dev       run everything in one process: Temporal dev server and Web UI, worker, API
+  temporal  run only the Temporal dev server and Web UI (SQLite in --data-dir)
   users     users create --email E --password P [--name N] [--admin]
   healthcheck  exit 0 when --url (default the API's /readyz) answers 200
   bench     bench suite: floor, sql and saga side by side; writes docs/benchmarks.md
@@ -71,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServer(ctx, rest, stdout, stderr)
 	case "dev":
 		return runDev(ctx, rest, stdout, stderr)
+	case "temporal":
+		return runTemporal(ctx, rest, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, rest, stdout, stderr)
 	case "bench":

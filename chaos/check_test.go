@@ -1,0 +1,228 @@
+package chaos_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strings"
+	"time"
+)
+
+// transferRow is a transfer as the ledger holds it.
+type transferRow struct {
+	kind, from, to, currency, status string
+	amount                           int64
+}
+
+// totals is the sum of every account's balance, system accounts included, by currency: a transfer
+// moves money between accounts and never makes or destroys it.
+func (s *stack) totals() map[string]int64 {
+	s.t.Helper()
+	rows, err := s.db.Query(`SELECT currency, sum(balance)::bigint FROM accounts GROUP BY currency`)
+	if err != nil {
+		s.t.Fatalf("totals: %v", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var cur string
+		var sum int64
+		if err := rows.Scan(&cur, &sum); err != nil {
+			s.t.Fatalf("totals: %v", err)
+		}
+		out[cur] = sum
+	}
+	return out
+}
+
+// drain waits until every transfer is final, and returns how many were still not after timeout.
+func (s *stack) drain(timeout time.Duration) int {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var open int
+		if err := s.db.QueryRow(`SELECT count(*) FROM transfers WHERE status NOT IN ('completed', 'failed', 'cancelled')`).Scan(&open); err != nil {
+			s.t.Fatalf("drain: %v", err)
+		}
+		if open == 0 {
+			return 0
+		}
+		if time.Now().After(deadline) {
+			var ids []string
+			rows, err := s.db.Query(`SELECT id::text || ' ' || status FROM transfers WHERE status NOT IN ('completed', 'failed', 'cancelled') LIMIT 10`)
+			if err == nil {
+				for rows.Next() {
+					var id string
+					_ = rows.Scan(&id)
+					ids = append(ids, id)
+				}
+				rows.Close()
+			}
+			s.t.Errorf("%d transfers still not final %s after the load: %s", open, timeout, strings.Join(ids, ", "))
+			return open
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// audit runs `transferd audit` against the database and Temporal, and returns its exit code and
+// output.
+func (s *stack) audit(ctx context.Context) (int, string) {
+	cmd := exec.CommandContext(ctx, transferdBinary(s.t), "audit", "--database-url", s.directURL, "--temporal-address", s.temporalAddr)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return exit.ExitCode(), string(out)
+	case err != nil:
+		return -1, err.Error()
+	}
+	return 0, string(out)
+}
+
+// check compares what the clients saw with what the ledger holds, and the ledger with itself.
+func (s *stack) check(b *book, w *world, before map[string]int64) summary {
+	t := s.t
+	t.Helper()
+	rows := map[string]transferRow{}
+	q, err := s.db.Query(`SELECT id::text, kind, from_account_id::text, to_account_id::text, amount, currency, status FROM transfers`)
+	if err != nil {
+		t.Fatalf("transfers: %v", err)
+	}
+	for q.Next() {
+		var id string
+		var r transferRow
+		if err := q.Scan(&id, &r.kind, &r.from, &r.to, &r.amount, &r.currency, &r.status); err != nil {
+			t.Fatalf("transfers: %v", err)
+		}
+		rows[id] = r
+	}
+	q.Close()
+	entries := map[string][]string{}
+	q, err = s.db.Query(`SELECT transfer_id::text, kind FROM entries ORDER BY transfer_id, kind`)
+	if err != nil {
+		t.Fatalf("entries: %v", err)
+	}
+	for q.Next() {
+		var id, kind string
+		if err := q.Scan(&id, &kind); err != nil {
+			t.Fatalf("entries: %v", err)
+		}
+		entries[id] = append(entries[id], kind)
+	}
+	q.Close()
+
+	var sum summary
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id, o := range b.byID {
+		sum.submitted++
+		sum.maxAttempts = max(sum.maxAttempts, o.first.attempts)
+		sum.retries += max(o.first.attempts-1, 0)
+		row, recorded := rows[id]
+		switch {
+		case o.err != nil:
+			sum.unanswered++
+			t.Errorf("transfer %s: %v", id, o.err)
+			continue
+		case o.first.status/100 != 2:
+			sum.refused++
+			t.Errorf("transfer %s: a valid request was answered %d %s", id, o.first.status, o.first.body)
+			continue
+		}
+		sum.accepted++
+		var seen transferJSON
+		if err := json.Unmarshal(o.first.body, &seen); err != nil || seen.ID != id {
+			t.Errorf("transfer %s: the %d answer names %q (%v)", id, o.first.status, seen.ID, err)
+		}
+		if !recorded {
+			sum.lost++
+			t.Errorf("transfer %s: answered %d but the ledger has no such transfer", id, o.first.status)
+			continue
+		}
+		if row.from != o.req.FromAccountID || row.to != o.req.ToAccountID || row.amount != o.req.Amount || row.currency != o.req.Currency {
+			t.Errorf("transfer %s: the ledger holds %+v, the client asked for %+v", id, row, o.req)
+		}
+		switch row.status {
+		case "completed":
+			sum.completed++
+		case "failed":
+			sum.failed++
+		case "cancelled":
+			sum.cancelled++
+		}
+		for _, again := range o.repeats {
+			sum.repeats++
+			var tr transferJSON
+			_ = json.Unmarshal(again.body, &tr)
+			if again.status/100 != 2 || tr.ID != id {
+				t.Errorf("transfer %s: a repeat was answered %d %s", id, again.status, again.body)
+			}
+		}
+		if o.cancel != nil {
+			sum.cancels++
+			var tr transferJSON
+			_ = json.Unmarshal(o.cancel.body, &tr)
+			switch {
+			case o.cancel.status == http.StatusOK && tr.Status == "cancelled" && row.status != "cancelled":
+				t.Errorf("transfer %s: the cancel answered cancelled, the transfer ended %s", id, row.status)
+			case o.cancel.status == http.StatusConflict && row.status == "cancelled":
+				t.Errorf("transfer %s: the cancel answered 409, the transfer ended cancelled", id)
+			case o.cancel.status != http.StatusOK && o.cancel.status != http.StatusConflict:
+				t.Errorf("transfer %s: the cancel answered %d %s", id, o.cancel.status, o.cancel.body)
+			}
+		}
+	}
+
+	// Every transfer in the ledger was asked for, and moved money exactly as its status says.
+	want := map[string][][]string{
+		"completed": {{"credit", "debit"}},
+		"failed":    {nil, {"debit", "refund"}},
+		"cancelled": {nil},
+	}
+	for id, row := range rows {
+		if _, asked := b.byID[id]; !asked && !w.deposits[id] {
+			sum.invented++
+			t.Errorf("transfer %s (%s, %s): in the ledger, but no client asked for it", id, row.kind, row.status)
+		}
+		if !slices.ContainsFunc(want[row.status], func(k []string) bool { return slices.Equal(k, entries[id]) }) {
+			sum.duplicated++
+			t.Errorf("transfer %s is %s with journal entries %v", id, row.status, entries[id])
+		}
+	}
+
+	// Each user account holds what its completed transfers say, and nothing stays reserved.
+	wantBalance := map[string]int64{}
+	for _, row := range rows {
+		if row.status == "completed" {
+			wantBalance[row.to] += row.amount
+			wantBalance[row.from] -= row.amount
+		}
+	}
+	q, err = s.db.Query(`SELECT id::text, balance, reserved FROM accounts WHERE kind = 'user'`)
+	if err != nil {
+		t.Fatalf("accounts: %v", err)
+	}
+	for q.Next() {
+		var id string
+		var balance, reserved int64
+		if err := q.Scan(&id, &balance, &reserved); err != nil {
+			t.Fatalf("accounts: %v", err)
+		}
+		if balance != wantBalance[id] || reserved != 0 {
+			sum.balanceErrors++
+			t.Errorf("account %s: balance %d reserved %d, its completed transfers make %d reserved 0", id, balance, reserved, wantBalance[id])
+		}
+	}
+	q.Close()
+	after := s.totals()
+	sum.conserved = maps.Equal(before, after)
+	if !sum.conserved {
+		t.Errorf("totals by currency were %v before the load and are %v after", before, after)
+	}
+	return sum
+}

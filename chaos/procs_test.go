@@ -1,0 +1,172 @@
+package chaos_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the transferd binary the suite runs, built once per test process.
+var binary struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// transferdBinary builds cmd/transferd into a directory that outlives the test (the build cache
+// makes a rebuild cheap, and -count=N runs share it) and returns its path.
+func transferdBinary(t *testing.T) string {
+	t.Helper()
+	binary.once.Do(func() {
+		dir, err := os.MkdirTemp("", "transferd-chaos-bin-")
+		if err != nil {
+			binary.err = err
+			return
+		}
+		binary.path = filepath.Join(dir, "transferd")
+		cmd := exec.Command("go", "build", "-o", binary.path, "github.com/transferd/transferd/cmd/transferd")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binary.err != nil {
+		t.Fatalf("build transferd: %v", binary.err)
+	}
+	return binary.path
+}
+
+// proc is one transferd process that the suite starts, kills and restarts. Every run appends its
+// stdout and stderr to the same log file, which the test prints the end of when it fails.
+type proc struct {
+	t    *testing.T
+	name string
+	args []string
+	env  []string
+	log  string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	starts int
+}
+
+func newProc(t *testing.T, dir, name string, env []string, args ...string) *proc {
+	p := &proc{t: t, name: name, args: args, env: env, log: filepath.Join(dir, name+".log")}
+	t.Cleanup(func() {
+		p.kill(syscall.SIGKILL)
+		if t.Failed() {
+			p.printTail(40)
+		}
+	})
+	return p
+}
+
+// start starts the process; it must not be running.
+func (p *proc) start() {
+	p.t.Helper()
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		p.t.Fatalf("%s: log: %v", p.name, err)
+	}
+	defer f.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starts++
+	fmt.Fprintf(f, "=== start %d of %s at %s\n", p.starts, p.name, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(transferdBinary(p.t), p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// The process dies with the test, whatever ends it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		p.t.Fatalf("%s: start: %v", p.name, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	p.cmd, p.exited = cmd, exited
+}
+
+// kill sends sig and waits for the process to exit; a process that is not running is left alone.
+func (p *proc) kill(sig syscall.Signal) {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// running reports whether the process is still up; a process that exited by itself is a failure
+// the test reports.
+func (p *proc) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// waitLog waits until the log holds want after the process's latest start.
+func (p *proc) waitLog(ctx context.Context, want string) error {
+	for {
+		b, err := os.ReadFile(p.log)
+		if err == nil {
+			marker := fmt.Sprintf("=== start %d of", p.starts)
+			if i := strings.LastIndex(string(b), marker); i >= 0 && strings.Contains(string(b[i:]), want) {
+				return nil
+			}
+		}
+		if !p.running() {
+			return fmt.Errorf("%s exited before printing %q", p.name, want)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not print %q: %w", p.name, want, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// printTail logs the last n lines of the process's log.
+func (p *proc) printTail(n int) {
+	f, err := os.Open(p.log)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	var lines []string
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		lines = append(lines, s.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	p.t.Logf("--- last %d lines of %s ---\n%s", len(lines), p.name, strings.Join(lines, "\n"))
+}

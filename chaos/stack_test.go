@@ -1,0 +1,177 @@
+package chaos_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // The database/sql driver "pgx", for the suite's own reads.
+
+	"github.com/transferd/transferd/devtemporal"
+	"github.com/transferd/transferd/internal/faultproxy"
+	"github.com/transferd/transferd/internal/pgtest"
+)
+
+// The suite's fixed settings.
+const (
+	taskQueue     = "chaos"
+	jwtSecret     = "chaos-suite-secret-of-at-least-32-bytes"
+	adminEmail    = "admin@chaos.test"
+	adminPassword = "chaos-admin-password"
+)
+
+// stack is the system under test: a Temporal dev server, the API and the workers as separate
+// transferd processes, the API and the workers each reaching PostgreSQL through a fault proxy of
+// their own, and a direct connection for the suite's checks.
+type stack struct {
+	t         *testing.T
+	dir       string
+	directURL string
+	db        *sql.DB
+
+	pgAPI, pgWorkers *faultproxy.Proxy
+
+	temporal     *proc
+	temporalAddr string
+	api          *proc
+	apiURL       string
+	workers      []*proc
+}
+
+// startStack starts everything and returns once the API is ready.
+func startStack(t *testing.T, workers int) *stack {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s := &stack{t: t, dir: t.TempDir(), directURL: pgtest.NewDatabase(t)}
+	var err error
+	if s.db, err = sql.Open("pgx", s.directURL); err != nil {
+		t.Fatalf("open database: %v", err)
+	}
+	t.Cleanup(func() { s.db.Close() })
+	pg, err := url.Parse(s.directURL)
+	if err != nil {
+		t.Fatalf("database URL: %v", err)
+	}
+	for _, p := range []**faultproxy.Proxy{&s.pgAPI, &s.pgWorkers} {
+		if *p, err = faultproxy.New(pg.Host); err != nil {
+			t.Fatalf("fault proxy: %v", err)
+		}
+		t.Cleanup(func() { (*p).Close() })
+	}
+
+	s.run(ctx, "migrate", "--database-url", s.directURL)
+	s.run(ctx, "users", "create", "--database-url", s.directURL, "--email", adminEmail, "--password", adminPassword, "--admin", "--bcrypt-cost", "4")
+
+	port, err := devtemporal.FreeFrontendPort("127.0.0.1")
+	if err != nil {
+		t.Fatalf("temporal port: %v", err)
+	}
+	s.temporalAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s.temporal = newProc(t, s.dir, "temporal", nil, "temporal", "--addr", s.temporalAddr, "--ui-addr", "", "--data-dir", s.dir+"/temporal")
+	s.startTemporal(ctx)
+
+	common := []string{"TRANSFERD_TEMPORAL_ADDRESS=" + s.temporalAddr, "TRANSFERD_TASK_QUEUE=" + taskQueue}
+	apiAddr := freeAddr(t)
+	s.apiURL = "http://" + apiAddr
+	s.api = newProc(t, s.dir, "api", append(common, "TRANSFERD_DATABASE_URL="+viaProxy(pg, s.pgAPI),
+		"TRANSFERD_JWT_SECRET="+jwtSecret, "TRANSFERD_BCRYPT_COST=4"), "server", "--addr", apiAddr)
+	for i := range workers {
+		// The reconciler starts the workflows of transfers the API recorded but died before starting.
+		w := newProc(t, s.dir, "worker-"+strconv.Itoa(i+1), append(common, "TRANSFERD_DATABASE_URL="+viaProxy(pg, s.pgWorkers),
+			"TRANSFERD_RECONCILE_EVERY=5s"), "worker", "--metrics-addr", "")
+		w.start()
+		s.workers = append(s.workers, w)
+	}
+	s.startAPI(ctx)
+	return s
+}
+
+// run runs a transferd command to its end, failing the test if it fails.
+func (s *stack) run(ctx context.Context, args ...string) {
+	s.t.Helper()
+	out, err := exec.CommandContext(ctx, transferdBinary(s.t), args...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("transferd %s: %v\n%s", args[0], err, out)
+	}
+}
+
+// startTemporal starts the Temporal dev server and waits until it is ready.
+func (s *stack) startTemporal(ctx context.Context) {
+	s.t.Helper()
+	s.temporal.start()
+	if err := s.temporal.waitLog(ctx, "ready:"); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// startAPI starts the API and waits until it is ready.
+func (s *stack) startAPI(ctx context.Context) {
+	s.t.Helper()
+	s.api.start()
+	if err := waitHTTP(ctx, s.apiURL+"/readyz"); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// restart kills p with SIGKILL, waits pause, and starts it again.
+func restart(p *proc, pause time.Duration) {
+	p.kill(syscall.SIGKILL)
+	time.Sleep(pause)
+	p.start()
+}
+
+// allRunning fails the test for each process that exited by itself.
+func (s *stack) allRunning() {
+	s.t.Helper()
+	for _, p := range append([]*proc{s.temporal, s.api}, s.workers...) {
+		if !p.running() {
+			s.t.Errorf("%s is not running: it exited by itself", p.name)
+		}
+	}
+}
+
+// viaProxy is the database URL with its host replaced by the proxy's address.
+func viaProxy(u *url.URL, p *faultproxy.Proxy) string {
+	v := *u
+	v.Host = p.Addr()
+	return v.String()
+}
+
+// freeAddr returns a 127.0.0.1 address with a port that is free now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitHTTP waits until url answers 200.
+func waitHTTP(ctx context.Context, url string) error {
+	c := &http.Client{Timeout: 2 * time.Second}
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer 200: %w", url, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
