@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -39,16 +40,17 @@ const (
 	pgOutage        fault = "PostgreSQL outage (3 s)"
 	pgSlow          fault = "PostgreSQL latency 40 ms (8 s)"
 	pgStall         fault = "PostgreSQL stall 12 s (activities time out)"
+	pgRestart       fault = "PostgreSQL restart (immediate: crash recovery)"
 )
 
 // faultOrder is the order of the summary's fault columns.
-var faultOrder = []fault{workerKill, apiKill, temporalRestart, pgOutage, pgSlow, pgStall}
+var faultOrder = []fault{workerKill, apiKill, temporalRestart, pgOutage, pgRestart, pgSlow, pgStall}
 
 var (
 	small = plan{name: "small (make test)", load: 30 * time.Second, clients: 6, workers: 2, faults: map[fault]int{
-		workerKill: 3, apiKill: 1, temporalRestart: 1, pgOutage: 1, pgSlow: 1}}
+		workerKill: 3, apiKill: 1, temporalRestart: 1, pgOutage: 1, pgRestart: 1, pgSlow: 1}}
 	fullPlan = plan{name: "full (make chaos)", load: 150 * time.Second, clients: 8, workers: 3, faults: map[fault]int{
-		workerKill: 12, apiKill: 3, temporalRestart: 1, pgOutage: 2, pgSlow: 1, pgStall: 1}}
+		workerKill: 12, apiKill: 3, temporalRestart: 1, pgOutage: 2, pgRestart: 2, pgSlow: 1, pgStall: 1}}
 )
 
 // TestChaos runs the load through the real binaries while it injects the plan's faults, waits for
@@ -67,7 +69,13 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("plan %s, seed %d (rerun with -args -chaos.seed=%d)", p.name, seed, seed)
 
-	s := startStack(t, p.workers)
+	pg := ownCluster(t)
+	if pg == nil {
+		t.Log("no PostgreSQL cluster of the suite's own (it needs root and pg_createcluster): PostgreSQL is not restarted")
+		p.faults = maps.Clone(p.faults)
+		delete(p.faults, pgRestart)
+	}
+	s := startStack(t, p.workers, pg)
 	ctx := context.Background()
 	client := &api{base: s.apiURL, http: &http.Client{Timeout: 5 * time.Second}, until: time.Now().Add(2 * time.Minute)}
 	w, err := setup(ctx, client)
@@ -215,6 +223,10 @@ func (s *stack) inject(ctx context.Context, f fault, r *rand.Rand) {
 		time.Sleep(3 * time.Second)
 		s.pgAPI.Restore()
 		s.pgWorkers.Restore()
+	case pgRestart:
+		if err := s.pg.restart(); err != nil {
+			s.t.Error(err)
+		}
 	case pgSlow, pgStall:
 		latency, hold := 40*time.Millisecond, 8*time.Second
 		if f == pgStall {
@@ -264,16 +276,19 @@ func (s summary) text() string {
 	return b.String()
 }
 
-// row is the summary as a markdown table row, for docs/reliability.md.
+// row is the summary as a markdown table row, for docs/reliability.md: when, seed, worker kills,
+// API kills, Temporal restarts, PostgreSQL outages, PostgreSQL restarts, latency phases, transfers
+// submitted, answered 2xx, lost, applied twice, not final, balance errors, audit violations, drain.
 func (s summary) row(failed bool) string {
 	verdict := "pass"
 	if failed {
 		verdict = "FAIL"
 	}
-	return fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %.0f s | %s |",
+	return fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %.1f s | %s |",
 		time.Now().UTC().Format("2006-01-02 15:04"), s.seed,
-		s.faults[workerKill], s.faults[apiKill], s.faults[temporalRestart], s.faults[pgOutage], s.faults[pgSlow]+s.faults[pgStall],
-		s.submitted, s.accepted, s.lost, s.duplicated, s.unanswered+s.stuck, s.balanceErrors, boolInt(s.auditViolations), s.drainTook.Seconds(), verdict)
+		s.faults[workerKill], s.faults[apiKill], s.faults[temporalRestart], s.faults[pgOutage], s.faults[pgRestart],
+		s.faults[pgSlow]+s.faults[pgStall], s.submitted, s.accepted, s.lost, s.duplicated, s.unanswered+s.stuck,
+		s.balanceErrors, boolInt(s.auditViolations), s.drainTook.Seconds(), verdict)
 }
 
 func boolInt(b bool) int {

@@ -7,7 +7,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -36,6 +39,8 @@ type stack struct {
 	dir       string
 	directURL string
 	db        *sql.DB
+	// pg is the suite's own PostgreSQL cluster, or nil when it runs on a shared server.
+	pg *cluster
 
 	pgAPI, pgWorkers *faultproxy.Proxy
 
@@ -46,23 +51,31 @@ type stack struct {
 	workers      []*proc
 }
 
-// startStack starts everything and returns once the API is ready.
-func startStack(t *testing.T, workers int) *stack {
+// startStack starts everything and returns once the API is ready. With a cluster, the database is
+// on it; without, on the shared server of pgtest.
+func startStack(t *testing.T, workers int, pg *cluster) *stack {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s := &stack{t: t, dir: t.TempDir(), directURL: pgtest.NewDatabase(t)}
+	s := &stack{t: t, dir: t.TempDir(), pg: pg}
+	if pg != nil {
+		s.directURL = pg.newDatabase(t)
+	} else {
+		s.directURL = pgtest.NewDatabase(t)
+	}
 	var err error
 	if s.db, err = sql.Open("pgx", s.directURL); err != nil {
 		t.Fatalf("open database: %v", err)
 	}
 	t.Cleanup(func() { s.db.Close() })
-	pg, err := url.Parse(s.directURL)
+	// A connection kept idle would be broken by a PostgreSQL restart; the suite's reads are few.
+	s.db.SetMaxIdleConns(0)
+	dsn, err := url.Parse(s.directURL)
 	if err != nil {
 		t.Fatalf("database URL: %v", err)
 	}
 	for _, p := range []**faultproxy.Proxy{&s.pgAPI, &s.pgWorkers} {
-		if *p, err = faultproxy.New(pg.Host); err != nil {
+		if *p, err = faultproxy.New(dsn.Host); err != nil {
 			t.Fatalf("fault proxy: %v", err)
 		}
 		t.Cleanup(func() { (*p).Close() })
@@ -82,11 +95,11 @@ func startStack(t *testing.T, workers int) *stack {
 	common := []string{"TRANSFERD_TEMPORAL_ADDRESS=" + s.temporalAddr, "TRANSFERD_TASK_QUEUE=" + taskQueue}
 	apiAddr := freeAddr(t)
 	s.apiURL = "http://" + apiAddr
-	s.api = newProc(t, s.dir, "api", append(common, "TRANSFERD_DATABASE_URL="+viaProxy(pg, s.pgAPI),
+	s.api = newProc(t, s.dir, "api", append(common, "TRANSFERD_DATABASE_URL="+viaProxy(dsn, s.pgAPI),
 		"TRANSFERD_JWT_SECRET="+jwtSecret, "TRANSFERD_BCRYPT_COST=4"), "server", "--addr", apiAddr)
 	for i := range workers {
 		// The reconciler starts the workflows of transfers the API recorded but died before starting.
-		w := newProc(t, s.dir, "worker-"+strconv.Itoa(i+1), append(common, "TRANSFERD_DATABASE_URL="+viaProxy(pg, s.pgWorkers),
+		w := newProc(t, s.dir, "worker-"+strconv.Itoa(i+1), append(common, "TRANSFERD_DATABASE_URL="+viaProxy(dsn, s.pgWorkers),
 			"TRANSFERD_RECONCILE_EVERY=5s"), "worker", "--metrics-addr", "")
 		w.start()
 		s.workers = append(s.workers, w)
@@ -174,4 +187,72 @@ func waitHTTP(ctx context.Context, url string) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// cluster is a PostgreSQL cluster of the suite's own, which it may restart without disturbing the
+// tests that share the machine's server.
+type cluster struct {
+	version, name string
+	port          int
+}
+
+// ownCluster creates and starts a cluster with Debian's pg_createcluster, as root may (CI does), and
+// drops it when the test ends. It returns nil, and the suite then restarts no PostgreSQL, when the
+// suite is not root or the tools are missing.
+func ownCluster(t *testing.T) *cluster {
+	t.Helper()
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	if _, err := exec.LookPath("pg_createcluster"); err != nil || os.Geteuid() != 0 || len(bins) == 0 {
+		return nil
+	}
+	slices.Sort(bins)
+	version := filepath.Base(filepath.Dir(filepath.Dir(bins[len(bins)-1])))
+	_, port, err := net.SplitHostPort(freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{version: version, name: fmt.Sprintf("transferd_chaos_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6)}
+	c.port, _ = strconv.Atoi(port)
+	// The API and every worker hold a pool of 20, and killed processes' connections linger a moment.
+	if out, err := exec.Command("pg_createcluster", version, c.name, "-p", port, "-o", "max_connections=300",
+		"--", "--auth=trust").CombinedOutput(); err != nil {
+		t.Fatalf("pg_createcluster: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("pg_dropcluster", "--stop", version, c.name).CombinedOutput(); err != nil {
+			t.Errorf("pg_dropcluster: %v\n%s", err, out)
+		}
+	})
+	if err := c.ctl("start"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// ctl runs pg_ctlcluster with the action and its options.
+func (c *cluster) ctl(action string, opts ...string) error {
+	args := append([]string{"--skip-systemctl-redirect", c.version, c.name, action}, opts...)
+	if out, err := exec.Command("pg_ctlcluster", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctlcluster %s: %v\n%s", action, err, out)
+	}
+	return nil
+}
+
+// restart stops the cluster in immediate mode, as a crash would (it recovers from its WAL), and
+// starts it again.
+func (c *cluster) restart() error { return c.ctl("restart", "-m", "immediate") }
+
+// newDatabase creates a database on the cluster and returns its URL.
+func (c *cluster) newDatabase(t *testing.T) string {
+	t.Helper()
+	base := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%%s?sslmode=disable", c.port)
+	admin, err := sql.Open("pgx", fmt.Sprintf(base, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec("CREATE DATABASE transferd_chaos"); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	return fmt.Sprintf(base, "transferd_chaos")
 }
