@@ -748,9 +748,11 @@ func TestHostileRequests(t *testing.T) {
 	t.Logf("random probes seeded with -hostile-seed=%d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	probes := hostileCorpus()
+	corpus := len(probes)
 	for range 400 {
 		probes = append(probes, randomProbe(rng))
 	}
+	t.Logf("%d probes: %d from the corpus, %d random", len(probes), corpus, len(probes)-corpus)
 	for _, p := range probes {
 		raw := h.raw(p)
 		res, body, err := h.send(raw, p.method)

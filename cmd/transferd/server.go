@@ -135,7 +135,7 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Log
 
 // sagaFlags adds the flag that picks the saga variant of new transfers.
 func (c *config) sagaFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.SagaVariant, "saga-variant", env("SAGA_VARIANT", "fast"), "fast (steps after the reserve as local activities), or naive (regular activities, as Temporal's sample does; for benchmarks) (TRANSFERD_SAGA_VARIANT)")
+	fs.StringVar(&c.SagaVariant, "saga-variant", env("SAGA_VARIANT", "fast"), "fast (every step a local activity), or naive (regular activities, as Temporal's sample does; for benchmarks) (TRANSFERD_SAGA_VARIANT)")
 }
 
 // serviceOptions are the service's options from the configuration.
