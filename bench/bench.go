@@ -90,7 +90,8 @@ type Latency struct {
 	Max float64 `json:"max_ms"`
 }
 
-// Result is a run's figures.
+// Result is a run's figures. Seconds is how long the run took, the waits for the last outcomes
+// included; Duration is how long a run bounded by time submitted transfers, in seconds.
 type Result struct {
 	Target          string           `json:"target"`
 	Mode            string           `json:"mode"`
@@ -102,6 +103,7 @@ type Result struct {
 	Completed       int64            `json:"completed"`
 	Failed          int64            `json:"failed"`
 	Seconds         float64          `json:"seconds"`
+	Duration        float64          `json:"duration_seconds,omitempty"`
 	AcceptedPerSec  float64          `json:"accepted_per_sec"`
 	CompletedPerSec float64          `json:"completed_per_sec"`
 	Accept          Latency          `json:"accept_latency"`
@@ -221,6 +223,9 @@ func (r *run) drive(ctx context.Context) (Result, error) {
 		Failed: r.failed.Load(), Seconds: elapsed.Seconds(), Errors: r.errors, PeakRSSMiB: rss()}
 	if r.cfg.Rate == 0 {
 		res.Concurrency = r.cfg.Concurrency
+	}
+	if r.cfg.Duration > 0 {
+		res.Duration = r.cfg.Duration.Seconds()
 	}
 	res.AcceptedPerSec = float64(res.Accepted) / elapsed.Seconds()
 	res.CompletedPerSec = float64(res.Completed) / elapsed.Seconds()

@@ -7,22 +7,26 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
@@ -42,15 +46,15 @@ var _ bench.Ledger = (*ledger.Store)(nil)
 // audits the ledger, and writes the report.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "suite" {
-		fmt.Fprintln(stderr, "usage: transferd bench suite [--quick] [--out docs/benchmarks.md] [--count N] [--concurrency N] [--accounts N]")
+		fmt.Fprintln(stderr, "usage: transferd bench suite [--quick] [--out docs/benchmarks.md] [--count N] [--concurrency N] [--accounts N] [--split-for 5m] [--split-binary PATH]")
 		return exitError(2)
 	}
 	var c config
-	var out, jsonOut string
+	var out, jsonOut, splitBinary string
 	var quick bool
 	var count, concurrency, accounts int
-	var rate float64
-	var rateFor time.Duration
+	var rate, splitRate float64
+	var rateFor, splitFor time.Duration
 	fs := c.flagSet("bench suite", stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&out, "out", "docs/benchmarks.md", "where to write the Markdown report")
 		fs.StringVar(&jsonOut, "json", "docs/bench-results.json", "where to write the results as JSON")
@@ -60,14 +64,31 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.IntVar(&accounts, "accounts", 200, "accounts")
 		fs.Float64Var(&rate, "rate", 50, "transfers per second of the fixed-rate run")
 		fs.DurationVar(&rateFor, "rate-for", 30*time.Second, "length of the fixed-rate run")
+		fs.Float64Var(&splitRate, "split-rate", splitTargetRate, "transfers per second of the split run (transferd server and transferd worker as two processes)")
+		fs.DurationVar(&splitFor, "split-for", splitTargetFor, "length of the split run")
+		fs.StringVar(&splitBinary, "split-binary", "", "the transferd binary the split run starts, built with -tags nodev as the image's is; empty to build one with go build from the module in the working directory")
 	})
 	if err := fs.Parse(args[1:]); err != nil {
 		return exitError(2)
 	}
 	if quick {
-		count, concurrency, accounts, rate, rateFor = 40, 4, 8, 10, 2*time.Second
+		count, concurrency, accounts, rate, rateFor, splitFor = 40, 4, 8, 10, 2*time.Second, quickSplitFor
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+
+	// The split run's binary first: without it the suite cannot finish.
+	splitFrom := "`" + splitBinary + "`"
+	if splitBinary == "" {
+		binDir, err := os.MkdirTemp("", "transferd-bench-bin-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(binDir)
+		if splitBinary, err = buildNodev(ctx, binDir); err != nil {
+			return err
+		}
+		splitFrom = "built by the bench with `-tags nodev`, as the image's is"
+	}
 
 	// A throwaway database on the server of --database-url.
 	benchDB, drop, err := throwawayDatabase(ctx, c.DatabaseURL)
@@ -93,6 +114,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// Whichever dev runs when the suite returns, whether it succeeded or failed, stops with it.
+	defer func() {
+		if dev != nil {
+			dev.stop()
+		}
+	}()
 	fmt.Fprintf(stdout, "bench: transferd dev (pid %d) on %s, Temporal %s\n", dev.cmd.Process.Pid, dev.api, dev.temporal)
 
 	store, err := ledger.Open(ctx, benchDB, ledger.Options{MaxOpenConns: 40})
@@ -102,7 +129,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer store.Close()
 	tc, err := client.DialContext(ctx, client.Options{HostPort: dev.temporal, Namespace: "default", Logger: tlog.NewStructuredLogger(log)})
 	if err != nil {
-		dev.stop()
 		return err
 	}
 	floorWorker := worker.NewFloor(tc, "bench-floor")
@@ -110,7 +136,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	pids := map[string]int{"dev (API+worker)": dev.cmd.Process.Pid}
+	pids := map[string]int{devRSSName: dev.cmd.Process.Pid}
 	closed := func(mode string) bench.Config {
 		return bench.Config{Accounts: accounts, Mode: mode, Concurrency: concurrency, Count: count, Processes: pids, Progress: stderr}
 	}
@@ -138,6 +164,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := drain(ctx, store, 5*time.Minute, stderr); err != nil {
 		return err
 	}
+	split, err := runSplit(ctx, tc, store, splitRun{binary: splitBinary, dsn: benchDB, temporal: dev.temporal, password: dev.password,
+		taken: devtemporal.Ports(temporalPort), accounts: accounts, rate: splitRate, duration: splitFor}, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	results = append(results, split)
 	// The naive variant: the same saga with a regular activity and a search-attribute upsert per
 	// step, as Temporal's money-transfer sample is built, on a dev server restarted to run it.
 	floorWorker.Stop()
@@ -150,13 +182,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	defer dev.stop()
 	tc, err = client.DialContext(ctx, client.Options{HostPort: dev.temporal, Namespace: "default", Logger: tlog.NewStructuredLogger(log)})
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	naivePIDs := map[string]int{"dev (API+worker)": dev.cmd.Process.Pid}
+	naivePIDs := map[string]int{devRSSName: dev.cmd.Process.Pid}
 	naive := &bench.API{URL: dev.api, Email: bootstrapAdminEmail, Password: password, Label: "naive"}
 	cfg := closed(bench.ModeRandom)
 	cfg.Processes = naivePIDs
@@ -185,7 +216,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := writeBenchReport(out, jsonOut, results, report, growth, quick, count, concurrency, accounts); err != nil {
+	if err := writeBenchReport(out, jsonOut, results, report, growth, quick, count, concurrency, accounts, splitFrom); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "bench: wrote %s and %s\n", out, jsonOut)
@@ -237,6 +268,224 @@ func drain(ctx context.Context, store *ledger.Store, patience time.Duration, pro
 		fmt.Fprintf(progress, "\rdraining: %d transfers in flight   ", len(inFlight))
 		time.Sleep(time.Second)
 	}
+}
+
+// The names of the processes whose peak RSS the runs report.
+const (
+	devRSSName  = "dev (API+worker)"
+	splitAPI    = "api"
+	splitWorker = "worker"
+)
+
+// splitTaskQueue is the split run's task queue, which dev's in-process worker does not poll.
+const splitTaskQueue = "bench-split"
+
+// The target of the split run: the API and the worker each under 150 MB of RSS at 50 transfers per
+// second for five minutes.
+const (
+	splitRSSLimit   = 150_000_000 // bytes
+	splitTargetRate = 50
+	splitTargetFor  = 5 * time.Minute
+	// quickSplitFor is the split run's length with --quick: enough to start, measure and stop both.
+	quickSplitFor = 3 * time.Second
+)
+
+// splitRun is what the split run needs of the suite.
+type splitRun struct {
+	// binary is the transferd the run starts.
+	binary string
+	// dsn and temporal are the database and Temporal frontend of the suite's dev.
+	dsn, temporal string
+	// password is the bootstrap admin's, who signs in through the split API.
+	password string
+	// taken are ports to leave alone: those of dev's Temporal server, which a restart binds again.
+	taken    []int
+	accounts int
+	rate     float64
+	duration time.Duration
+}
+
+// runSplit runs the saga through `transferd server` and `transferd worker` started as two processes,
+// as they are deployed, on dev's Temporal server and database, at a fixed rate, and reports the peak
+// RSS of each. The two work on a task queue of their own, which dev's in-process worker does not poll,
+// so the split worker runs every workflow the split API starts. Both are stopped on every path; the
+// run fails unless both were measured, transfers completed, and both stopped cleanly.
+func runSplit(ctx context.Context, tc client.Client, store *ledger.Store, s splitRun, stdout, progress io.Writer) (bench.Result, error) {
+	apiAddr, err := freeTCPAddrOutside(s.taken)
+	if err != nil {
+		return bench.Result{}, err
+	}
+	// The API signs its own tokens: the bench signs in through it, so any secret will do, and one
+	// set keeps the API from warning about a random one.
+	var secret [32]byte
+	_, _ = rand.Read(secret[:])
+	env := append(os.Environ(), "TRANSFERD_JWT_SECRET="+hex.EncodeToString(secret[:]))
+	// What decides where the processes connect and what they run is set by flags, which win over
+	// any TRANSFERD_* variables of the shell. Ten connections each leave room under PostgreSQL's
+	// default limit of 100 for dev's pool and the bench's own.
+	common := []string{"--database-url", s.dsn, "--db-max-conns", "10", "--temporal-address", s.temporal,
+		"--temporal-namespace", "default", "--task-queue", splitTaskQueue}
+	wrk, err := startBenchProcess(s.binary, splitWorker, env, slices.Concat([]string{"worker"}, common, []string{"--metrics-addr", ""}))
+	if err != nil {
+		return bench.Result{}, err
+	}
+	defer wrk.stop()
+	api, err := startBenchProcess(s.binary, splitAPI, env, slices.Concat([]string{"server"}, common,
+		[]string{"--addr", apiAddr, "--with-worker=false", "--saga-variant", "fast", "--bcrypt-cost", "4"}))
+	if err != nil {
+		return bench.Result{}, err
+	}
+	defer api.stop()
+	apiURL := "http://" + apiAddr
+	if err := waitSplitReady(ctx, tc, apiURL, api, wrk); err != nil {
+		return bench.Result{}, err
+	}
+	fmt.Fprintf(stdout, "bench: split run: transferd server (pid %d) on %s, transferd worker (pid %d), task queue %s\n",
+		api.cmd.Process.Pid, apiURL, wrk.cmd.Process.Pid, splitTaskQueue)
+
+	target := &bench.API{URL: apiURL, Email: bootstrapAdminEmail, Password: s.password, Label: "split"}
+	res, err := bench.Run(ctx, target, bench.Config{Accounts: s.accounts, Mode: bench.ModeRandom, Rate: s.rate, Duration: s.duration,
+		Processes: map[string]int{splitAPI: api.cmd.Process.Pid, splitWorker: wrk.cmd.Process.Pid}, Progress: progress})
+	if err != nil {
+		return res, err
+	}
+	// The split worker alone runs these workflows: let them end before it stops. A machine that
+	// does not keep up at the rate leaves a backlog that grows with the run's length.
+	if err := drain(ctx, store, 5*time.Minute+s.duration, progress); err != nil {
+		return res, err
+	}
+	// The API first, so nothing starts a workflow while the worker stops.
+	if err := api.stop(); err != nil {
+		return res, err
+	}
+	if err := wrk.stop(); err != nil {
+		return res, err
+	}
+	return res, checkSplit(res)
+}
+
+// checkSplit fails a split run that measured either process's peak RSS as nothing, or completed no
+// transfer: its figures would say nothing of the target.
+func checkSplit(r bench.Result) error {
+	for _, name := range []string{splitAPI, splitWorker} {
+		if r.PeakRSSMiB[name] <= 0 {
+			return fmt.Errorf("bench: the split run measured no peak RSS of the %s process", name)
+		}
+	}
+	if r.Completed == 0 {
+		return fmt.Errorf("bench: the split run completed no transfer (errors: %v)", r.Errors)
+	}
+	return nil
+}
+
+// waitSplitReady waits until the split API answers /readyz with 200 and the split worker polls its
+// task queue, for at most 90 seconds: a little more than the minute each waits for its dependencies.
+// It fails at once if either process exits.
+func waitSplitReady(ctx context.Context, tc client.Client, apiURL string, api, wrk *benchProcess) error {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	apiReady := func() bool {
+		req, err := http.NewRequestWithContext(ctx, "GET", apiURL+"/readyz", nil)
+		if err != nil {
+			return false
+		}
+		res, err := hc.Do(req)
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	}
+	workerPolling := func() bool {
+		d, err := tc.DescribeTaskQueue(ctx, splitTaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		return err == nil && len(d.GetPollers()) > 0
+	}
+	const patience = 90 * time.Second
+	deadline := time.Now().Add(patience)
+	for {
+		for _, p := range []*benchProcess{api, wrk} {
+			select {
+			case <-p.exited:
+				return fmt.Errorf("bench: transferd %s exited before it was ready (%v); its last words:\n%s", p.name, p.err, p.stderr.String())
+			default:
+			}
+		}
+		a, w := apiReady(), workerPolling()
+		if a && w {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: the split run was not ready after %s (API ready: %t, worker polling: %t); the API's last words:\n%s\nthe worker's:\n%s",
+				patience, a, w, api.stderr.String(), wrk.stderr.String())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// buildNodev builds this command with -tags nodev into dir, as the Dockerfile builds the image's, for
+// the split run. The API and the worker are deployed from that build: the embedded Temporal server and
+// Web UI of the full one add some 150 MB of file-backed pages to the resident set of every process it
+// runs, whatever the subcommand. The build reuses the build cache; -trimpath, which would not, changes
+// nothing that is resident.
+func buildNodev(ctx context.Context, dir string) (string, error) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "", errors.New("bench: this binary has no build information to rebuild it for the split run; pass --split-binary")
+	}
+	out := filepath.Join(dir, "transferd")
+	b, err := exec.CommandContext(ctx, "go", "build", "-tags", "nodev", "-ldflags=-s -w", "-o", out, bi.Path).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("bench: go build -tags nodev %s for the split run: %v\n%s(run the bench in the module's tree, or pass --split-binary)", bi.Path, err, b)
+	}
+	return out, nil
+}
+
+// benchProcess is a transferd subcommand the bench started, with the tail of its stderr.
+type benchProcess struct {
+	name   string
+	cmd    *exec.Cmd
+	stderr tailBuffer
+	// exited is closed once the process has exited, with err its exit's error.
+	exited chan struct{}
+	err    error
+}
+
+// startBenchProcess runs binary with args and env; name names it in errors.
+func startBenchProcess(binary, name string, env, args []string) (*benchProcess, error) {
+	p := &benchProcess{name: name, cmd: exec.Command(binary, args...), exited: make(chan struct{})}
+	p.cmd.Env = env
+	p.cmd.Stderr = &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: start transferd %s: %w", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// stop ends the process as an orchestrator does, with SIGTERM, and waits for it to exit, killing it
+// after 40 seconds. It returns an error unless the process exited cleanly, and may be called again.
+func (p *benchProcess) stop() error {
+	select {
+	case <-p.exited:
+	default:
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(40 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+	}
+	if p.err != nil {
+		return fmt.Errorf("bench: transferd %s did not stop cleanly (%v); its last words:\n%s", p.name, p.err, p.stderr.String())
+	}
+	return nil
 }
 
 // benchDev is a `transferd dev` the bench started.
@@ -336,7 +585,7 @@ func throwawayDatabase(ctx context.Context, dsn string) (string, func(), error) 
 
 // writeBenchReport writes the Markdown report and the JSON results.
 func writeBenchReport(out, jsonOut string, results []bench.Result, audit ledger.AuditReport, growth []bench.GrowthPoint,
-	quick bool, count, concurrency, accounts int) error {
+	quick bool, count, concurrency, accounts int, splitFrom string) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
@@ -355,7 +604,7 @@ func writeBenchReport(out, jsonOut string, results []bench.Result, audit ledger.
 	}
 	saga, floor, sql := find("saga", "random", false), find("floor", "random", false), find("sql", "random", false)
 	naive := find("naive", "random", false)
-	steady := find("saga", "random", true)
+	steady, split := find("saga", "random", true), find("split", "random", true)
 	ratio := func(a, b float64) float64 {
 		if b == 0 {
 			return 0
@@ -368,7 +617,9 @@ func writeBenchReport(out, jsonOut string, results []bench.Result, audit ledger.
 	}
 	fmt.Fprintf(&b, "Written by `make bench` (`transferd bench suite`) on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- Machine: %s\n- Go: %s, GOMAXPROCS %d\n- Commit: %s\n", machine(), runtime.Version(), runtime.GOMAXPROCS(0), commit())
-	fmt.Fprintf(&b, "- Setup: one `transferd dev` process (API, worker and embedded Temporal server on SQLite) over the local PostgreSQL; the bench process drives it over HTTP with %d accounts; the closed-loop runs keep %d transfers in flight for %d transfers each.\n\n", accounts, concurrency, count)
+	fmt.Fprintf(&b, "- Setup: one `transferd dev` process (API, worker and embedded Temporal server on SQLite) over the local PostgreSQL; the bench process drives it over HTTP with %d accounts; the closed-loop runs keep %d transfers in flight for %d transfers each. "+
+		"The `split` run adds `transferd server` and `transferd worker` (%s) as two more processes on dev's Temporal server and the same database, driven at %.0f/s for %s.\n\n",
+		accounts, concurrency, count, splitFrom, split.Rate, secondsText(split.Duration))
 	fmt.Fprintf(&b, "## Results\n\nLatencies in milliseconds. *accept* is the `202` answer of `POST /v1/transfers`; *final* is submit to final status. "+
 		"`floor` starts and awaits an empty workflow per item on the same Temporal server; `sql` runs the saga's reserve, debit and credit statements in one PostgreSQL transaction per transfer, with no Temporal and no HTTP; "+
 		"`saga` is transferd as shipped (every step a local activity, so a transfer whose steps succeed is one workflow task; one statement per step; eager start); `naive` is the same saga built the way Temporal's money-transfer sample is (a regular activity and a search-attribute upsert per step), run on a dev server restarted with `--saga-variant naive`.\n\n")
@@ -380,7 +631,10 @@ func writeBenchReport(out, jsonOut string, results []bench.Result, audit ledger.
 	fmt.Fprintf(&b, "| saga / sql, completed per second | %.3f | (the cost of durability) |\n", ratio(saga.CompletedPerSec, sql.CompletedPerSec))
 	fmt.Fprintf(&b, "| p99 of the 202 at %.0f/s | %.1f ms | < 25 ms |\n", steady.Rate, steady.Accept.P99)
 	fmt.Fprintf(&b, "| p50 submit-to-completed at %.0f/s | %.1f ms | < 100 ms |\n", steady.Rate, steady.Final.P50)
-	fmt.Fprintf(&b, "| peak RSS of API+worker | %s | < 150 MB each |\n", rssText(results))
+	target := fmt.Sprintf("< %d MB at %d/s for %.0f min", splitRSSLimit/1_000_000, splitTargetRate, splitTargetFor.Minutes())
+	fmt.Fprintf(&b, "| peak RSS of the API process (`transferd server`), split run | %s | %s: %s |\n", mibText(split, splitAPI), target, rssVerdict(split, splitAPI))
+	fmt.Fprintf(&b, "| peak RSS of the worker process (`transferd worker`), split run | %s | %s: %s |\n", mibText(split, splitWorker), target, rssVerdict(split, splitWorker))
+	fmt.Fprintf(&b, "| peak RSS of `transferd dev` | %d MiB | (none: one process holds the API, the worker and the Temporal server) |\n", devPeakRSS(results))
 	fmt.Fprintf(&b, "\nAudit after all runs: %d accounts, %d transfers, %d in flight, %d violations.\n", audit.Accounts, audit.Transfers, audit.InFlight, len(audit.Violations))
 	fmt.Fprintf(&b, "\n## Growth\n\nMilliseconds, median of nine reads, pages of %d. A journal of completed deposits over 10 accounts grows in bulk "+
 		"(`ledger.SeedDeposits`) on a database of its own; at each size the bench reads one account's history and transfers (the first page, "+
@@ -390,19 +644,53 @@ func writeBenchReport(out, jsonOut string, results []bench.Result, audit ledger.
 		transfer.DefaultPageLimit)
 	bench.WriteGrowthMarkdown(&b, growth)
 	fmt.Fprintf(&b, "\n## Reproduce\n\n```sh\nmake bench          # transferd bench suite: writes this file and docs/bench-results.json\n```\n\n"+
-		"It needs PostgreSQL on `127.0.0.1:5432` (or `DATABASE_URL`); it creates and drops its own database, and starts its own `transferd dev` on free ports.\n")
+		"It needs PostgreSQL on `127.0.0.1:5432` (or `DATABASE_URL`); it creates and drops its own database, and starts its own `transferd dev` on free ports, "+
+		"and for the split run a `transferd server` and a `transferd worker` on dev's Temporal server, which it stops with SIGTERM when the run ends or fails. "+
+		"`--split-for` and `--split-rate` change the split run (%s at %d/s by default; %s with `--quick`); "+
+		"its binary is built with `go build -tags nodev`, so the bench runs in the module's tree, unless `--split-binary` names one.\n",
+		splitTargetFor, splitTargetRate, quickSplitFor)
 	b.WriteString(benchNotes)
 	return os.WriteFile(out, []byte(b.String()), 0o644)
 }
 
-func rssText(results []bench.Result) string {
+// devPeakRSS is the highest peak RSS of `transferd dev` over the runs.
+func devPeakRSS(results []bench.Result) int64 {
 	var peak int64
 	for _, r := range results {
-		for _, v := range r.PeakRSSMiB {
-			peak = max(peak, v)
-		}
+		peak = max(peak, r.PeakRSSMiB[devRSSName])
 	}
-	return fmt.Sprintf("%d MiB (one process)", peak)
+	return peak
+}
+
+// mibText is the peak RSS of a process in r, or "-" when it was not measured.
+func mibText(r bench.Result, process string) string {
+	if mib := r.PeakRSSMiB[process]; mib > 0 {
+		return fmt.Sprintf("%d MiB", mib)
+	}
+	return "-"
+}
+
+// rssVerdict says whether the split run r shows process under the target: its peak, rounded up to the
+// next MiB, under the limit, in a run at the target's rate for at least the target's length that
+// completed transfers at 95% of that rate or more.
+func rssVerdict(r bench.Result, process string) string {
+	mib := r.PeakRSSMiB[process]
+	switch {
+	case mib <= 0:
+		return "not measured"
+	case (mib+1)<<20 > splitRSSLimit:
+		return "**not met**"
+	case r.Rate < splitTargetRate || r.Duration < splitTargetFor.Seconds():
+		return fmt.Sprintf("not shown (under the limit, but in a run of %s at %.0f/s)", secondsText(r.Duration), r.Rate)
+	case r.CompletedPerSec < 0.95*splitTargetRate:
+		return fmt.Sprintf("not shown (under the limit, but %.1f/s completed)", r.CompletedPerSec)
+	}
+	return "met"
+}
+
+// secondsText is a length in seconds, rounded to the second.
+func secondsText(s float64) string {
+	return (time.Duration(s * float64(time.Second))).Round(time.Second).String()
 }
 
 func machine() string {
@@ -458,8 +746,18 @@ const benchNotes = `
   shows the latency of a transfer on a machine that keeps up.
 - **sql** has no durability of progress between steps and no retries across crashes; it is the cost of
   the money work alone, the lower bound of any design.
-- **Peak RSS** is the kernel's VmHWM of the one ` + "`transferd dev`" + ` process, which holds the API,
-  the worker and the embedded Temporal server together. Separate API and worker processes against a
-  Temporal cluster were not measured here (no cluster on this machine), so the per-process target is
-  not shown as met.
+- **Peak RSS** is the kernel's VmHWM, the high-water mark of a process's resident set over its whole
+  life, read from ` + "`/proc/<pid>/status`" + ` as each run ends. ` + "`transferd dev`" + ` holds the API, the
+  worker and the embedded Temporal server in one process, so its figure has no target.
+- **The split run** measures the processes of the target as they are deployed: the bench starts
+  ` + "`transferd server`" + ` and ` + "`transferd worker`" + ` as two processes of a binary built with ` + "`-tags nodev`" + `,
+  as the image's is (the full build's embedded Temporal server and Web UI add some 150 MB of
+  file-backed pages to the resident set of any process it runs), pointed at dev's
+  Temporal frontend and the same database, on a task queue of their own (` + "`bench-split`" + `) that dev's
+  in-process worker does not poll, so the split worker runs every workflow the split API starts (not
+  eagerly: the API has no worker of its own). Once the API answers ` + "`/readyz`" + ` and the worker polls its
+  queue, the bench signs in through the split API, sets up its accounts, drives the saga at a fixed rate,
+  waits for every transfer to end, and stops both with SIGTERM; each peak covers the process's whole
+  life, setup included. The Temporal server is still dev's, on SQLite, and shares the machine; a
+  target is shown as met only by a run at its rate for its length, which ` + "`--quick`" + ` is not.
 `

@@ -292,7 +292,7 @@ func TestBenchQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, row := range []string{"| floor | random |", "| sql | random |", "| saga | random |", "| saga | hot |", "| saga | opposite |", "| naive | random |", "saga / floor", "saga / naive"} {
+	for _, row := range []string{"| floor | random |", "| sql | random |", "| saga | random |", "| saga | hot |", "| saga | opposite |", "| naive | random |", "| split | random |", "peak RSS of the API process", "peak RSS of the worker process", "saga / floor", "saga / naive"} {
 		if !strings.Contains(string(report), row) {
 			t.Errorf("report lacks %q", row)
 		}
