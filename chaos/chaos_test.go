@@ -48,7 +48,7 @@ var faultOrder = []fault{workerKill, apiKill, temporalRestart, pgOutage, pgResta
 
 var (
 	small = plan{name: "small (make test)", load: 30 * time.Second, clients: 6, workers: 2, faults: map[fault]int{
-		workerKill: 3, apiKill: 1, temporalRestart: 1, pgOutage: 1, pgRestart: 1, pgSlow: 1}}
+		workerKill: 3, apiKill: 1, temporalRestart: 1, pgOutage: 1, pgRestart: 1, pgSlow: 1, pgStall: 1}}
 	fullPlan = plan{name: "full (make chaos)", load: 150 * time.Second, clients: 8, workers: 3, faults: map[fault]int{
 		workerKill: 12, apiKill: 3, temporalRestart: 1, pgOutage: 2, pgRestart: 2, pgSlow: 1, pgStall: 1}}
 )
@@ -255,10 +255,12 @@ type summary struct {
 	lost, invented      int
 	duplicated, refused int
 	unanswered, stuck   int
-	balanceErrors       int
-	conserved           bool
-	auditViolations     bool
-	maxAttempts         int
+	// faultEnded counts transfers that ended for another reason than a business outcome or a cancel.
+	faultEnded      int
+	balanceErrors   int
+	conserved       bool
+	auditViolations bool
+	maxAttempts     int
 	// retries counts the requests sent again because an earlier one got no definitive answer.
 	retries int
 }
@@ -271,8 +273,8 @@ func (s summary) text() string {
 	}
 	fmt.Fprintf(&b, "  transfers submitted %d, 2xx %d (completed %d, failed %d, cancelled %d); repeats %d, cancels %d; requests retried %d, most attempts for one request %d\n",
 		s.submitted, s.accepted, s.completed, s.failed, s.cancelled, s.repeats, s.cancels, s.retries, s.maxAttempts)
-	fmt.Fprintf(&b, "  lost %d, invented %d, applied twice %d, refused %d, unanswered %d, not final %d, balance errors %d, totals conserved %v, audit clean %v",
-		s.lost, s.invented, s.duplicated, s.refused, s.unanswered, s.stuck, s.balanceErrors, s.conserved, !s.auditViolations)
+	fmt.Fprintf(&b, "  lost %d, invented %d, applied twice %d, ended by a fault %d, refused %d, unanswered %d, not final %d, balance errors %d, totals conserved %v, audit clean %v",
+		s.lost, s.invented, s.duplicated, s.faultEnded, s.refused, s.unanswered, s.stuck, s.balanceErrors, s.conserved, !s.auditViolations)
 	return b.String()
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -207,11 +208,12 @@ func ownCluster(t *testing.T) *cluster {
 	}
 	slices.Sort(bins)
 	version := filepath.Base(filepath.Dir(filepath.Dir(bins[len(bins)-1])))
+	dropOrphanClusters(t, version)
 	_, port, err := net.SplitHostPort(freeAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{version: version, name: fmt.Sprintf("transferd_chaos_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6)}
+	c := &cluster{version: version, name: fmt.Sprintf("%s%d_%d", clusterPrefix, os.Getpid(), time.Now().UnixNano()%1e6)}
 	c.port, _ = strconv.Atoi(port)
 	// The API and every worker hold a pool of 20, and killed processes' connections linger a moment.
 	if out, err := exec.Command("pg_createcluster", version, c.name, "-p", port, "-o", "max_connections=300",
@@ -227,6 +229,34 @@ func ownCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// clusterPrefix starts the name of every cluster the suite creates, which goes on with the pid of
+// the test process that owns it.
+const clusterPrefix = "transferd_chaos_"
+
+// dropOrphanClusters drops the suite's clusters whose test process is gone: one killed before its
+// cleanup ran leaves its cluster behind.
+func dropOrphanClusters(t *testing.T, version string) {
+	out, err := exec.Command("pg_lsclusters", "--no-header").Output()
+	if err != nil {
+		return
+	}
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != version || !strings.HasPrefix(f[1], clusterPrefix) {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(f[1], clusterPrefix), "_", 2)[0])
+		if err != nil || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		if out, err := exec.Command("pg_dropcluster", "--stop", version, f[1]).CombinedOutput(); err != nil {
+			t.Logf("drop orphan cluster %s: %v\n%s", f[1], err, out)
+		} else {
+			t.Logf("dropped orphan cluster %s", f[1])
+		}
+	}
 }
 
 // ctl runs pg_ctlcluster with the action and its options.
