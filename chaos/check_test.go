@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/transferd/transferd/internal/testbin"
 )
 
 // transferRow is a transfer as the ledger holds it.
@@ -74,7 +76,7 @@ func (s *stack) drain(timeout time.Duration) int {
 // audit runs `transferd audit` against the database and Temporal, and returns its exit code and
 // output.
 func (s *stack) audit(ctx context.Context) (int, string) {
-	cmd := exec.CommandContext(ctx, transferdBinary(s.t), "audit", "--database-url", s.directURL, "--temporal-address", s.temporalAddr)
+	cmd := exec.CommandContext(ctx, testbin.Transferd(s.t), "audit", "--database-url", s.directURL, "--temporal-address", s.temporalAddr)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	switch {

@@ -12,36 +12,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/transferd/transferd/internal/testbin"
 )
 
-// binary is the transferd binary the suite runs, built once per test process.
-var binary struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// transferdBinary builds cmd/transferd into a directory that outlives the test (the build cache
-// makes a rebuild cheap, and -count=N runs share it) and returns its path.
-func transferdBinary(t *testing.T) string {
-	t.Helper()
-	binary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "transferd-chaos-bin-")
-		if err != nil {
-			binary.err = err
-			return
-		}
-		binary.path = filepath.Join(dir, "transferd")
-		cmd := exec.Command("go", "build", "-o", binary.path, "github.com/transferd/transferd/cmd/transferd")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binary.err != nil {
-		t.Fatalf("build transferd: %v", binary.err)
-	}
-	return binary.path
-}
+// TestMain removes the transferd binary the suite built.
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
 
 // proc is one transferd process that the suite starts, kills and restarts. Every run appends its
 // stdout and stderr to the same log file, which the test prints the end of when it fails.
@@ -81,7 +57,7 @@ func (p *proc) start() {
 	defer p.mu.Unlock()
 	p.starts++
 	fmt.Fprintf(f, "=== start %d of %s at %s\n", p.starts, p.name, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(transferdBinary(p.t), p.args...)
+	cmd := exec.Command(testbin.Transferd(p.t), p.args...)
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// The process dies with the test, whatever ends it.

@@ -22,6 +22,7 @@ import (
 	"github.com/transferd/transferd/devtemporal"
 	"github.com/transferd/transferd/internal/faultproxy"
 	"github.com/transferd/transferd/internal/pgtest"
+	"github.com/transferd/transferd/internal/testbin"
 )
 
 // The suite's fixed settings.
@@ -112,7 +113,7 @@ func startStack(t *testing.T, workers int, pg *cluster) *stack {
 // run runs a transferd command to its end, failing the test if it fails.
 func (s *stack) run(ctx context.Context, args ...string) {
 	s.t.Helper()
-	out, err := exec.CommandContext(ctx, transferdBinary(s.t), args...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, testbin.Transferd(s.t), args...).CombinedOutput()
 	if err != nil {
 		s.t.Fatalf("transferd %s: %v\n%s", args[0], err, out)
 	}

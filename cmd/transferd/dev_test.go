@@ -23,6 +23,7 @@ import (
 
 	"github.com/transferd/transferd/devtemporal"
 	"github.com/transferd/transferd/internal/pgtest"
+	"github.com/transferd/transferd/internal/testbin"
 )
 
 // devProcess is `transferd dev` running as a subprocess.
@@ -31,32 +32,6 @@ type devProcess struct {
 	api      string
 	password string // the bootstrap admin's, when this start created it
 	stderr   *bytes.Buffer
-}
-
-// built is the transferd binary the subprocess tests share, built once per test run.
-var built struct {
-	once sync.Once
-	path string
-	err  error
-	out  []byte
-}
-
-// buildBinary builds transferd once for all the tests that run it as a subprocess.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	built.once.Do(func() {
-		dir, err := os.MkdirTemp("", "transferd-test-bin-")
-		if err != nil {
-			built.err = err
-			return
-		}
-		built.path = filepath.Join(dir, "transferd")
-		built.out, built.err = exec.Command("go", "build", "-o", built.path, ".").CombinedOutput()
-	})
-	if built.err != nil {
-		t.Fatalf("go build: %v\n%s", built.err, built.out)
-	}
-	return built.path
 }
 
 func portOf(addr string) int {
@@ -144,7 +119,7 @@ func TestDevSurvivesSIGKILL(t *testing.T) {
 		t.Skip("builds and runs transferd dev")
 	}
 	began := time.Now()
-	bin := buildBinary(t)
+	bin := testbin.Transferd(t)
 	t.Logf("built in %s", time.Since(began).Round(time.Millisecond))
 	dsn := pgtest.NewDatabaseURL(t)
 	temporalPort, err := devtemporal.FreeFrontendPort("127.0.0.1")
@@ -276,7 +251,7 @@ func TestBenchQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs transferd dev")
 	}
-	bin := buildBinary(t)
+	bin := testbin.Transferd(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "benchmarks.md")
 	cmd := exec.Command(bin, "bench", "suite", "--quick", "--database-url", pgtest.AdminURL(), "--out", out, "--json", filepath.Join(dir, "results.json"))
@@ -300,10 +275,4 @@ func TestBenchQuick(t *testing.T) {
 }
 
 // TestMain removes the shared test binary after the run.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if built.path != "" {
-		_ = os.RemoveAll(filepath.Dir(built.path))
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
