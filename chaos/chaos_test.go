@@ -101,6 +101,9 @@ func TestChaos(t *testing.T) {
 	sum := s.check(b, w, before)
 	sum.plan, sum.seed, sum.faults, sum.stuck = p.name, seed, done, stuck
 	sum.loadTook, sum.drainTook = loadTook, time.Since(drainStart)
+	for _, w := range s.workers {
+		sum.timeoutLines += w.countLines("deadline exceeded", "timeout")
+	}
 	if code, out := s.audit(ctx); code != 0 {
 		sum.auditViolations = true
 		t.Errorf("transferd audit exit %d:\n%s", code, out)
@@ -263,6 +266,9 @@ type summary struct {
 	maxAttempts     int
 	// retries counts the requests sent again because an earlier one got no definitive answer.
 	retries int
+	// timeoutLines counts the workers' log lines that report a timeout, evidence that the stall made
+	// steps time out.
+	timeoutLines int
 }
 
 func (s summary) text() string {
@@ -271,8 +277,8 @@ func (s summary) text() string {
 	for _, f := range faultOrder {
 		fmt.Fprintf(&b, "  %-45s %d\n", f, s.faults[f])
 	}
-	fmt.Fprintf(&b, "  transfers submitted %d, 2xx %d (completed %d, failed %d, cancelled %d); repeats %d, cancels %d; requests retried %d, most attempts for one request %d\n",
-		s.submitted, s.accepted, s.completed, s.failed, s.cancelled, s.repeats, s.cancels, s.retries, s.maxAttempts)
+	fmt.Fprintf(&b, "  transfers submitted %d, 2xx %d (completed %d, failed %d, cancelled %d); repeats %d, cancels %d; requests retried %d, most attempts for one request %d; worker log lines on timeouts %d\n",
+		s.submitted, s.accepted, s.completed, s.failed, s.cancelled, s.repeats, s.cancels, s.retries, s.maxAttempts, s.timeoutLines)
 	fmt.Fprintf(&b, "  lost %d, invented %d, applied twice %d, ended by a fault %d, refused %d, unanswered %d, not final %d, balance errors %d, totals conserved %v, audit clean %v",
 		s.lost, s.invented, s.duplicated, s.faultEnded, s.refused, s.unanswered, s.stuck, s.balanceErrors, s.conserved, !s.auditViolations)
 	return b.String()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -126,6 +127,21 @@ func (p *proc) waitLog(ctx context.Context, want string) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// countLines counts the lines of the log, over every start, that contain any of subs, in any case.
+func (p *proc) countLines(subs ...string) int {
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for line := range strings.Lines(strings.ToLower(string(b))) {
+		if slices.ContainsFunc(subs, func(sub string) bool { return strings.Contains(line, strings.ToLower(sub)) }) {
+			n++
+		}
+	}
+	return n
 }
 
 // printTail logs the last n lines of the process's log.
