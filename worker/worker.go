@@ -28,6 +28,10 @@ type Options struct {
 	MaxConcurrentActivities int
 	// MaxConcurrentWorkflowTasks bounds the workflow tasks running at once; default 64.
 	MaxConcurrentWorkflowTasks int
+	// WorkflowTaskPollers is how many long polls wait for workflow tasks at once; default 8. A
+	// workflow started without eager start reaches a worker only through a waiting poll, and the
+	// SDK's default of 2 left transfers queued in matching for a second or more at 50 per second.
+	WorkflowTaskPollers int
 	// StopTimeout is how long Stop waits for running activities to finish; default 30s.
 	StopTimeout time.Duration
 }
@@ -44,6 +48,9 @@ func New(c client.Client, acts *activities.Activities, opts Options) sdkworker.W
 	if opts.MaxConcurrentWorkflowTasks <= 0 {
 		opts.MaxConcurrentWorkflowTasks = 64
 	}
+	if opts.WorkflowTaskPollers <= 0 {
+		opts.WorkflowTaskPollers = 8
+	}
 	if opts.StopTimeout <= 0 {
 		opts.StopTimeout = 30 * time.Second
 	}
@@ -51,6 +58,7 @@ func New(c client.Client, acts *activities.Activities, opts Options) sdkworker.W
 		MaxConcurrentActivityExecutionSize:     opts.MaxConcurrentActivities,
 		MaxConcurrentWorkflowTaskExecutionSize: opts.MaxConcurrentWorkflowTasks,
 		WorkerStopTimeout:                      opts.StopTimeout,
+		MaxConcurrentWorkflowTaskPollers:       opts.WorkflowTaskPollers,
 	})
 	Register(w, acts)
 	return w

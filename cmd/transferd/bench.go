@@ -72,7 +72,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return exitError(2)
 	}
 	if quick {
-		count, concurrency, accounts, rate, rateFor, splitFor = 40, 4, 8, 10, 2*time.Second, quickSplitFor
+		count, concurrency, accounts, rate, rateFor = 40, 4, 8, 10, 2*time.Second
+		// --quick shortens the split run too, unless --split-for says how long it is.
+		splitForSet := false
+		fs.Visit(func(f *flag.Flag) { splitForSet = splitForSet || f.Name == "split-for" })
+		if !splitForSet {
+			splitFor = quickSplitFor
+		}
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 

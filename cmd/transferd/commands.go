@@ -128,7 +128,7 @@ func startWorker(ctx context.Context, c *config, store *ledger.Store, tc client.
 		}
 	}
 	w := worker.New(tc, &activities.Activities{Store: store}, worker.Options{
-		TaskQueue: c.TaskQueue, MaxConcurrentActivities: c.MaxConcurrentActivities, StopTimeout: c.StopTimeout,
+		TaskQueue: c.TaskQueue, MaxConcurrentActivities: c.MaxConcurrentActivities, WorkflowTaskPollers: c.WorkflowTaskPollers, StopTimeout: c.StopTimeout,
 	})
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("worker: start: %w", err)
@@ -149,6 +149,7 @@ func startWorker(ctx context.Context, c *config, store *ledger.Store, tc client.
 // workerFlags adds the flags of the subcommands that run a worker.
 func (c *config) workerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxConcurrentActivities, "max-concurrent-activities", envInt("MAX_CONCURRENT_ACTIVITIES", 64), "activities run at once (TRANSFERD_MAX_CONCURRENT_ACTIVITIES)")
+	fs.IntVar(&c.WorkflowTaskPollers, "workflow-task-pollers", envInt("WORKFLOW_TASK_POLLERS", 8), "long polls for workflow tasks at once (TRANSFERD_WORKFLOW_TASK_POLLERS)")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("RECONCILE_EVERY", 30*time.Second), "how often to start workflows of accepted transfers that lack one; 0 turns it off (TRANSFERD_RECONCILE_EVERY)")
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", envDuration("STOP_TIMEOUT", 30*time.Second), "how long a stop waits for running activities (TRANSFERD_STOP_TIMEOUT)")
 	fs.BoolVar(&c.SkipSearchAttributes, "skip-search-attributes", envBool("SKIP_SEARCH_ATTRIBUTES", false), "do not register the custom search attributes (TRANSFERD_SKIP_SEARCH_ATTRIBUTES)")

@@ -23,6 +23,7 @@ type config struct {
 	TaskQueue         string
 	// Worker.
 	MaxConcurrentActivities int
+	WorkflowTaskPollers     int
 	ReconcileEvery          time.Duration
 	StopTimeout             time.Duration
 	SkipSearchAttributes    bool
