@@ -140,8 +140,10 @@ func (s *stack) check(b *book, w *world, before map[string]int64) summary {
 		}
 		sum.accepted++
 		var seen transferJSON
-		if err := json.Unmarshal(o.first.body, &seen); err != nil || seen.ID != id {
-			t.Errorf("transfer %s: the %d answer names %q (%v)", id, o.first.status, seen.ID, err)
+		if err := json.Unmarshal(o.first.body, &seen); err != nil || seen.ID != id || seen.Kind != "transfer" ||
+			seen.FromAccountID != o.req.FromAccountID || seen.ToAccountID != o.req.ToAccountID ||
+			seen.Amount != o.req.Amount || seen.Currency != o.req.Currency {
+			t.Errorf("transfer %s: the %d answer is %+v (%v), the client asked for %+v", id, o.first.status, seen, err, o.req)
 		}
 		if !recorded {
 			sum.lost++

@@ -39,7 +39,6 @@ type transferJSON struct {
 	Amount        int64  `json:"amount"`
 	Currency      string `json:"currency"`
 	Status        string `json:"status"`
-	FailureCode   string `json:"failure_code"`
 }
 
 // do sends method path with body (nil for none) as token until an answer is definitive or until
