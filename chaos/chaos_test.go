@@ -1,3 +1,5 @@
+//go:build linux
+
 package chaos_test
 
 import (
@@ -47,7 +49,7 @@ const (
 var faultOrder = []fault{workerKill, apiKill, temporalRestart, pgOutage, pgRestart, pgSlow, pgStall}
 
 var (
-	small = plan{name: "small (make test)", load: 30 * time.Second, clients: 6, workers: 2, faults: map[fault]int{
+	small = plan{name: "small (make test)", load: 45 * time.Second, clients: 6, workers: 2, faults: map[fault]int{
 		workerKill: 3, apiKill: 1, temporalRestart: 1, pgOutage: 1, pgRestart: 1, pgSlow: 1, pgStall: 1}}
 	fullPlan = plan{name: "full (make chaos)", load: 150 * time.Second, clients: 8, workers: 3, faults: map[fault]int{
 		workerKill: 12, apiKill: 3, temporalRestart: 1, pgOutage: 2, pgRestart: 2, pgSlow: 1, pgStall: 1}}
@@ -77,11 +79,13 @@ func TestChaos(t *testing.T) {
 	}
 	s := startStack(t, p.workers, pg)
 	ctx := context.Background()
-	client := &api{base: s.apiURL, http: &http.Client{Timeout: 5 * time.Second}, until: time.Now().Add(2 * time.Minute)}
-	w, err := setup(ctx, client)
+	// The setup's deposits wait up to 30 s for their outcome; the load's requests are short.
+	setupClient := &api{base: s.apiURL, http: &http.Client{Timeout: 40 * time.Second}, until: time.Now().Add(2 * time.Minute)}
+	w, err := setup(ctx, setupClient)
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
+	client := &api{base: s.apiURL, http: &http.Client{Timeout: 5 * time.Second}}
 	before := s.totals()
 
 	start := time.Now()
@@ -91,7 +95,7 @@ func TestChaos(t *testing.T) {
 	for i := range p.clients {
 		wg.Go(func() { runClient(ctx, client, w, b, rand.New(rand.NewPCG(seed, uint64(i))), start.Add(p.load)) })
 	}
-	done := s.injectFaults(ctx, p, rand.New(rand.NewPCG(seed, 1<<32)), start)
+	done, late := s.injectFaults(ctx, p, rand.New(rand.NewPCG(seed, 1<<32)), start)
 	wg.Wait()
 	loadTook := time.Since(start)
 	s.allRunning()
@@ -108,10 +112,9 @@ func TestChaos(t *testing.T) {
 		sum.auditViolations = true
 		t.Errorf("transferd audit exit %d:\n%s", code, out)
 	}
-	for _, f := range faultOrder {
-		if done[f] < p.faults[f] {
-			t.Errorf("%s: %d injected, the plan wants %d", f, done[f], p.faults[f])
-		}
+	// A fault that began after the clients stopped tested nothing.
+	for _, f := range late {
+		t.Errorf("%s began after the load had ended", f)
 	}
 	t.Log(sum.text())
 	if *reportFile != "" {
@@ -132,8 +135,9 @@ type outcome struct {
 	err   error
 	// repeats are the answers to the same request sent again, at once or later.
 	repeats []answer
-	// cancel is the answer to a cancel, when one was sent.
-	cancel *answer
+	// cancelSent says a cancel was sent; cancel is its answer, when one came.
+	cancelSent bool
+	cancel     *answer
 }
 
 // book is every outcome, by transfer id.
@@ -176,6 +180,7 @@ func runClient(ctx context.Context, a *api, w *world, b *book, r *rand.Rand, end
 			}
 		}
 		if r.IntN(20) == 0 {
+			o.cancelSent = true
 			if ans, err := a.do(ctx, "POST", "/v1/transfers/"+o.req.ID+"/cancel", o.req.token, nil); err == nil {
 				o.cancel = &ans
 			}
@@ -184,8 +189,9 @@ func runClient(ctx context.Context, a *api, w *world, b *book, r *rand.Rand, end
 }
 
 // injectFaults runs the plan's faults, shuffled, spread over the middle of the load, one after
-// the other; it returns how many of each it injected.
-func (s *stack) injectFaults(ctx context.Context, p plan, r *rand.Rand, start time.Time) map[fault]int {
+// the other; it returns how many of each it injected, and the faults that began only after the
+// load had ended, because those before them took longer than their share.
+func (s *stack) injectFaults(ctx context.Context, p plan, r *rand.Rand, start time.Time) (map[fault]int, []fault) {
 	// In faultOrder's order before the shuffle, so that the seed alone decides the schedule.
 	var events []fault
 	for _, f := range faultOrder {
@@ -195,15 +201,19 @@ func (s *stack) injectFaults(ctx context.Context, p plan, r *rand.Rand, start ti
 	}
 	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
 	done := map[fault]int{}
-	first, last := p.load/10, p.load*8/10
+	var late []fault
+	first, last := p.load/10, p.load*6/10
 	for i, f := range events {
 		at := first + (last-first)*time.Duration(i)/time.Duration(max(len(events)-1, 1))
 		time.Sleep(time.Until(start.Add(at)))
 		s.t.Logf("%6.1fs %s", time.Since(start).Seconds(), f)
+		if time.Since(start) > p.load {
+			late = append(late, f)
+		}
 		s.inject(ctx, f, r)
 		done[f]++
 	}
-	return done
+	return done, late
 }
 
 // inject injects one fault and returns once it is over and what it stopped is running again.

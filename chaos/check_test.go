@@ -1,3 +1,5 @@
+//go:build linux
+
 package chaos_test
 
 import (
@@ -165,10 +167,20 @@ func (s *stack) check(b *book, w *world, before map[string]int64) summary {
 			}
 		case "cancelled":
 			sum.cancelled++
-			if o.cancel == nil {
+			if !o.cancelSent {
 				sum.faultEnded++
 				t.Errorf("transfer %s was cancelled, but no client cancelled it", id)
 			}
+		}
+		// However many times the request went out, at most one answer created the transfer.
+		created := 0
+		for _, ans := range append([]answer{o.first}, o.repeats...) {
+			if !ans.replayed {
+				created++
+			}
+		}
+		if created > 1 {
+			t.Errorf("transfer %s: %d answers to the same request say they created it", id, created)
 		}
 		for _, again := range o.repeats {
 			sum.repeats++

@@ -1,3 +1,5 @@
+//go:build linux
+
 package chaos_test
 
 import (
@@ -33,6 +35,8 @@ type proc struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	starts int
+	// crashes counts the kills that found the process already gone: it had exited by itself.
+	crashes int
 }
 
 func newProc(t *testing.T, dir, name string, env []string, args ...string) *proc {
@@ -79,6 +83,13 @@ func (p *proc) kill(sig syscall.Signal) {
 	p.mu.Lock()
 	cmd, exited := p.cmd, p.exited
 	p.cmd = nil
+	if cmd != nil {
+		select {
+		case <-exited:
+			p.crashes++
+		default:
+		}
+	}
 	p.mu.Unlock()
 	if cmd == nil {
 		return

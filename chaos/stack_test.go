@@ -1,3 +1,5 @@
+//go:build linux
+
 package chaos_test
 
 import (
@@ -94,7 +96,8 @@ func startStack(t *testing.T, workers int, pg *cluster) *stack {
 	s.temporal = newProc(t, s.dir, "temporal", nil, "temporal", "--addr", s.temporalAddr, "--ui-addr", "", "--data-dir", s.dir+"/temporal")
 	s.startTemporal(ctx)
 
-	common := []string{"TRANSFERD_TEMPORAL_ADDRESS=" + s.temporalAddr, "TRANSFERD_TASK_QUEUE=" + taskQueue}
+	// Ten connections a process keep the suite well under a shared server's default limit of 100.
+	common := []string{"TRANSFERD_TEMPORAL_ADDRESS=" + s.temporalAddr, "TRANSFERD_TASK_QUEUE=" + taskQueue, "TRANSFERD_DB_MAX_CONNS=10"}
 	apiAddr := freeAddr(t)
 	s.apiURL = "http://" + apiAddr
 	s.api = newProc(t, s.dir, "api", append(common, "TRANSFERD_DATABASE_URL="+viaProxy(dsn, s.pgAPI),
@@ -119,9 +122,14 @@ func (s *stack) run(ctx context.Context, args ...string) {
 	}
 }
 
+// restartTimeout bounds how long a process may take to be ready again after a start.
+const restartTimeout = time.Minute
+
 // startTemporal starts the Temporal dev server and waits until it is ready.
 func (s *stack) startTemporal(ctx context.Context) {
 	s.t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, restartTimeout)
+	defer cancel()
 	s.temporal.start()
 	if err := s.temporal.waitLog(ctx, "ready:"); err != nil {
 		s.t.Fatal(err)
@@ -131,8 +139,10 @@ func (s *stack) startTemporal(ctx context.Context) {
 // startAPI starts the API and waits until it is ready.
 func (s *stack) startAPI(ctx context.Context) {
 	s.t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, restartTimeout)
+	defer cancel()
 	s.api.start()
-	if err := waitHTTP(ctx, s.apiURL+"/readyz"); err != nil {
+	if err := waitHTTP(ctx, s.apiURL+"/readyz", s.api); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -148,8 +158,8 @@ func restart(p *proc, pause time.Duration) {
 func (s *stack) allRunning() {
 	s.t.Helper()
 	for _, p := range append([]*proc{s.temporal, s.api}, s.workers...) {
-		if !p.running() {
-			s.t.Errorf("%s is not running: it exited by itself", p.name)
+		if !p.running() || p.crashes > 0 {
+			s.t.Errorf("%s exited by itself (%d times before a kill found it gone)", p.name, p.crashes)
 		}
 	}
 }
@@ -172,10 +182,13 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// waitHTTP waits until url answers 200.
-func waitHTTP(ctx context.Context, url string) error {
+// waitHTTP waits until url, served by p, answers 200; it gives up at once if p exits.
+func waitHTTP(ctx context.Context, url string, p *proc) error {
 	c := &http.Client{Timeout: 2 * time.Second}
 	for {
+		if !p.running() {
+			return fmt.Errorf("%s exited before %s answered", p.name, url)
+		}
 		resp, err := c.Get(url)
 		if err == nil {
 			resp.Body.Close()
