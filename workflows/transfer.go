@@ -129,19 +129,27 @@ var stepOptions = workflow.ActivityOptions{
 //     task timeout. A reserve takes milliseconds, so a cancel loses nothing it could have had;
 //     a reserve stuck retrying a lost database sees the cancel at the next heartbeat.
 //
-// Retries are unlimited, with backoff, as for stepOptions. A local activity has no unlimited
-// schedule-to-close: left unset, the SDK makes it equal to the start-to-close timeout, and a step
-// failing transiently for 10s would end the transfer (or give up a compensation). stepRetryHorizon
-// stands in for "for as long as it takes".
+// A local step is retried, with stepOptions' backoff, for localStepBudget; a step still failing
+// then goes on as a regular activity, retried by the server for as long as it takes (see step). A
+// local activity cannot be retried for ever: left unset, its schedule-to-close is its 10s
+// start-to-close, and a step failing for 10s ended the transfer or gave up a compensation; and
+// while the SDK retries it in the worker, it heartbeats the workflow task, three history events
+// every 8 s, so an outage of a day and a half would reach the server's limit on a history's length.
 var localStepOptions = workflow.LocalActivityOptions{
-	ScheduleToCloseTimeout: stepRetryHorizon,
+	ScheduleToCloseTimeout: localStepBudget,
 	StartToCloseTimeout:    10 * time.Second,
 	RetryPolicy:            stepOptions.RetryPolicy,
 }
 
-// stepRetryHorizon is how long a local step is retried: ten years, longer than any outage a
-// transfer should outlive unresolved. The SDK needs a finite schedule-to-close for local activities.
-const stepRetryHorizon = 10 * 365 * 24 * time.Hour
+// localStepBudget is how long a step is retried as a local activity before it falls back to a
+// regular one: long enough for a database restart or failover, short enough to add only a few
+// hundred heartbeat events to the history.
+const localStepBudget = 5 * time.Minute
+
+// regularAfterLocalChange versions the fallback of a step whose local retries ran out to a regular
+// activity. It is asked only when that happens, so it costs nothing to the transfers whose steps
+// succeed. Before it, such a step failed the transfer; histories recorded then replay as they ran.
+const regularAfterLocalChange = "regular-after-local-timeout"
 
 // localStepsChange versions the move of the steps to local activities. Version 1 ran the steps after
 // the reserve locally and the reserve as a regular activity; version 2 runs every step locally.
@@ -299,12 +307,28 @@ func (s *saga) step(ctx workflow.Context, name string, activity, input any) erro
 	if s.local && (name != "reserve" || s.localReserve) {
 		lctx := workflow.WithLocalActivityOptions(ctx, localStepOptions)
 		err = workflow.ExecuteLocalActivity(lctx, activity, input).Get(lctx, nil)
+		if localRetriesRanOut(err) && workflow.GetVersion(ctx, regularAfterLocalChange, workflow.DefaultVersion, 1) == 1 {
+			workflow.GetLogger(ctx).Warn("step still failing after its local retries; retrying it as a regular activity",
+				"transfer_id", s.in.TransferID.String(), "step", name, "error", err.Error())
+			err = workflow.ExecuteActivity(ctx, activity, input).Get(ctx, nil)
+		}
 	} else {
 		err = workflow.ExecuteActivity(ctx, activity, input).Get(ctx, nil)
 	}
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"step": name}).
 		Timer(MetricStepDuration).Record(workflow.Now(ctx).Sub(start))
 	return err
+}
+
+// localRetriesRanOut reports whether a local step's error means its budget ran out: its retries
+// are unlimited, so any error but a business failure (non-retryable) or a cancellation does. The
+// last attempt's own error comes back, or a schedule-to-close timeout if that attempt was cut short.
+func localRetriesRanOut(err error) bool {
+	if err == nil || temporal.IsCanceledError(err) {
+		return false
+	}
+	var business *temporal.ApplicationError
+	return !errors.As(err, &business) || !business.NonRetryable()
 }
 
 // compensated counts a compensation about to run.

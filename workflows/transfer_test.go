@@ -427,6 +427,49 @@ func TestTransferStepsRetriedPastTheirTimeout(t *testing.T) {
 	})
 }
 
+// TestTransferStepsOutliveTheirLocalBudget fails a step, and then a compensation, for longer than
+// the 5 minutes a step is retried as a local activity: it must go on as a regular activity, retried
+// by the server, and the transfer must end as if the step had simply been slow.
+func TestTransferStepsOutliveTheirLocalBudget(t *testing.T) {
+	const failures = 45 // about 390s of backoff on the test clock, past the 5 minute budget
+	t.Run("reserve", func(t *testing.T) {
+		r := newSagaRun(t)
+		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
+			Return(activities.ReserveResult{}, errors.New("connection refused")).Times(failures)
+		got := r.execute()
+
+		require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, got)
+		started := r.startedSoFar()
+		require.Equal(t, []string{debit, credit}, started[len(started)-2:], "after the reserve")
+		require.Len(t, started, failures+3, "every reserve attempt, then the debit and the credit")
+		require.Less(t, r.local, failures+3, "some reserve attempts ran as regular activities")
+		require.Greater(t, r.local, 30, "the reserve ran locally for its budget first")
+	})
+	t.Run("refund", func(t *testing.T) {
+		r := newSagaRun(t)
+		r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
+			Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination frozen")).Once()
+		r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).
+			Return(activities.RefundResult{}, errors.New("connection refused")).Times(failures)
+		got := r.execute()
+
+		want := workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeAccountInactive, FailureMessage: "destination frozen"}
+		require.Equal(t, want, got)
+		require.Len(t, r.startedSoFar(), 3+failures+1, "reserve, debit, credit, then every refund attempt")
+		require.Less(t, r.local, 3+failures+1, "some refund attempts ran as regular activities")
+	})
+	t.Run("a business failure is not retried as a regular activity", func(t *testing.T) {
+		r := newSagaRun(t)
+		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
+			Return(activities.ReserveResult{}, business(transfer.CodeInsufficientFunds, "no money")).Once()
+		got := r.execute()
+
+		require.Equal(t, transfer.StatusFailed, got.Status)
+		require.Equal(t, []string{reserve, release}, r.startedSoFar())
+		require.Equal(t, 2, r.local, "both ran locally, once")
+	})
+}
+
 func TestTransferCompensationsRetriedUntilTheySucceed(t *testing.T) {
 	t.Run("release", func(t *testing.T) {
 		r := newSagaRun(t)
