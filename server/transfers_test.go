@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -33,6 +34,18 @@ func TestTransferLifecycle(t *testing.T) {
 		w := a.do("GET", "/v1/transfers/"+tr.ID, bob, nil)
 		if w.status != http.StatusOK {
 			t.Errorf("destination owner reads the transfer: got %d, want 200", w.status)
+		}
+		// The next subtest counts on this transfer's credit: wait for it to complete.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			var got transferBody
+			a.do("GET", "/v1/transfers/"+tr.ID, alice, nil).json(t, &got)
+			if got.Status == "completed" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("transfer %s is %s after 10 s, want completed", tr.ID, got.Status)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	})
 
