@@ -461,17 +461,29 @@ type benchProcess struct {
 
 // startBenchProcess runs binary with args and env; name names it in errors.
 func startBenchProcess(binary, name string, env, args []string) (*benchProcess, error) {
-	p := &benchProcess{name: name, cmd: exec.Command(binary, args...), exited: make(chan struct{})}
+	p := newBenchProcess(name, exec.Command(binary, args...))
 	p.cmd.Env = env
+	return p, p.start()
+}
+
+// newBenchProcess wraps cmd, not started yet, keeping the tail of its stderr; name names it in
+// errors.
+func newBenchProcess(name string, cmd *exec.Cmd) *benchProcess {
+	p := &benchProcess{name: name, cmd: cmd, exited: make(chan struct{})}
 	p.cmd.Stderr = &p.stderr
+	return p
+}
+
+// start starts the process and watches for its exit.
+func (p *benchProcess) start() error {
 	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("bench: start transferd %s: %w", name, err)
+		return fmt.Errorf("bench: start transferd %s: %w", p.name, err)
 	}
 	go func() {
 		p.err = p.cmd.Wait()
 		close(p.exited)
 	}()
-	return p, nil
+	return nil
 }
 
 // stop ends the process as an orchestrator does, with SIGTERM, and waits for it to exit, killing it
@@ -494,21 +506,10 @@ func (p *benchProcess) stop() error {
 	return nil
 }
 
-// benchDev is a `transferd dev` the bench started.
+// benchDev is a `transferd dev` the bench started; stop stops it as any bench process.
 type benchDev struct {
-	cmd                     *exec.Cmd
+	*benchProcess
 	api, temporal, password string
-}
-
-func (d *benchDev) stop() {
-	_ = d.cmd.Process.Signal(syscall.SIGINT)
-	done := make(chan struct{})
-	go func() { _ = d.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(40 * time.Second):
-		_ = d.cmd.Process.Kill()
-	}
 }
 
 // startDevProcess runs this binary's dev command on free ports with its own data directory.
@@ -519,23 +520,21 @@ func startDevProcess(ctx context.Context, dsn, dataDir, temporal, addr string, e
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, self, append([]string{"dev", "--database-url", dsn, "--data-dir", dataDir, "--addr", addr,
-		"--temporal-address", temporal, "--ui-addr", "", "--bcrypt-cost", "4"}, extra...)...)
-	var errTail tailBuffer
-	cmd.Stderr = &errTail
-	stdout, err := cmd.StdoutPipe()
+	p := newBenchProcess("dev", exec.CommandContext(ctx, self, append([]string{"dev", "--database-url", dsn, "--data-dir", dataDir, "--addr", addr,
+		"--temporal-address", temporal, "--ui-addr", "", "--bcrypt-cost", "4"}, extra...)...))
+	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := p.start(); err != nil {
 		return nil, err
 	}
 	banner, err := readDevBanner(stdout)
 	if err == nil {
-		return &benchDev{cmd: cmd, temporal: temporal, api: banner.API, password: banner.Password}, nil
+		return &benchDev{benchProcess: p, temporal: temporal, api: banner.API, password: banner.Password}, nil
 	}
-	(&benchDev{cmd: cmd}).stop()
-	return nil, fmt.Errorf("bench: transferd dev did not start; its last words:\n%s", errTail.String())
+	_ = p.stop()
+	return nil, fmt.Errorf("bench: transferd dev did not start; its last words:\n%s", p.stderr.String())
 }
 
 // tailBuffer keeps the last 4 KiB written to it.
