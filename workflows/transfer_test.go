@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -373,13 +374,8 @@ func TestTransferRetriesTransientErrors(t *testing.T) {
 // compensation never gives up (ledger.md).
 func TestTransferStepsRetriedPastTheirTimeout(t *testing.T) {
 	const failures = 15 // about 100s of backoff on the test clock
-	repeat := func(name string) []string {
-		s := make([]string, failures+1)
-		for i := range s {
-			s[i] = name
-		}
-		return s
-	}
+	// repeat is an activity's attempts: the failures and the success.
+	repeat := func(name string) []string { return slices.Repeat([]string{name}, failures+1) }
 	t.Run("reserve debit credit", func(t *testing.T) {
 		r := newSagaRun(t)
 		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
@@ -395,21 +391,9 @@ func TestTransferStepsRetriedPastTheirTimeout(t *testing.T) {
 		r.check(want, nil, nil, []string{"reserved", "debited", "completed"})
 	})
 	t.Run("refund", func(t *testing.T) {
-		r := newSagaRun(t)
-		r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
-			Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination frozen")).Once()
-		r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).
-			Return(activities.RefundResult{}, errors.New("connection refused")).Times(failures)
-		got := r.execute()
-
-		want := workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeAccountInactive, FailureMessage: "destination frozen"}
-		require.Equal(t, want, got)
+		r := refundFailing(t, failures)
 		ref := activities.RefundInput{TransferID: transferID, FailureCode: transfer.CodeAccountInactive, Message: "destination frozen"}
-		refs := make([]activities.RefundInput, failures+1)
-		for i := range refs {
-			refs[i] = ref
-		}
-		r.check(append([]string{reserve, debit, credit}, repeat(refund)...), nil, refs,
+		r.check(append([]string{reserve, debit, credit}, repeat(refund)...), nil, slices.Repeat([]activities.RefundInput{ref}, failures+1),
 			[]string{"reserved", "debited", "failed"})
 	})
 	t.Run("release", func(t *testing.T) {
@@ -425,6 +409,22 @@ func TestTransferStepsRetriedPastTheirTimeout(t *testing.T) {
 		started := r.startedSoFar()
 		require.Equal(t, append([]string{reserve}, repeat(release)...), started)
 	})
+}
+
+// refundFailing runs a transfer whose credit is refused, so that its debit must be refunded, with
+// the refund failing transiently failures times, and checks that it ends failed for the credit's
+// reason.
+func refundFailing(t *testing.T, failures int) *sagaRun {
+	t.Helper()
+	r := newSagaRun(t)
+	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
+		Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination frozen")).Once()
+	r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).
+		Return(activities.RefundResult{}, errors.New("connection refused")).Times(failures)
+	got := r.execute()
+	want := workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeAccountInactive, FailureMessage: "destination frozen"}
+	require.Equal(t, want, got)
+	return r
 }
 
 // TestTransferStepsOutliveTheirLocalBudget fails a step, and then a compensation, for longer than
@@ -446,15 +446,7 @@ func TestTransferStepsOutliveTheirLocalBudget(t *testing.T) {
 		require.Greater(t, r.local, 30, "the reserve ran locally for its budget first")
 	})
 	t.Run("refund", func(t *testing.T) {
-		r := newSagaRun(t)
-		r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
-			Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination frozen")).Once()
-		r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).
-			Return(activities.RefundResult{}, errors.New("connection refused")).Times(failures)
-		got := r.execute()
-
-		want := workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeAccountInactive, FailureMessage: "destination frozen"}
-		require.Equal(t, want, got)
+		r := refundFailing(t, failures)
 		require.Len(t, r.startedSoFar(), 3+failures+1, "reserve, debit, credit, then every refund attempt")
 		require.Less(t, r.local, 3+failures+1, "some refund attempts ran as regular activities")
 	})
