@@ -139,17 +139,22 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// connect opens a connection to addr, closed when the subtest ends.
+	connect := func(t *testing.T, addr string) net.Conn {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
 	// slack covers scheduling on a busy machine.
 	const slack = 2 * time.Second
 
 	t.Run("headers sent a byte at a time", func(t *testing.T) {
 		t.Parallel()
 		addr, srv, statuses := start(t)
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := connect(t, addr)
 		go trickle(conn, "POST /v1/auth/token HTTP/1.1\r\nHost: transferd\r\n"+strings.Repeat("X-Slow: loris\r\n", 1000))
 		began := time.Now()
 		closedWithin(t, conn, srv.ReadHeaderTimeout+slack)
@@ -166,11 +171,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	t.Run("body sent a byte at a time", func(t *testing.T) {
 		t.Parallel()
 		addr, srv, statuses := start(t)
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := connect(t, addr)
 		body := `{"email":"ada@example.com","password":"` + strings.Repeat("p", 900) + `"}`
 		fmt.Fprintf(conn, "POST /v1/auth/token HTTP/1.1\r\nHost: transferd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
 		go trickle(conn, body)
@@ -220,11 +221,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	t.Run("an idle connection is closed", func(t *testing.T) {
 		t.Parallel()
 		addr, srv, _ := start(t)
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := connect(t, addr)
 		fmt.Fprint(conn, "GET /healthz HTTP/1.1\r\nHost: transferd\r\n\r\n")
 		rd := bufio.NewReader(conn)
 		res, err := http.ReadResponse(rd, nil)
@@ -246,11 +243,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	t.Run("headers over MaxHeaderBytes", func(t *testing.T) {
 		t.Parallel()
 		addr, _, statuses := start(t)
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := connect(t, addr)
 		go fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: transferd\r\nX-Big: %s\r\n\r\n", strings.Repeat("b", 1<<20))
 		answer := closedWithin(t, conn, slack)
 		if !strings.HasPrefix(answer, "HTTP/1.1 431") {
