@@ -12,7 +12,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -221,15 +220,11 @@ func (s *stack) inject(ctx context.Context, f fault, r *rand.Rand) {
 	pause := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(r.Int64N(int64(hi-lo))) }
 	switch f {
 	case workerKill:
-		restart(s.workers[r.IntN(len(s.workers))], pause(100*time.Millisecond, 1500*time.Millisecond))
+		s.workers[r.IntN(len(s.workers))].restart(ctx, pause(100*time.Millisecond, 1500*time.Millisecond))
 	case apiKill:
-		s.api.kill(syscall.SIGKILL)
-		time.Sleep(pause(200*time.Millisecond, time.Second))
-		s.startAPI(ctx)
+		s.api.restart(ctx, pause(200*time.Millisecond, time.Second))
 	case temporalRestart:
-		s.temporal.kill(syscall.SIGKILL)
-		time.Sleep(pause(500*time.Millisecond, 2*time.Second))
-		s.startTemporal(ctx)
+		s.temporal.restart(ctx, pause(500*time.Millisecond, 2*time.Second))
 	case pgOutage:
 		s.pgAPI.Cut()
 		s.pgWorkers.Cut()

@@ -37,6 +37,8 @@ type proc struct {
 	starts int
 	// crashes counts the kills that found the process already gone: it had exited by itself.
 	crashes int
+	// ready, when set, waits until a started process serves; launch calls it.
+	ready func(ctx context.Context) error
 }
 
 func newProc(t *testing.T, dir, name string, env []string, args ...string) *proc {
@@ -48,6 +50,28 @@ func newProc(t *testing.T, dir, name string, env []string, args ...string) *proc
 		}
 	})
 	return p
+}
+
+// launch starts the process and waits, for at most restartTimeout, until it is ready.
+func (p *proc) launch(ctx context.Context) {
+	p.t.Helper()
+	p.start()
+	if p.ready == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, restartTimeout)
+	defer cancel()
+	if err := p.ready(ctx); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// restart kills the process with SIGKILL, waits pause, and launches it again.
+func (p *proc) restart(ctx context.Context, pause time.Duration) {
+	p.t.Helper()
+	p.kill(syscall.SIGKILL)
+	time.Sleep(pause)
+	p.launch(ctx)
 }
 
 // start starts the process; it must not be running.

@@ -94,7 +94,8 @@ func startStack(t *testing.T, workers int, pg *cluster) *stack {
 	}
 	s.temporalAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s.temporal = newProc(t, s.dir, "temporal", nil, "temporal", "--addr", s.temporalAddr, "--ui-addr", "", "--data-dir", s.dir+"/temporal")
-	s.startTemporal(ctx)
+	s.temporal.ready = func(ctx context.Context) error { return s.temporal.waitLog(ctx, "ready:") }
+	s.temporal.launch(ctx)
 
 	// Ten connections a process keep the suite well under a shared server's default limit of 100.
 	common := []string{"TRANSFERD_TEMPORAL_ADDRESS=" + s.temporalAddr, "TRANSFERD_TASK_QUEUE=" + taskQueue, "TRANSFERD_DB_MAX_CONNS=10"}
@@ -102,14 +103,15 @@ func startStack(t *testing.T, workers int, pg *cluster) *stack {
 	s.apiURL = "http://" + apiAddr
 	s.api = newProc(t, s.dir, "api", append(common, "TRANSFERD_DATABASE_URL="+viaProxy(dsn, s.pgAPI),
 		"TRANSFERD_JWT_SECRET="+jwtSecret, "TRANSFERD_BCRYPT_COST=4"), "server", "--addr", apiAddr)
+	s.api.ready = func(ctx context.Context) error { return waitHTTP(ctx, s.apiURL+"/readyz", s.api) }
 	for i := range workers {
 		// The reconciler starts the workflows of transfers the API recorded but died before starting.
 		w := newProc(t, s.dir, "worker-"+strconv.Itoa(i+1), append(common, "TRANSFERD_DATABASE_URL="+viaProxy(dsn, s.pgWorkers),
 			"TRANSFERD_RECONCILE_EVERY=5s"), "worker", "--metrics-addr", "")
-		w.start()
+		w.launch(ctx)
 		s.workers = append(s.workers, w)
 	}
-	s.startAPI(ctx)
+	s.api.launch(ctx)
 	return s
 }
 
@@ -124,35 +126,6 @@ func (s *stack) run(ctx context.Context, args ...string) {
 
 // restartTimeout bounds how long a process may take to be ready again after a start.
 const restartTimeout = time.Minute
-
-// startTemporal starts the Temporal dev server and waits until it is ready.
-func (s *stack) startTemporal(ctx context.Context) {
-	s.t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, restartTimeout)
-	defer cancel()
-	s.temporal.start()
-	if err := s.temporal.waitLog(ctx, "ready:"); err != nil {
-		s.t.Fatal(err)
-	}
-}
-
-// startAPI starts the API and waits until it is ready.
-func (s *stack) startAPI(ctx context.Context) {
-	s.t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, restartTimeout)
-	defer cancel()
-	s.api.start()
-	if err := waitHTTP(ctx, s.apiURL+"/readyz", s.api); err != nil {
-		s.t.Fatal(err)
-	}
-}
-
-// restart kills p with SIGKILL, waits pause, and starts it again.
-func restart(p *proc, pause time.Duration) {
-	p.kill(syscall.SIGKILL)
-	time.Sleep(pause)
-	p.start()
-}
 
 // allRunning fails the test for each process that exited by itself.
 func (s *stack) allRunning() {
