@@ -125,6 +125,46 @@ var auditQueries = []auditQuery{
 	{InvTransferEntries, "entry without transfer", `
 		SELECT 'entry ' || e.id AS subject, 'names transfer ' || e.transfer_id || ', which does not exist' AS detail
 		FROM entries e LEFT JOIN transfers t ON t.id = e.transfer_id WHERE t.id IS NULL`},
+	// The checks below are the rules of migration 0004's foreign keys, for rows written before it or
+	// with a constraint dropped. They read the tables' own columns, not the columns 0004 derives.
+	{InvTransferEntries, "transfer currency", `
+		SELECT 'transfer ' || t.id AS subject,
+		       format('currency %s, but source %s holds %s and destination %s holds %s', t.currency,
+		              t.from_account_id, coalesce(f.currency, 'nothing (missing)'),
+		              t.to_account_id, coalesce(d.currency, 'nothing (missing)')) AS detail
+		FROM transfers t
+		LEFT JOIN accounts f ON f.id = t.from_account_id
+		LEFT JOIN accounts d ON d.id = t.to_account_id
+		WHERE f.currency IS DISTINCT FROM t.currency OR d.currency IS DISTINCT FROM t.currency`},
+	// A deposit comes from the system account, a withdrawal goes to it, and a transfer is between
+	// user accounts.
+	{InvTransferEntries, "transfer kind", `
+		SELECT 'transfer ' || t.id AS subject,
+		       format('a %s needs a %s source and a %s destination, but source %s is %s and destination %s is %s',
+		              t.kind, w.from_kind, w.to_kind, t.from_account_id, coalesce(f.kind, 'missing'),
+		              t.to_account_id, coalesce(d.kind, 'missing')) AS detail
+		FROM transfers t
+		CROSS JOIN LATERAL (SELECT CASE t.kind WHEN 'deposit' THEN 'system' ELSE 'user' END AS from_kind,
+		                           CASE t.kind WHEN 'withdrawal' THEN 'system' ELSE 'user' END AS to_kind) w
+		LEFT JOIN accounts f ON f.id = t.from_account_id
+		LEFT JOIN accounts d ON d.id = t.to_account_id
+		WHERE f.kind IS DISTINCT FROM w.from_kind OR d.kind IS DISTINCT FROM w.to_kind`},
+	{InvTransferEntries, "hold matches transfer", `
+		SELECT 'transfer ' || h.transfer_id AS subject,
+		       CASE WHEN t.id IS NULL THEN 'has a hold, but no such transfer exists'
+		            ELSE format('hold of %s on account %s, but the transfer is of %s from account %s',
+		                        h.amount, h.account_id, t.amount, t.from_account_id) END AS detail
+		FROM holds h LEFT JOIN transfers t ON t.id = h.transfer_id
+		WHERE t.id IS NULL OR h.account_id <> t.from_account_id OR h.amount <> t.amount`},
+	// A debit is the amount out of the source, a refund the amount back to it, and a credit the
+	// amount into the destination.
+	{InvTransferEntries, "entry matches transfer", `
+		SELECT 'entry ' || e.id AS subject,
+		       format('%s of %s on account %s, but transfer %s is of %s from account %s to account %s',
+		              e.kind, e.amount, e.account_id, t.id, t.amount, t.from_account_id, t.to_account_id) AS detail
+		FROM entries e JOIN transfers t ON t.id = e.transfer_id
+		WHERE e.account_id <> CASE e.kind WHEN 'credit' THEN t.to_account_id ELSE t.from_account_id END
+		   OR e.amount <> CASE e.kind WHEN 'debit' THEN -t.amount ELSE t.amount END`},
 }
 
 // Audit checks every invariant of ledger.md against the database. With a non-nil checker it also

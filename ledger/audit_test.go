@@ -16,6 +16,7 @@ import (
 
 func accountSubject(id uuid.UUID) string  { return "account " + id.String() }
 func transferSubject(id uuid.UUID) string { return "transfer " + id.String() }
+func entrySubject(id uuid.UUID) string    { return "entry " + id.String() }
 
 // TestAuditCleanLedger runs sagas down every path and leaves some in flight: the audit must find
 // nothing wrong and count what is there.
@@ -84,22 +85,29 @@ func TestAuditAcceptsMoneyInTransit(t *testing.T) {
 	mustAudit(t, f.s)
 }
 
-// auditFixture is a small healthy ledger: a funded with 1000, a completed transfer of 300 from a to
-// b, a reserved one of 100 and a pending one of 50.
+// auditFixture is a small healthy ledger: a funded with 1000 by deposit, a completed transfer of 300
+// from a to b (its credit entry is completedCredit), a reserved one of 100 and a pending one of 50.
 type auditFixture struct {
-	s                            *ledger.Store
-	db                           *sql.DB
-	a, b                         transfer.Account
-	completed, reserved, pending uuid.UUID
+	s                                     *ledger.Store
+	db                                    *sql.DB
+	a, b                                  transfer.Account
+	deposit, completed, reserved, pending uuid.UUID
+	completedCredit                       uuid.UUID
 }
 
 func newAuditFixture(t testing.TB) auditFixture {
 	t.Helper()
 	s, db := newStoreDB(t)
 	f := auditFixture{s: s, db: db, a: newAccount(t, s, "USD"), b: newAccount(t, s, "USD")}
-	fund(t, s, f.a, 1000)
+	f.deposit = createTransfer(t, s, transfer.KindDeposit, mustSystem(t, s, "USD"), f.a.ID, 1000, "USD")
+	runSaga(t, s, f.deposit)
 	f.completed = createTransfer(t, s, transfer.KindTransfer, f.a.ID, f.b.ID, 300, "USD")
 	runSaga(t, s, f.completed)
+	err := db.QueryRowContext(context.Background(), "SELECT id FROM entries WHERE transfer_id = $1 AND kind = 'credit'", f.completed).
+		Scan(&f.completedCredit)
+	if err != nil {
+		t.Fatalf("credit of %s: %v", f.completed, err)
+	}
 	f.reserved = createTransfer(t, s, transfer.KindTransfer, f.a.ID, f.b.ID, 100, "USD")
 	mustStep(t, s.Reserve(context.Background(), f.reserved))
 	f.pending = createTransfer(t, s, transfer.KindTransfer, f.a.ID, f.b.ID, 50, "USD")
@@ -112,14 +120,18 @@ type violationKey struct {
 }
 
 // TestAuditFindsCorruption corrupts a healthy ledger behind the Store's back, in ways the schema's
-// constraints let through (or after dropping the constraint that would not), and checks that the
-// audit names the broken invariant and its subject, and blames nothing else.
+// constraints let through (or after dropping the constraint that would not, as a ledger written
+// before migration 0004 may be), and checks that the audit names the broken invariant and its
+// subject, and blames nothing else.
 func TestAuditFindsCorruption(t *testing.T) {
 	entryID := uuid.New()
 	tests := []struct {
 		name    string
 		corrupt func(t testing.TB, f auditFixture)
 		want    func(f auditFixture) []violationKey
+		// checks, when set, are the audit checks (by name) that must report the corruption, each
+		// about one of want's subjects: the one check that sees it, where others could too.
+		checks []string
 		// mayAlso lists other subjects that the corruption also makes wrong.
 		mayAlso func(f auditFixture) []string
 	}{
@@ -128,8 +140,10 @@ func TestAuditFindsCorruption(t *testing.T) {
 				mustExec(t, f.db, "UPDATE entries SET amount = amount + 1 WHERE transfer_id = $1 AND kind = 'credit'", f.completed)
 			},
 			want: func(f auditFixture) []violationKey {
-				return []violationKey{{ledger.InvJournal, accountSubject(f.b.ID)}, {ledger.InvTransferEntries, transferSubject(f.completed)}}
-			}},
+				return []violationKey{{ledger.InvJournal, accountSubject(f.b.ID)}, {ledger.InvTransferEntries, transferSubject(f.completed)},
+					{ledger.InvTransferEntries, entrySubject(f.completedCredit)}}
+			},
+			checks: []string{"transfer equals entries", "entry matches transfer"}},
 		{name: "balance and entry_seq raised together",
 			corrupt: func(t testing.TB, f auditFixture) {
 				mustExec(t, f.db, "UPDATE accounts SET balance = balance + 1, entry_seq = entry_seq + 1 WHERE id = $1", f.b.ID)
@@ -191,9 +205,9 @@ func TestAuditFindsCorruption(t *testing.T) {
 			want: func(f auditFixture) []violationKey {
 				return []violationKey{{ledger.InvNoOverdraft, accountSubject(f.a.ID)}, {ledger.InvHolds, accountSubject(f.a.ID)}}
 			}},
-		{name: "an entry without its transfer, with its foreign key dropped",
+		{name: "an entry without its transfer, with its foreign keys dropped",
 			corrupt: func(t testing.TB, f auditFixture) {
-				mustExec(t, f.db, "ALTER TABLE entries DROP CONSTRAINT entries_transfer_id_fkey")
+				mustExec(t, f.db, "ALTER TABLE entries DROP CONSTRAINT entries_transfer_id_fkey, DROP CONSTRAINT entries_to_side_fkey")
 				mustExec(t, f.db, `INSERT INTO entries (id, account_id, transfer_id, kind, amount, balance_after, seq)
 					VALUES ($1, $2, $3, 'credit', 5, 305, 2)`, entryID, f.b.ID, uuid.New())
 				mustExec(t, f.db, "UPDATE accounts SET balance = balance + 5, entry_seq = 2 WHERE id = $1", f.b.ID)
@@ -202,6 +216,134 @@ func TestAuditFindsCorruption(t *testing.T) {
 				return []violationKey{{ledger.InvTransferEntries, "entry " + entryID.String()}}
 			},
 			mayAlso: func(f auditFixture) []string { return []string{"currency USD"} }},
+
+		// Invariant 5: what a transfer's status allows of its entries and its hold.
+		{name: "a completed transfer that also has a refund",
+			corrupt: func(t testing.TB, f auditFixture) {
+				mustExec(t, f.db, `INSERT INTO entries (id, account_id, transfer_id, kind, amount, balance_after, seq)
+					SELECT $1, id, $2, 'refund', 300, balance + 300, entry_seq + 1 FROM accounts WHERE id = $3`, uuid.New(), f.completed, f.a.ID)
+				mustExec(t, f.db, "UPDATE accounts SET balance = balance + 300, entry_seq = entry_seq + 1 WHERE id = $1", f.a.ID)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.completed)}}
+			},
+			checks: []string{"transfer equals entries"},
+			// The refund makes 300 out of nothing.
+			mayAlso: func(f auditFixture) []string { return []string{"currency USD"} }},
+		{name: "a failed transfer with a lone debit",
+			corrupt: func(t testing.TB, f auditFixture) {
+				mustStep(t, f.s.Debit(context.Background(), f.reserved))
+				mustExec(t, f.db, `UPDATE transfers SET status = 'failed', failure_code = 'account_inactive', completed_at = now()
+					WHERE id = $1`, f.reserved)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.reserved)}}
+			},
+			checks: []string{"transfer equals entries"},
+			// The 100 debited is neither in an account nor in transit any more.
+			mayAlso: func(f auditFixture) []string { return []string{"currency USD"} }},
+		{name: "a completed transfer whose hold is still held",
+			corrupt: func(t testing.TB, f auditFixture) {
+				mustExec(t, f.db, "UPDATE holds SET status = 'held' WHERE transfer_id = $1", f.completed)
+				mustExec(t, f.db, "UPDATE accounts SET reserved = reserved + 300 WHERE id = $1", f.a.ID)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.completed)}}
+			},
+			checks: []string{"transfer equals entries"}},
+		{name: "a failed transfer whose hold is still held",
+			corrupt: func(t testing.TB, f auditFixture) {
+				mustExec(t, f.db, `UPDATE transfers SET status = 'failed', failure_code = 'insufficient_funds', completed_at = now()
+					WHERE id = $1`, f.reserved)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.reserved)}}
+			},
+			checks: []string{"transfer equals entries"}},
+		{name: "a cancelled transfer whose hold is still held",
+			corrupt: func(t testing.TB, f auditFixture) {
+				mustExec(t, f.db, "UPDATE transfers SET status = 'cancelled', completed_at = now() WHERE id = $1", f.reserved)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.reserved)}}
+			},
+			checks: []string{"transfer equals entries"}},
+		{name: "a credit on the source, with entries_to_side_fkey dropped",
+			corrupt: func(t testing.TB, f auditFixture) {
+				// The credit moves from b to a with the balances and seqs it would have left there, so
+				// the journals still add up and only its transfer says it is on the wrong account.
+				mustExec(t, f.db, "ALTER TABLE entries DROP CONSTRAINT entries_to_side_fkey")
+				mustExec(t, f.db, `UPDATE entries e SET account_id = a.id, seq = a.entry_seq + 1, balance_after = a.balance + e.amount
+					FROM accounts a WHERE a.id = $1 AND e.id = $2`, f.a.ID, f.completedCredit)
+				mustExec(t, f.db, "UPDATE accounts SET balance = balance + 300, entry_seq = entry_seq + 1 WHERE id = $1", f.a.ID)
+				mustExec(t, f.db, "UPDATE accounts SET balance = balance - 300, entry_seq = entry_seq - 1 WHERE id = $1", f.b.ID)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.completed)},
+					{ledger.InvTransferEntries, entrySubject(f.completedCredit)}}
+			},
+			checks: []string{"transfer equals entries", "entry matches transfer"}},
+
+		// The rules of migration 0004's foreign keys, broken with the key dropped.
+		{name: "a transfer in a currency neither account holds, with its foreign keys dropped",
+			corrupt: func(t testing.TB, f auditFixture) {
+				mustExec(t, f.db, `ALTER TABLE transfers DROP CONSTRAINT transfers_from_currency_kind_fkey,
+					DROP CONSTRAINT transfers_to_currency_kind_fkey`)
+				mustExec(t, f.db, "UPDATE transfers SET currency = 'EUR' WHERE id = $1", f.pending)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.pending)}}
+			},
+			checks: []string{"transfer currency"}},
+		{name: "a destination in another currency, with transfers_to_currency_kind_fkey dropped",
+			corrupt: func(t testing.TB, f auditFixture) {
+				eur := newAccount(t, f.s, "EUR")
+				mustExec(t, f.db, "ALTER TABLE transfers DROP CONSTRAINT transfers_to_currency_kind_fkey")
+				mustExec(t, f.db, "UPDATE transfers SET to_account_id = $1 WHERE id = $2", eur.ID, f.pending)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.pending)}}
+			},
+			checks: []string{"transfer currency"}},
+		{name: "a transfer between users labelled a deposit, with transfers_from_currency_kind_fkey dropped",
+			corrupt: func(t testing.TB, f auditFixture) {
+				mustExec(t, f.db, "ALTER TABLE transfers DROP CONSTRAINT transfers_from_currency_kind_fkey")
+				mustExec(t, f.db, "UPDATE transfers SET kind = 'deposit' WHERE id = $1", f.pending)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.pending)}}
+			},
+			checks: []string{"transfer kind"}},
+		{name: "a deposit labelled a transfer, with transfers_from_currency_kind_fkey dropped",
+			corrupt: func(t testing.TB, f auditFixture) {
+				mustExec(t, f.db, "ALTER TABLE transfers DROP CONSTRAINT transfers_from_currency_kind_fkey")
+				mustExec(t, f.db, "UPDATE transfers SET kind = 'transfer' WHERE id = $1", f.deposit)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.deposit)}}
+			},
+			checks: []string{"transfer kind"}},
+		{name: "a hold for less than its transfer, with holds_transfer_account_amount_fkey dropped",
+			corrupt: func(t testing.TB, f auditFixture) {
+				mustExec(t, f.db, "ALTER TABLE holds DROP CONSTRAINT holds_transfer_account_amount_fkey")
+				mustExec(t, f.db, "UPDATE holds SET amount = amount - 1 WHERE transfer_id = $1", f.reserved)
+				mustExec(t, f.db, "UPDATE accounts SET reserved = reserved - 1 WHERE id = $1", f.a.ID)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.reserved)}}
+			},
+			checks: []string{"hold matches transfer"}},
+		{name: "a hold on the destination, with holds_transfer_account_amount_fkey dropped",
+			corrupt: func(t testing.TB, f auditFixture) {
+				mustExec(t, f.db, "ALTER TABLE holds DROP CONSTRAINT holds_transfer_account_amount_fkey")
+				mustExec(t, f.db, "UPDATE holds SET account_id = $1 WHERE transfer_id = $2", f.b.ID, f.reserved)
+				mustExec(t, f.db, "UPDATE accounts SET reserved = reserved - 100 WHERE id = $1", f.a.ID)
+				mustExec(t, f.db, "UPDATE accounts SET reserved = reserved + 100 WHERE id = $1", f.b.ID)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.reserved)}}
+			},
+			checks: []string{"hold matches transfer"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -223,6 +365,13 @@ func TestAuditFindsCorruption(t *testing.T) {
 				allowed = append(allowed, w.subject)
 				if !slices.Contains(got, w) {
 					t.Errorf("got violations %+v, want one of invariant %d about %q", r.Violations, w.invariant, w.subject)
+				}
+			}
+			for _, name := range tc.checks {
+				if !slices.ContainsFunc(r.Violations, func(v ledger.Violation) bool {
+					return v.Name == name && slices.ContainsFunc(want, func(w violationKey) bool { return w.subject == v.Subject })
+				}) {
+					t.Errorf("got violations %+v, want one from the check %q about one of %v", r.Violations, name, want)
 				}
 			}
 			if tc.mayAlso != nil {

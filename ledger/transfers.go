@@ -73,9 +73,12 @@ func (s *Store) CreateTransfer(ctx context.Context, r transfer.Request) (t trans
 		}
 	}
 	var rows []transferRow
+	// ON CONFLICT names no key: every unique key of transfers begins with id (migration 0004 adds some
+	// for its foreign keys), and an insert racing one of the same id, if it named only (id), would
+	// fail on another of them instead of doing nothing.
 	err = db.Raw(`INSERT INTO transfers (id, kind, from_account_id, to_account_id, amount, currency, description, labels, request_hash, initiated_by)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?)
-		ON CONFLICT (id) DO NOTHING RETURNING *`,
+		ON CONFLICT DO NOTHING RETURNING *`,
 		r.ID, string(r.Kind), r.FromAccountID, r.ToAccountID, int64(r.Amount), string(r.Currency), r.Description,
 		encodeLabels(r.Labels), hash, nullable(r.InitiatedBy)).Scan(&rows).Error
 	if err != nil {
