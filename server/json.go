@@ -86,7 +86,11 @@ type transferJSON struct {
 	CompletedAt    *string           `json:"completed_at"`
 }
 
-func toTransferJSON(t transfer.Transfer) transferJSON {
+// toTransferJSON renders a transfer for a viewer. seesSource says whether the viewer may see its
+// source account (its owner, or an admin): only such a viewer gets the ledger's failure message, which
+// can describe the source (its available balance, a freeze) or quote the reason its owner gave for a
+// cancel. Any other viewer, a payee, gets the outcome's neutral message instead.
+func toTransferJSON(t transfer.Transfer, seesSource bool) transferJSON {
 	out := transferJSON{ID: t.ID.String(), Kind: string(t.Kind), FromAccountID: t.FromAccountID.String(),
 		ToAccountID: t.ToAccountID.String(), Amount: int64(t.Amount), Currency: string(t.Currency),
 		Status: string(t.Status), Description: t.Description, Labels: t.Labels,
@@ -96,7 +100,11 @@ func toTransferJSON(t transfer.Transfer) transferJSON {
 		out.FailureCode = &code
 	}
 	if t.FailureMessage != "" {
-		out.FailureMessage = &t.FailureMessage
+		msg := t.FailureMessage
+		if !seesSource {
+			msg = outcomeMessage(t)
+		}
+		out.FailureMessage = &msg
 	}
 	if t.CompletedAt != nil {
 		ts := timestamp(*t.CompletedAt)

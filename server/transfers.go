@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -195,7 +196,9 @@ func (s *Server) submit(c *gin.Context, r transfer.Request) {
 	case wait > 0 && t.Status.Final():
 		status = http.StatusCreated
 	}
-	c.JSON(status, toTransferJSON(t))
+	// The caller sees the source: a transfer's or a withdrawal's caller was checked to own it, and only
+	// an admin makes deposits.
+	c.JSON(status, toTransferJSON(t, true))
 }
 
 // parseWait reads ?wait=DURATION, at most MaxWait.
@@ -213,7 +216,8 @@ func (s *Server) parseWait(c *gin.Context) (time.Duration, bool) {
 }
 
 // visibleTransfer loads the transfer named by the path's id if the caller may see it: an owner of
-// either account, or an admin. It also returns whether the caller owns the source.
+// either account, or an admin. It also returns whether the caller sees the source: owns it, or is an
+// admin.
 func (s *Server) visibleTransfer(c *gin.Context) (t transfer.Transfer, ownsSource bool, ok bool) {
 	var fe fieldErrors
 	id := parseID(&fe, "id", c.Param("id"))
@@ -251,11 +255,11 @@ func (s *Server) visibleTransfer(c *gin.Context) (t transfer.Transfer, ownsSourc
 }
 
 func (s *Server) handleGetTransfer(c *gin.Context) {
-	t, _, ok := s.visibleTransfer(c)
+	t, ownsSource, ok := s.visibleTransfer(c)
 	if !ok {
 		return
 	}
-	c.JSON(http.StatusOK, toTransferJSON(t))
+	c.JSON(http.StatusOK, toTransferJSON(t, ownsSource))
 }
 
 // handleListTransfers lists the transfers touching the caller's accounts (an admin's: all), newest
@@ -279,12 +283,68 @@ func (s *Server) handleListTransfers(c *gin.Context) {
 	if !who.admin() {
 		f.VisibleTo = who.ID
 	}
-	list, err := s.ledger.ListTransfers(c.Request.Context(), f, p)
+	ctx := c.Request.Context()
+	list, err := s.ledger.ListTransfers(ctx, f, p)
 	if err != nil {
 		abortWithError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, toListJSON(list, toTransferJSON))
+	sees, err := s.seenSources(ctx, who, list.Items)
+	if err != nil {
+		abortWithError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, toListJSON(list, func(t transfer.Transfer) transferJSON {
+		return toTransferJSON(t, who.admin() || sees[t.FromAccountID])
+	}))
+}
+
+// seenSources returns the source accounts of ts that the caller owns. An admin sees every source and
+// needs none; for a user only the sources of transfers with a failure message matter, since that is
+// all that tells the payer's view from the payee's, and each is looked up once.
+func (s *Server) seenSources(ctx context.Context, who caller, ts []transfer.Transfer) (map[uuid.UUID]bool, error) {
+	sees := map[uuid.UUID]bool{}
+	if who.admin() {
+		return sees, nil
+	}
+	looked := map[uuid.UUID]bool{}
+	for _, t := range ts {
+		if t.FailureMessage == "" || looked[t.FromAccountID] {
+			continue
+		}
+		looked[t.FromAccountID] = true
+		acct, err := s.ledger.Account(ctx, t.FromAccountID)
+		if transfer.IsCode(err, transfer.CodeAccountNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		sees[t.FromAccountID] = canSee(who, acct)
+	}
+	return sees, nil
+}
+
+// outcomeMessages is the one table of the failure messages shown to a viewer who does not see a
+// transfer's source: each names the outcome and nothing of either account, and says no more than the
+// failure code does.
+var outcomeMessages = map[transfer.Code]string{
+	transfer.CodeInsufficientFunds: "the transfer failed for insufficient funds",
+	transfer.CodeAccountInactive:   "the transfer failed: one of its accounts cannot send or receive money",
+	transfer.CodeAccountNotFound:   "the transfer failed: one of its accounts does not exist",
+	transfer.CodeCurrencyMismatch:  "the transfer failed: its currency is not its accounts' currency",
+}
+
+// outcomeMessage is the neutral failure message of a transfer that ended without moving money: its
+// code's entry in outcomeMessages, or else one that names only its status.
+func outcomeMessage(t transfer.Transfer) string {
+	if msg, ok := outcomeMessages[t.FailureCode]; ok {
+		return msg
+	}
+	if t.Status == transfer.StatusCancelled {
+		return "the transfer was cancelled"
+	}
+	return "the transfer failed"
 }
 
 type cancelRequest struct {
@@ -317,5 +377,5 @@ func (s *Server) handleCancelTransfer(c *gin.Context) {
 		abortWithError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, toTransferJSON(t))
+	c.JSON(http.StatusOK, toTransferJSON(t, ownsSource))
 }
