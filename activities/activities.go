@@ -14,24 +14,15 @@ import (
 	"github.com/transferd/transferd/transfer"
 )
 
-// Store is what the activities need of the ledger. Every method is idempotent per transfer: calling
-// it again after it succeeded changes nothing and succeeds. Business outcomes are *transfer.Error
-// values with a stable code; any other error is transient and the call may be retried.
+// Store is what the activities need of the ledger: one idempotent step of a transfer's saga.
 type Store interface {
-	// Reserve holds the amount on the source: CodeInsufficientFunds, CodeAccountInactive,
-	// CodeAccountNotFound or CodeTransferClosed when it cannot.
-	Reserve(ctx context.Context, transferID uuid.UUID) error
-	// Debit posts the hold: CodeAccountInactive when the source was frozen after the reserve.
-	Debit(ctx context.Context, transferID uuid.UUID) error
-	// Credit posts to the destination and completes the transfer: CodeAccountInactive when the
-	// destination is not active.
-	Credit(ctx context.Context, transferID uuid.UUID) error
-	// Release releases the hold, if any, and ends the transfer with the outcome; CodeInternal when the
-	// transfer was already debited.
-	Release(ctx context.Context, transferID uuid.UUID, o transfer.Outcome) error
-	// Refund returns a debited amount to the source and ends the transfer as failed with the code;
-	// CodeInternal when the transfer was not debited.
-	Refund(ctx context.Context, transferID uuid.UUID, code transfer.Code, message string) error
+	// Step runs the step and answers with where the transfer stands afterwards (status, failure code
+	// and message), also when the step changed nothing because the transfer was not in the status
+	// that leads to it. A business refusal (CodeInsufficientFunds, CodeAccountInactive,
+	// CodeAccountNotFound) is a *transfer.Error returned together with the unchanged row; an
+	// unknown transfer is CodeNotFound; any other error is transient and the call may be retried.
+	// o is a release's outcome, or a refund's code and message.
+	Step(ctx context.Context, transferID uuid.UUID, step transfer.Step, o transfer.Outcome) (transfer.Outcome, error)
 }
 
 // Activities are the saga's steps. The workflow refers to them through a nil *Activities; workers
@@ -43,20 +34,29 @@ type Activities struct {
 // ReserveInput names the transfer to reserve.
 type ReserveInput struct{ TransferID uuid.UUID }
 
-// ReserveResult is empty; it exists so fields can be added without breaking histories.
-type ReserveResult struct{}
+// ReserveResult is the ledger's answer: the transfer as it stands after the step.
+type ReserveResult struct {
+	// Row is empty in histories recorded before the ledger answered (saga version 2 and older).
+	Row transfer.Outcome `json:",omitzero"`
+}
 
 // DebitInput names the transfer to debit.
 type DebitInput struct{ TransferID uuid.UUID }
 
-// DebitResult is empty; it exists so fields can be added without breaking histories.
-type DebitResult struct{}
+// DebitResult is the ledger's answer: the transfer as it stands after the step.
+type DebitResult struct {
+	// Row is empty in histories recorded before the ledger answered (saga version 2 and older).
+	Row transfer.Outcome `json:",omitzero"`
+}
 
 // CreditInput names the transfer to credit.
 type CreditInput struct{ TransferID uuid.UUID }
 
-// CreditResult is empty; it exists so fields can be added without breaking histories.
-type CreditResult struct{}
+// CreditResult is the ledger's answer: the transfer as it stands after the step.
+type CreditResult struct {
+	// Row is empty in histories recorded before the ledger answered (saga version 2 and older).
+	Row transfer.Outcome `json:",omitzero"`
+}
 
 // ReleaseInput names the transfer to release and how it ends.
 type ReleaseInput struct {
@@ -64,8 +64,11 @@ type ReleaseInput struct {
 	Outcome    transfer.Outcome
 }
 
-// ReleaseResult is empty; it exists so fields can be added without breaking histories.
-type ReleaseResult struct{}
+// ReleaseResult is the ledger's answer: the transfer as it stands after the step.
+type ReleaseResult struct {
+	// Row is empty in histories recorded before the ledger answered (saga version 2 and older).
+	Row transfer.Outcome `json:",omitzero"`
+}
 
 // RefundInput names the transfer to refund and why its credit failed.
 type RefundInput struct {
@@ -74,42 +77,71 @@ type RefundInput struct {
 	Message     string
 }
 
-// RefundResult is empty; it exists so fields can be added without breaking histories.
-type RefundResult struct{}
+// RefundResult is the ledger's answer: the transfer as it stands after the step.
+type RefundResult struct {
+	// Row is empty in histories recorded before the ledger answered (saga version 2 and older).
+	Row transfer.Outcome `json:",omitzero"`
+}
 
 // Reserve holds the transfer's amount on its source.
 func (a *Activities) Reserve(ctx context.Context, in ReserveInput) (ReserveResult, error) {
-	return ReserveResult{}, asTemporal(a.Store.Reserve(ctx, in.TransferID))
+	row, err := a.step(ctx, in.TransferID, transfer.StepReserve, transfer.Outcome{})
+	return ReserveResult{Row: row}, err
 }
 
 // Debit posts the transfer's hold as a debit of its source.
 func (a *Activities) Debit(ctx context.Context, in DebitInput) (DebitResult, error) {
-	return DebitResult{}, asTemporal(a.Store.Debit(ctx, in.TransferID))
+	row, err := a.step(ctx, in.TransferID, transfer.StepDebit, transfer.Outcome{})
+	return DebitResult{Row: row}, err
 }
 
 // Credit posts the transfer's amount to its destination and completes it.
 func (a *Activities) Credit(ctx context.Context, in CreditInput) (CreditResult, error) {
-	return CreditResult{}, asTemporal(a.Store.Credit(ctx, in.TransferID))
+	row, err := a.step(ctx, in.TransferID, transfer.StepCredit, transfer.Outcome{})
+	return CreditResult{Row: row}, err
 }
 
-// Release releases the transfer's hold and ends it without moving money.
+// Release ends a transfer that was not debited with the outcome, releasing its hold; a transfer that
+// was debited or has ended is left as it is, and the answer says where it stands.
 func (a *Activities) Release(ctx context.Context, in ReleaseInput) (ReleaseResult, error) {
-	return ReleaseResult{}, asTemporal(a.Store.Release(ctx, in.TransferID, in.Outcome))
+	row, err := a.step(ctx, in.TransferID, transfer.StepRelease, in.Outcome)
+	return ReleaseResult{Row: row}, err
 }
 
-// Refund returns the transfer's debit to its source and ends it as failed.
+// Refund returns a debited transfer's amount to its source and ends it as failed; any other
+// transfer is left as it is, and the answer says where it stands.
 func (a *Activities) Refund(ctx context.Context, in RefundInput) (RefundResult, error) {
-	return RefundResult{}, asTemporal(a.Store.Refund(ctx, in.TransferID, in.FailureCode, in.Message))
+	row, err := a.step(ctx, in.TransferID, transfer.StepRefund,
+		transfer.Outcome{Status: transfer.StatusFailed, Code: in.FailureCode, Message: in.Message})
+	return RefundResult{Row: row}, err
 }
 
-// asTemporal turns a business error into a non-retryable application error whose type is its code,
-// so the workflow can read the code back; other errors stay retryable.
-func asTemporal(err error) error {
+// step runs the step in the ledger. A business error becomes a non-retryable application error
+// whose type is its code and whose details are the row the ledger answered with, so the workflow
+// reads both back (RowOf, FailureOf); other errors stay retryable.
+func (a *Activities) step(ctx context.Context, id uuid.UUID, step transfer.Step, o transfer.Outcome) (transfer.Outcome, error) {
+	row, err := a.Store.Step(ctx, id, step, o)
 	var te *transfer.Error
 	if errors.As(err, &te) {
-		return temporal.NewNonRetryableApplicationError(te.Message, string(te.Code), nil)
+		if row.Status == "" {
+			return row, temporal.NewNonRetryableApplicationError(te.Message, string(te.Code), nil)
+		}
+		return row, temporal.NewNonRetryableApplicationError(te.Message, string(te.Code), nil, row)
 	}
-	return err
+	return row, err
+}
+
+// RowOf reads the ledger's row back from a business error that step produced; ok is false when the
+// error carries none (histories recorded before the ledger answered, or an unknown transfer).
+func RowOf(err error) (row transfer.Outcome, ok bool) {
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || !app.HasDetails() {
+		return transfer.Outcome{}, false
+	}
+	if app.Details(&row) != nil || row.Status == "" {
+		return transfer.Outcome{}, false
+	}
+	return row, true
 }
 
 // FailureOf reads the code and message back from an activity error that asTemporal produced. Any

@@ -221,15 +221,15 @@ func TestReconcileStartsLostWorkflows(t *testing.T) {
 	if running, err := s.svc.WorkflowRunning(ctx, tr.ID.String()); err != nil || running {
 		t.Fatalf("before reconcile: running %v, err %v; want no workflow", running, err)
 	}
-	n, err := s.svc.Reconcile(ctx, 0)
-	if err != nil || n != 1 {
-		t.Fatalf("reconcile: got %d, %v; want 1, nil", n, err)
+	r, err := s.svc.Reconcile(ctx, 0)
+	if err != nil || r.Repaired != 1 {
+		t.Fatalf("reconcile: got %+v, %v; want 1 repaired, nil", r, err)
 	}
 	if got := s.wait(tr.ID); got.Status != transfer.StatusCompleted {
 		t.Errorf("got %s, want completed", got.Status)
 	}
-	if n, err := s.svc.Reconcile(ctx, 0); err != nil || n != 0 {
-		t.Errorf("second reconcile: got %d, %v; want 0, nil", n, err)
+	if r, err := s.svc.Reconcile(ctx, 0); err != nil || r.Repaired != 0 {
+		t.Errorf("second reconcile: got %+v, %v; want 0 repaired, nil", r, err)
 	}
 	s.audit()
 }

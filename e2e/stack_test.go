@@ -64,7 +64,8 @@ func newStack(t *testing.T) *stack {
 	t.Cleanup(w.Stop)
 	log := slog.New(slog.DiscardHandler)
 	return &stack{t: t, store: store, temporal: c, namespace: ts.GetDefaultNamespace(),
-		svc:  service.New(store, c, taskQueue, log).WithOptions(service.Options{WorkflowTaskTimeout: sagatest.WorkflowTaskTimeout}),
+		svc: service.New(store, c, taskQueue, log).WithOptions(service.Options{WorkflowTaskTimeout: sagatest.WorkflowTaskTimeout,
+			Namespace: ts.GetDefaultNamespace()}),
 		gate: gate}
 }
 

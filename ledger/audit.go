@@ -35,6 +35,8 @@ type AuditReport struct {
 	Violations []Violation `json:"violations"`
 	// WorkflowsChecked says whether invariant 6 was checked (it needs Temporal).
 	WorkflowsChecked bool `json:"workflows_checked"`
+	// WorkflowResultsChecked says whether invariant 8 was checked (it needs Temporal's visibility).
+	WorkflowResultsChecked bool `json:"workflow_results_checked"`
 }
 
 // OK reports whether no invariant is violated.
@@ -219,5 +221,13 @@ func (s *Store) Audit(ctx context.Context, wf WorkflowChecker) (AuditReport, err
 		}
 	}
 	r.WorkflowsChecked = true
+	if wr, ok := wf.(WorkflowResults); ok {
+		vs, err := s.auditWorkflowResults(ctx, wr)
+		if err != nil {
+			return AuditReport{}, err
+		}
+		r.Violations = append(r.Violations, vs...)
+		r.WorkflowResultsChecked = true
+	}
 	return r, nil
 }

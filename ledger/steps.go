@@ -9,87 +9,130 @@ import (
 	"github.com/transferd/transferd/transfer"
 )
 
-// The saga steps. Each is one call of a function from migration 0002, so one statement and one round
-// trip to Postgres, and a statement is its own transaction. The function begins by locking its
-// transfer's row, so the steps of one transfer never interleave, and reads the transfer's status to
-// see whether the step already ran: the status moves forward in the same transaction as the money,
-// so "ran" and "status advanced" are one fact. Running a step again therefore has the effect of
-// running it once. A step touches one account row, so steps of different transfers cannot deadlock
-// on each other. Business outcomes are *transfer.Error values; every other error is transient and
-// worth retrying.
+// The saga steps. Each is one call of a step_* function from migration 0003, so one statement and
+// one round trip to Postgres, and a statement is its own transaction. The function begins by
+// locking its transfer's row, so the steps of one transfer never interleave, and takes effect only
+// from the status that leads to it: the status moves forward in the same transaction as the money,
+// so "ran" and "status advanced" are one fact, and running a step again has the effect of running
+// it once. Whatever happened, it answers with the row as it stands after the statement, so the
+// saga decides from the ledger, never from its own memory, which a lost workflow task can leave
+// behind the ledger. A step touches one account row, so steps of different transfers cannot
+// deadlock on each other.
 
-// stepResult is a step function's answer: Code is NULL when the step took effect or had already.
-type stepResult struct {
-	Code    *string
-	Message *string
+// stepAnswer is a step function's answer: Code is NULL unless the step was refused for a business
+// reason; Status, FailureCode and FailureMessage are the row after the statement.
+type stepAnswer struct {
+	Code           *string
+	Message        *string
+	Status         *string
+	FailureCode    *string
+	FailureMessage *string
 }
 
-// step runs one step function, given as its SQL call, and turns its answer into an error.
-func (s *Store) step(ctx context.Context, name string, id uuid.UUID, call string, args ...any) error {
-	var r []stepResult
-	if err := s.db.WithContext(ctx).Raw("SELECT code, message FROM "+call, args...).Scan(&r).Error; err != nil {
-		return fmt.Errorf("ledger: %s %s: %w", name, id, s.translate(err))
+// Step runs one saga step of the transfer and answers with where the transfer stands afterwards:
+// its status, and its failure code and message once it failed or was cancelled. A step asked for in
+// a status that does not lead to it changes nothing and answers likewise. When the ledger refuses
+// the step for a business reason (CodeInsufficientFunds, CodeAccountInactive, CodeAccountNotFound)
+// the error is that *transfer.Error and the answer is still the row, unchanged. An unknown transfer
+// is CodeNotFound with a zero answer; any other error is transient and worth retrying.
+//
+// o is the outcome of a release (failed with a code, or cancelled) and the code and message of a
+// refund; the other steps ignore it. Release is "release unless debited": a pending or reserved
+// transfer ends with o, one that was debited or ended answers so, and the saga goes on from there.
+func (s *Store) Step(ctx context.Context, id uuid.UUID, step transfer.Step, o transfer.Outcome) (transfer.Outcome, error) {
+	var call string
+	args := []any{id}
+	switch step {
+	case transfer.StepReserve, transfer.StepDebit, transfer.StepCredit:
+		call = "step_" + string(step) + "(?)"
+	case transfer.StepRelease:
+		if o.Status != transfer.StatusFailed && o.Status != transfer.StatusCancelled {
+			return transfer.Outcome{}, transfer.Errorf(transfer.CodeInternal, "release needs a failed or cancelled outcome, not %q", o.Status)
+		}
+		call = "step_release(?, ?, ?, ?)"
+		args = append(args, string(o.Status), string(o.Code), o.Message)
+	case transfer.StepRefund:
+		call = "step_refund(?, ?, ?)"
+		args = append(args, string(o.Code), o.Message)
+	default:
+		return transfer.Outcome{}, transfer.Errorf(transfer.CodeInternal, "unknown saga step %q", step)
+	}
+	var r []stepAnswer
+	err := s.db.WithContext(ctx).Raw("SELECT code, message, status, failure_code, failure_message FROM "+call, args...).Scan(&r).Error
+	if err != nil {
+		return transfer.Outcome{}, fmt.Errorf("ledger: %s %s: %w", step, id, s.translate(err))
 	}
 	if len(r) != 1 {
-		return fmt.Errorf("ledger: %s %s: the step function returned %d rows", name, id, len(r))
+		return transfer.Outcome{}, fmt.Errorf("ledger: %s %s: the step function returned %d rows", step, id, len(r))
 	}
-	if r[0].Code == nil {
-		return nil
+	a := r[0]
+	if a.Status == nil {
+		// Only an unknown transfer has no row to answer with.
+		return transfer.Outcome{}, transfer.Errorf(transfer.Code(deref(a.Code)), "%s", deref(a.Message))
 	}
-	msg := ""
-	if r[0].Message != nil {
-		msg = *r[0].Message
+	row := transfer.Outcome{Status: transfer.Status(*a.Status), Code: transfer.Code(deref(a.FailureCode)), Message: deref(a.FailureMessage)}
+	if a.Code != nil {
+		return row, transfer.Errorf(transfer.Code(*a.Code), "%s", deref(a.Message))
 	}
-	return transfer.Errorf(transfer.Code(*r[0].Code), "%s", msg)
+	return row, nil
 }
 
-// Reserve holds the transfer's amount on its source: it raises the source's reserved and records the
-// hold, only if the source is active and has that much available (the system account may go
-// negative). It fails with CodeInsufficientFunds, CodeAccountInactive or CodeAccountNotFound, and
-// with CodeTransferClosed when the transfer has already ended. A transfer already reserved, or
-// further along, is left as it is.
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// Reserve runs the reserve step (see Step) and reports only its refusal: CodeInsufficientFunds,
+// CodeAccountInactive or CodeAccountNotFound. A transfer that is not pending is left as it is.
 func (s *Store) Reserve(ctx context.Context, id uuid.UUID) error {
-	return s.step(ctx, "reserve", id, "ledger_reserve(?)", id)
+	_, err := s.Step(ctx, id, transfer.StepReserve, transfer.Outcome{})
+	return err
 }
 
-// Debit posts the transfer's hold: the source's balance and reserved both fall by the amount, a debit
-// entry is journaled, and the hold becomes posted. A source that was frozen or closed after the
-// reserve fails with CodeAccountInactive, and the hold stays for Release. A transfer already debited
-// or completed is left as it is.
+// Debit runs the debit step (see Step) and reports only its refusal: CodeAccountInactive when the
+// source was frozen or closed after the reserve. A transfer that is not reserved is left as it is.
 func (s *Store) Debit(ctx context.Context, id uuid.UUID) error {
-	return s.step(ctx, "debit", id, "ledger_debit(?)", id)
+	_, err := s.Step(ctx, id, transfer.StepDebit, transfer.Outcome{})
+	return err
 }
 
-// Credit posts the amount to the destination and completes the transfer, only if the destination is
-// active; otherwise it fails with CodeAccountInactive, and the saga refunds the source. A completed
-// transfer is left as it is.
+// Credit runs the credit step (see Step) and reports only its refusal: CodeAccountInactive when the
+// destination is not active. A transfer that is not debited is left as it is.
 func (s *Store) Credit(ctx context.Context, id uuid.UUID) error {
-	return s.step(ctx, "credit", id, "ledger_credit(?)", id)
+	_, err := s.Step(ctx, id, transfer.StepCredit, transfer.Outcome{})
+	return err
 }
 
-// Release ends a transfer that was not debited: it releases the hold, if there is one, and records
-// the outcome. It always succeeds on a transfer in status pending or reserved, whatever its source's
-// status. A transfer that already ended is left as it is; one that was debited needs Refund
-// (CodeInternal).
+// Release runs the release step (see Step): a pending or reserved transfer ends with the outcome and
+// its hold, if any, is released; any other transfer is left as it is.
 func (s *Store) Release(ctx context.Context, id uuid.UUID, o transfer.Outcome) error {
-	if o.Status != transfer.StatusFailed && o.Status != transfer.StatusCancelled {
-		return transfer.Errorf(transfer.CodeInternal, "release needs a failed or cancelled outcome, not %q", o.Status)
-	}
-	return s.step(ctx, "release", id, "ledger_release(?, ?, ?, ?)", id, string(o.Status), string(o.Code), o.Message)
+	_, err := s.Step(ctx, id, transfer.StepRelease, o)
+	return err
 }
 
-// Refund ends a debited transfer whose credit failed: it posts a refund entry that returns the amount
-// to the source, whatever the source's status (money owed back always lands), and records the
-// transfer as failed with the code. A transfer that already ended is left as it is; one that was not
-// debited needs Release (CodeInternal).
+// Refund runs the refund step (see Step): a debited transfer gets its amount back on its source,
+// whatever the source's status, and fails with the code; any other transfer is left as it is.
 func (s *Store) Refund(ctx context.Context, id uuid.UUID, code transfer.Code, message string) error {
-	return s.step(ctx, "refund", id, "ledger_refund(?, ?, ?)", id, string(code), message)
+	_, err := s.Step(ctx, id, transfer.StepRefund, transfer.Outcome{Status: transfer.StatusFailed, Code: code, Message: message})
+	return err
 }
 
 // TransferInOneTransaction runs reserve, debit and credit of a pending transfer in one transaction,
-// with the very step functions the saga runs. It exists for `transferd bench`'s sql baseline: the
+// with the step functions of migration 0002. It exists for `transferd bench`'s sql baseline: the
 // cost of the money work alone, without Temporal. Business failures are returned as the steps return
 // them, and the transaction then keeps nothing.
 func (s *Store) TransferInOneTransaction(ctx context.Context, id uuid.UUID) error {
-	return s.step(ctx, "transfer in one transaction", id, "ledger_transfer_at_once(?)", id)
+	var r []struct{ Code, Message *string }
+	if err := s.db.WithContext(ctx).Raw("SELECT code, message FROM ledger_transfer_at_once(?)", id).Scan(&r).Error; err != nil {
+		return fmt.Errorf("ledger: transfer in one transaction %s: %w", id, s.translate(err))
+	}
+	if len(r) != 1 {
+		return fmt.Errorf("ledger: transfer in one transaction %s: the function returned %d rows", id, len(r))
+	}
+	if r[0].Code != nil {
+		return transfer.Errorf(transfer.Code(*r[0].Code), "%s", deref(r[0].Message))
+	}
+	return nil
 }

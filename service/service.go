@@ -9,12 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/transferd/transferd/transfer"
@@ -32,8 +35,12 @@ type Store interface {
 	// SystemAccount returns the currency's system account, creating it on first use;
 	// CodeUnsupportedCurrency for a currency the service does not accept.
 	SystemAccount(ctx context.Context, cur transfer.Currency) (transfer.Account, error)
-	// InFlightTransfers returns up to limit transfers not final and last updated before the time.
-	InFlightTransfers(ctx context.Context, updatedBefore time.Time, limit int) ([]transfer.Transfer, error)
+	// PendingTransfers returns up to limit pending transfers last updated before the time, in
+	// (created_at, id) order after the one given (none for the first page): the transfers whose
+	// workflow may never have started.
+	PendingTransfers(ctx context.Context, updatedBefore time.Time, after transfer.Key, limit int) ([]transfer.Transfer, error)
+	// TransferStatuses returns the statuses of those of the transfers that exist.
+	TransferStatuses(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]transfer.Outcome, error)
 }
 
 // Service starts, waits for and cancels transfers.
@@ -43,6 +50,11 @@ type Service struct {
 	taskQueue string
 	log       *slog.Logger
 	opts      Options
+
+	// sweep lets one reconcile sweep run at a time; closedSince is when the previous sweep began,
+	// from which the next lists the workflows that closed.
+	sweep       sync.Mutex
+	closedSince time.Time
 }
 
 // Options tunes how the service starts workflows.
@@ -59,6 +71,8 @@ type Options struct {
 	// step runs, a cancel or a query waits until the SDK heartbeats the task, at 80% of this timeout.
 	// Tests that hold a step on purpose shorten it.
 	WorkflowTaskTimeout time.Duration
+	// Namespace is the Temporal namespace of the client, for visibility queries; default "default".
+	Namespace string
 }
 
 // WithOptions sets the service's options and returns it.
@@ -122,19 +136,25 @@ func (s *Service) Submit(ctx context.Context, r transfer.Request) (t transfer.Tr
 }
 
 // start starts the transfer's workflow unless it has one. A workflow that already closed is left
-// closed: its transfer's row holds the outcome.
+// closed: only Repair may start a new run after it.
 func (s *Service) start(ctx context.Context, t transfer.Transfer) error {
-	in := workflows.TransferInput{TransferID: t.ID, Kind: t.Kind, FromAccountID: t.FromAccountID,
-		ToAccountID: t.ToAccountID, Amount: int64(t.Amount), Currency: t.Currency, Naive: s.opts.Naive}
-	opts := workflows.StartOptions(in, s.taskQueue)
-	opts.EnableEagerStart = s.opts.EagerStart
-	opts.WorkflowTaskTimeout = s.opts.WorkflowTaskTimeout
+	opts, in := s.startOptions(t)
 	_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowName, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if err != nil && !errors.As(err, &started) {
 		return fmt.Errorf("service: start workflow %s: %w", t.ID, err)
 	}
 	return nil
+}
+
+// startOptions returns the options and input that start the transfer's workflow.
+func (s *Service) startOptions(t transfer.Transfer) (client.StartWorkflowOptions, workflows.TransferInput) {
+	in := workflows.TransferInput{TransferID: t.ID, Kind: t.Kind, FromAccountID: t.FromAccountID,
+		ToAccountID: t.ToAccountID, Amount: int64(t.Amount), Currency: t.Currency, Naive: s.opts.Naive}
+	opts := workflows.StartOptions(in, s.taskQueue)
+	opts.EnableEagerStart = s.opts.EagerStart
+	opts.WorkflowTaskTimeout = s.opts.WorkflowTaskTimeout
+	return opts, in
 }
 
 // Wait waits up to d for the transfer to end and returns its state then, final or not. An unknown
@@ -171,22 +191,19 @@ func (s *Service) Cancel(ctx context.Context, id uuid.UUID, reason string) (tran
 	default:
 		return transfer.Transfer{}, notCancellable(t)
 	}
-	handle, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   id.String(),
-		UpdateName:   workflows.UpdateCancel,
-		Args:         []any{workflows.CancelInput{Reason: reason}},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		var res workflows.CancelResult
-		err = handle.Get(ctx, &res)
+	err = s.cancelUpdate(ctx, t, reason)
+	if isClosed(err) && t.Status == transfer.StatusPending {
+		// A pending transfer whose workflow closed is stranded: give it a new run, which honours the cancel.
+		if _, rerr := s.Repair(ctx, id); rerr != nil {
+			return transfer.Transfer{}, rerr
+		}
+		err = s.cancelUpdate(ctx, t, reason)
 	}
 	if err != nil {
 		var app *temporal.ApplicationError
-		var gone *serviceerror.NotFound
 		switch {
 		case errors.As(err, &app) && app.Type() == string(transfer.CodeNotCancellable):
-		case errors.As(err, &gone):
+		case isClosed(err):
 			// The workflow ended between the read and the update.
 		default:
 			return transfer.Transfer{}, fmt.Errorf("service: cancel %s: %w", id, err)
@@ -202,25 +219,200 @@ func (s *Service) Cancel(ctx context.Context, id uuid.UUID, reason string) (tran
 	return t, nil
 }
 
+// cancelUpdate sends the cancel update and waits for its answer. A pending transfer's workflow may
+// not exist yet (the API crashed between recording the transfer and starting it, or the start is
+// still on its way): the update is then sent with its start (update-with-start), so the cancel is
+// honoured instead of answered 409 while the transfer goes on to run.
+func (s *Service) cancelUpdate(ctx context.Context, t transfer.Transfer, reason string) error {
+	update := client.UpdateWorkflowOptions{
+		UpdateName:   workflows.UpdateCancel,
+		Args:         []any{workflows.CancelInput{Reason: reason}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	}
+	var handle client.WorkflowUpdateHandle
+	var err error
+	if t.Status == transfer.StatusPending {
+		opts, in := s.startOptions(t)
+		opts.EnableEagerStart = false // Eager start does not go with update-with-start.
+		handle, err = s.temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+			StartWorkflowOperation: s.temporal.NewWithStartWorkflowOperation(opts, workflows.WorkflowName, in),
+			UpdateOptions:          update,
+		})
+	} else {
+		update.WorkflowID = t.ID.String()
+		handle, err = s.temporal.UpdateWorkflow(ctx, update)
+	}
+	if err != nil {
+		return err
+	}
+	var res workflows.CancelResult
+	return handle.Get(ctx, &res)
+}
+
+// isClosed reports whether err says the workflow has closed (or was never started after a closed
+// run, with the reject-duplicate policy).
+func isClosed(err error) bool {
+	var gone *serviceerror.NotFound
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	return errors.As(err, &gone) || errors.As(err, &started)
+}
+
 func notCancellable(t transfer.Transfer) error {
 	return transfer.Errorf(transfer.CodeNotCancellable, "transfer %s is %s; only a pending or reserved transfer can be cancelled", t.ID, t.Status)
 }
 
-// Reconcile starts the workflow of every transfer that is not final and has not changed for at least
-// idle, in batches: a transfer whose API process crashed between recording it and starting its
-// workflow gets its workflow here. Transfers whose workflow runs are left alone. It returns how many
-// transfers it looked at.
-func (s *Service) Reconcile(ctx context.Context, idle time.Duration) (int, error) {
-	ts, err := s.store.InFlightTransfers(ctx, time.Now().Add(-idle), 500)
-	if err != nil {
-		return 0, err
+// Repair makes sure a transfer that is not final has a running workflow, and reports whether it
+// started one. A transfer whose start was lost gets its first run; one whose workflow closed while
+// its row is not final (an operator terminated it, or it failed) gets a new run under the same
+// workflow id, which finishes the saga from where the ledger says the transfer stands. Repair is
+// the one caller that may start a run after a closed one, and only for a row that is not final
+// (ledger.md); a final transfer and a running workflow are left alone.
+func (s *Service) Repair(ctx context.Context, id uuid.UUID) (bool, error) {
+	t, err := s.store.Transfer(ctx, id)
+	if err != nil || t.Status.Final() {
+		return false, err
 	}
-	for _, t := range ts {
-		if err := s.start(ctx, t); err != nil {
-			return 0, err
+	d, err := s.temporal.DescribeWorkflowExecution(ctx, id.String(), "")
+	var gone *serviceerror.NotFound
+	switch {
+	case errors.As(err, &gone):
+		// No run at all (or none left within retention): start the first.
+	case err != nil:
+		return false, fmt.Errorf("service: repair %s: describe: %w", id, err)
+	case d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return false, nil
+	}
+	opts, in := s.startOptions(t)
+	// The row is not final and no run is running: a new run may follow the closed one. A second
+	// repairer racing this one meets the running run (use-existing), or, if that run has already
+	// finished the transfer, starts one that finds the row final and ends at once with it.
+	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
+	opts.EnableEagerStart = false
+	run, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowName, in)
+	if err != nil {
+		return false, fmt.Errorf("service: repair %s: start: %w", id, err)
+	}
+	s.log.InfoContext(ctx, "transfer repaired: started a workflow run over a transfer that was not final",
+		"transfer_id", id.String(), "status", string(t.Status), "run_id", run.GetRunID())
+	return true, nil
+}
+
+// ReconcileReport is what one reconcile sweep did.
+type ReconcileReport struct {
+	// Looked counts the transfers the sweep looked at; Repaired those it started a run for.
+	Looked, Repaired int
+	// Failed counts the transfers it could not look at or repair; the next sweep tries them again.
+	Failed int
+}
+
+// reconcileBatch is how many rows or workflows one query of a sweep reads.
+const reconcileBatch = 500
+
+// closedOverlap is how far back each sweep lists closed workflows from where the previous one
+// started, since visibility trails the workflows a little.
+const closedOverlap = time.Minute
+
+// Reconcile makes sure every accepted transfer that is not final has a running workflow, at a cost
+// that follows what changed, not what is in flight (held and scheduled transfers wait for days in
+// statuses that are not final, with running workflows, and no sweep asks about them):
+//   - lost starts: pending transfers idle for at least idle, read in batches through all of them;
+//     a start that is lost leaves its transfer pending, and a running workflow moves it on at once;
+//   - closed workflows over rows that are not final: the transfer workflows that closed since the
+//     previous sweep with a TransferStatus that is not final, listed from Temporal's visibility.
+//
+// Each is repaired (Repair). A transfer that cannot be looked at or repaired is logged and counted,
+// and the sweep goes on past it; the error is the first such failure, with the report of all.
+func (s *Service) Reconcile(ctx context.Context, idle time.Duration) (ReconcileReport, error) {
+	s.sweep.Lock()
+	defer s.sweep.Unlock()
+	var r ReconcileReport
+	var first error
+	fix := func(id uuid.UUID) {
+		r.Looked++
+		repaired, err := s.Repair(ctx, id)
+		switch {
+		case err != nil:
+			r.Failed++
+			if first == nil {
+				first = err
+			}
+			s.log.WarnContext(ctx, "reconcile: could not repair transfer; the next sweep tries again", "transfer_id", id.String(), "err", err)
+		case repaired:
+			r.Repaired++
 		}
 	}
-	return len(ts), nil
+	sweepStart := time.Now()
+	idleBefore := sweepStart.Add(-idle)
+	after := transfer.Key{}
+	for ctx.Err() == nil {
+		ts, err := s.store.PendingTransfers(ctx, idleBefore, after, reconcileBatch)
+		if err != nil {
+			return r, fmt.Errorf("service: reconcile: %w", err)
+		}
+		for _, t := range ts {
+			fix(t.ID)
+			after = transfer.Key{CreatedAt: t.CreatedAt, ID: t.ID}
+		}
+		if len(ts) < reconcileBatch {
+			break
+		}
+	}
+	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus != 'Running' AND %s IN ('%s', '%s', '%s')",
+		workflows.WorkflowName, workflows.AttrStatus.GetName(), transfer.StatusPending, transfer.StatusReserved, transfer.StatusDebited)
+	if !s.closedSince.IsZero() {
+		query += fmt.Sprintf(" AND CloseTime > '%s'", s.closedSince.Add(-closedOverlap).UTC().Format(time.RFC3339Nano))
+	}
+	err := s.listWorkflows(ctx, query, func(ids []uuid.UUID) error {
+		statuses, err := s.store.TransferStatuses(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if o, ok := statuses[id]; ok && !o.Status.Final() {
+				fix(id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("service: reconcile: closed workflows: %w", err)
+	}
+	s.closedSince = sweepStart
+	return r, first
+}
+
+// listWorkflows calls page with the transfer ids of each page of transfer workflows that the
+// visibility query finds. Workflows whose id is not a transfer id are skipped.
+func (s *Service) listWorkflows(ctx context.Context, query string, page func(ids []uuid.UUID) error) error {
+	var token []byte
+	for {
+		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: s.namespace(), Query: query, PageSize: reconcileBatch, NextPageToken: token})
+		if err != nil {
+			return err
+		}
+		ids := make([]uuid.UUID, 0, len(resp.GetExecutions()))
+		for _, e := range resp.GetExecutions() {
+			if id, err := uuid.Parse(e.GetExecution().GetWorkflowId()); err == nil {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) > 0 {
+			if err := page(ids); err != nil {
+				return err
+			}
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return nil
+		}
+	}
+}
+
+func (s *Service) namespace() string {
+	if s.opts.Namespace == "" {
+		return "default"
+	}
+	return s.opts.Namespace
 }
 
 // WorkflowRunning reports whether the workflow with the id is running. A workflow that does not
@@ -235,4 +427,48 @@ func (s *Service) WorkflowRunning(ctx context.Context, workflowID string) (bool,
 		return false, fmt.Errorf("service: describe workflow %s: %w", workflowID, err)
 	}
 	return d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
+}
+
+// ClosedWorkflows calls page with each page of the transfer workflow runs that completed, with the
+// TransferStatus each recorded last, as visibility lists them (ledger.WorkflowResults).
+func (s *Service) ClosedWorkflows(ctx context.Context, page func([]transfer.ClosedWorkflow) error) error {
+	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Completed'", workflows.WorkflowName)
+	var token []byte
+	dc := converter.GetDefaultDataConverter()
+	for {
+		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: s.namespace(), Query: query, PageSize: 1000, NextPageToken: token})
+		if err != nil {
+			return fmt.Errorf("service: list closed workflows: %w", err)
+		}
+		runs := make([]transfer.ClosedWorkflow, 0, len(resp.GetExecutions()))
+		for _, e := range resp.GetExecutions() {
+			id, err := uuid.Parse(e.GetExecution().GetWorkflowId())
+			if err != nil {
+				continue
+			}
+			var status string
+			if p := e.GetSearchAttributes().GetIndexedFields()[workflows.AttrStatus.GetName()]; p != nil {
+				_ = dc.FromPayload(p, &status) // A run without the attribute disagrees with every row.
+			}
+			runs = append(runs, transfer.ClosedWorkflow{TransferID: id, RunID: e.GetExecution().GetRunId(), Status: transfer.Status(status)})
+		}
+		if len(runs) > 0 {
+			if err := page(runs); err != nil {
+				return err
+			}
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return nil
+		}
+	}
+}
+
+// WorkflowResult returns a completed transfer workflow run's result (ledger.WorkflowResults).
+func (s *Service) WorkflowResult(ctx context.Context, workflowID, runID string) (transfer.Outcome, error) {
+	var res workflows.TransferResult
+	if err := s.temporal.GetWorkflow(ctx, workflowID, runID).Get(ctx, &res); err != nil {
+		return transfer.Outcome{}, fmt.Errorf("service: result of workflow %s run %s: %w", workflowID, runID, err)
+	}
+	return transfer.Outcome{Status: res.Status, Code: res.FailureCode, Message: res.FailureMessage}, nil
 }

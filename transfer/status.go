@@ -44,9 +44,23 @@ func (k Kind) Valid() bool {
 	return k == KindTransfer || k == KindDeposit || k == KindWithdrawal
 }
 
-// Outcome is how a transfer that moved no money ends: failed with a code and message, or cancelled.
+// Outcome is a transfer's status with, once it failed or was cancelled, its code and message: how a
+// transfer that moved no money ends, or, as a saga step answers it, where the ledger says the
+// transfer stands.
 type Outcome struct {
 	Status  Status
 	Code    Code
 	Message string
 }
+
+// Step names one step of a transfer's saga.
+type Step string
+
+// The saga's steps and compensations.
+const (
+	StepReserve Step = "reserve"
+	StepDebit   Step = "debit"
+	StepCredit  Step = "credit"
+	StepRelease Step = "release"
+	StepRefund  Step = "refund"
+)

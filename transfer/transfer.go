@@ -178,3 +178,18 @@ type List[T any] struct {
 	Items      []T
 	NextCursor string
 }
+
+// Key orders transfers by when they were recorded, then by id; a zero Key comes before every
+// transfer.
+type Key struct {
+	CreatedAt time.Time
+	ID        uuid.UUID
+}
+
+// ClosedWorkflow is a transfer workflow run that has closed, as Temporal's visibility lists it.
+type ClosedWorkflow struct {
+	TransferID uuid.UUID
+	RunID      string
+	// Status is the TransferStatus search attribute the run last recorded.
+	Status Status
+}

@@ -7,6 +7,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -151,24 +152,33 @@ const localStepBudget = 5 * time.Minute
 // succeed. Before it, such a step failed the transfer; histories recorded then replay as they ran.
 const regularAfterLocalChange = "regular-after-local-timeout"
 
-// localStepsChange versions the move of the steps to local activities. Version 1 ran the steps after
-// the reserve locally and the reserve as a regular activity; version 2 runs every step locally.
-// Histories recorded at version 0 or 1 replay as they ran.
+// localStepsChange versions the saga's shape. Version 1 ran the steps after the reserve locally
+// and the reserve as a regular activity; version 2 runs every step locally; version 3 follows the
+// ledger's answers (ledgerDecides). The change id is older than its later versions; it stays, so
+// that one marker versions the whole saga. Histories recorded at versions 0 to 2 replay as they ran.
 const localStepsChange = "local-activity-steps"
 
 // The versions of localStepsChange.
 const (
 	localAfterReserve = 1
 	localAll          = 2
+	// ledgerDecides: every step answers with the transfer's row as the ledger has it after the
+	// step, and the saga goes on from that row, never from its own memory; every step runs on a
+	// context that cancellation cannot reach. Before it, a step that succeeded was taken to have
+	// done what it was asked, which a replay after a lost workflow task could get wrong.
+	ledgerDecides = 3
 )
 
 // a is the nil receiver through which the workflow names the activities.
 var a *activities.Activities
 
-// TransferWorkflow runs one transfer's saga. Until the debit starts it can be cancelled, by the
-// cancel update or by cancelling the workflow; the hold is then released. Once the debit starts
-// the transfer goes on to completion or to a refund, whatever is cancelled, because money has
-// moved. Compensations run on a disconnected context, so cancellation never skips them.
+// TransferWorkflow runs one transfer's saga. The ledger decides every step: each answers with the
+// transfer's row as it stands afterwards, and the saga goes on from that row. Until the ledger says
+// the transfer was debited it can be cancelled, by the cancel update or by cancelling the
+// workflow: the saga then asks the ledger to release the transfer unless it was debited, and the
+// answer says whether the cancel won or the saga goes on to the credit. The workflow's result is
+// the row's final status, failure code and message. Steps and compensations run on a
+// disconnected context, so cancellation never interrupts them.
 func TransferWorkflow(ctx workflow.Context, in TransferInput) (TransferResult, error) {
 	s := &saga{in: in, state: State{Status: transfer.StatusPending}}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (State, error) { return s.state, nil }); err != nil {
@@ -197,54 +207,102 @@ type saga struct {
 	// cancelRequested is set by an accepted cancel update.
 	cancelRequested bool
 	cancelReason    string
-	// debitStarted is set just before the debit is scheduled; after it, cancels are refused.
+	// debitStarted is set when the saga asks for the debit with no cancel pending; after it, cancel
+	// updates are refused at once. It only ever refuses early what the ledger would refuse anyway;
+	// whether an accepted cancel wins is the ledger's to say.
 	debitStarted bool
 	finished     bool
-	// local runs the steps as local activities; localReserve the reserve too.
+	// version is the saga's version (localStepsChange); local runs the steps as local activities,
+	// localReserve the reserve too.
+	version      workflow.Version
 	local        bool
 	localReserve bool
 }
 
 func (s *saga) run(ctx workflow.Context) (State, error) {
-	id := s.in.TransferID
+	s.version = ledgerDecides
 	if !s.in.Naive {
-		v := workflow.GetVersion(ctx, localStepsChange, workflow.DefaultVersion, localAll)
-		s.local, s.localReserve = v >= localAfterReserve, v >= localAll
+		s.version = workflow.GetVersion(ctx, localStepsChange, workflow.DefaultVersion, ledgerDecides)
+		s.local, s.localReserve = s.version >= localAfterReserve, s.version >= localAll
 	}
-	if s.cancelling(ctx) {
-		return s.release(ctx, s.cancelOutcome())
-	}
-	err := s.step(ctx, "reserve", a.Reserve, activities.ReserveInput{TransferID: id})
-	if err != nil {
-		if s.cancelling(ctx) {
-			return s.release(ctx, s.cancelOutcome())
+	// The steps run where cancellation cannot reach them: a step is one short ledger statement, and
+	// whether a cancel wins is decided by the ledger (release unless debited), not by interrupting
+	// a step whose statement may have committed anyway.
+	steps, _ := workflow.NewDisconnectedContext(ctx)
+	// row is the transfer as the ledger last answered. The ledger may be ahead of it (a lost
+	// workflow task replays steps that had committed), never behind, so every step below is asked
+	// of the ledger, which answers with the row as it really is.
+	row := transfer.Outcome{Status: transfer.StatusPending}
+	for !row.Status.Final() {
+		next, err := s.next(ctx, steps, row)
+		if err != nil {
+			return State{}, err
 		}
-		code, msg := activities.FailureOf(err)
-		return s.release(ctx, transfer.Outcome{Status: transfer.StatusFailed, Code: code, Message: msg})
+		row = next
+		if err := s.advance(steps, row.Status); err != nil {
+			return State{}, err
+		}
 	}
-	if err := s.advance(ctx, transfer.StatusReserved); err != nil {
-		return State{}, err
-	}
-	if s.cancelling(ctx) {
-		return s.release(ctx, s.cancelOutcome())
-	}
+	return s.end(steps, State{Status: row.Status, FailureCode: row.Code, FailureMessage: row.Message})
+}
 
-	// From the debit on, money moves: the saga runs to completion or refund on a context that
-	// cancellation cannot reach.
-	s.debitStarted = true
-	moving, _ := workflow.NewDisconnectedContext(ctx)
-	if err := s.step(moving, "debit", a.Debit, activities.DebitInput{TransferID: id}); err != nil {
-		code, msg := activities.FailureOf(err)
-		return s.release(moving, transfer.Outcome{Status: transfer.StatusFailed, Code: code, Message: msg})
+// next asks the ledger for the step that follows row and returns its answer. A refused step is
+// followed by its compensation in the same call: a refused reserve or debit by the release, a
+// refused credit by the refund.
+func (s *saga) next(ctx, steps workflow.Context, row transfer.Outcome) (transfer.Outcome, error) {
+	id := s.in.TransferID
+	if (row.Status == transfer.StatusPending || row.Status == transfer.StatusReserved) && s.cancelling(ctx) {
+		return s.compensate(steps, row, transfer.StepRelease, s.cancelOutcome())
 	}
-	if err := s.advance(moving, transfer.StatusDebited); err != nil {
-		return State{}, err
+	var (
+		answer  transfer.Outcome
+		refusal *transfer.Error
+		err     error
+	)
+	switch row.Status {
+	case transfer.StatusPending:
+		rctx := steps
+		if s.version < ledgerDecides {
+			// Histories recorded before ledgerDecides ran the reserve on the workflow's context.
+			rctx = ctx
+		}
+		answer, refusal, err = s.step(rctx, row, transfer.StepReserve, a.Reserve, activities.ReserveInput{TransferID: id})
+	case transfer.StatusReserved:
+		s.debitStarted = true
+		answer, refusal, err = s.step(steps, row, transfer.StepDebit, a.Debit, activities.DebitInput{TransferID: id})
+	case transfer.StatusDebited:
+		answer, refusal, err = s.step(steps, row, transfer.StepCredit, a.Credit, activities.CreditInput{TransferID: id})
+	default:
+		return transfer.Outcome{}, temporal.NewNonRetryableApplicationError("the ledger answered an unknown status "+string(row.Status),
+			string(transfer.CodeInternal), nil)
 	}
-	if err := s.step(moving, "credit", a.Credit, activities.CreditInput{TransferID: id}); err != nil {
-		code, msg := activities.FailureOf(err)
-		return s.refund(moving, code, msg)
+	if err != nil || refusal == nil || answer.Status != row.Status {
+		return answer, err
 	}
-	return s.end(moving, State{Status: transfer.StatusCompleted})
+	failed := transfer.Outcome{Status: transfer.StatusFailed, Code: refusal.Code, Message: refusal.Message}
+	if row.Status == transfer.StatusDebited {
+		return s.compensate(steps, answer, transfer.StepRefund, failed)
+	}
+	return s.compensate(steps, answer, transfer.StepRelease, failed)
+}
+
+// compensate runs a compensation to completion: the release (unless the ledger says the transfer
+// was debited) or the refund. Its answer, whatever it is, is where the saga goes on from; a
+// compensation never fails the workflow for a business reason.
+func (s *saga) compensate(ctx workflow.Context, row transfer.Outcome, step transfer.Step, o transfer.Outcome) (transfer.Outcome, error) {
+	compensated(ctx, string(step))
+	var answer transfer.Outcome
+	var err error
+	if step == transfer.StepRefund {
+		answer, _, err = s.step(ctx, row, step, a.Refund, activities.RefundInput{TransferID: s.in.TransferID, FailureCode: o.Code, Message: o.Message})
+	} else {
+		answer, _, err = s.step(ctx, row, step, a.Release, activities.ReleaseInput{TransferID: s.in.TransferID, Outcome: o})
+	}
+	if err == nil && s.version < ledgerDecides && answer == row {
+		// Histories recorded before ledgerDecides hold no answer: the compensation did as asked.
+		answer = o
+	}
+	return answer, err
 }
 
 // cancelling reports whether the transfer should be cancelled before its debit.
@@ -258,28 +316,6 @@ func (s *saga) cancelOutcome() transfer.Outcome {
 		msg = "cancelled before the debit"
 	}
 	return transfer.Outcome{Status: transfer.StatusCancelled, Message: msg}
-}
-
-// release runs the release compensation to completion and ends the transfer with the outcome.
-func (s *saga) release(ctx workflow.Context, o transfer.Outcome) (State, error) {
-	comp, _ := workflow.NewDisconnectedContext(ctx)
-	in := activities.ReleaseInput{TransferID: s.in.TransferID, Outcome: o}
-	compensated(comp, "release")
-	if err := s.step(comp, "release", a.Release, in); err != nil {
-		return State{}, err
-	}
-	return s.end(comp, State{Status: o.Status, FailureCode: o.Code, FailureMessage: o.Message})
-}
-
-// refund runs the refund compensation to completion and ends the transfer as failed.
-func (s *saga) refund(ctx workflow.Context, code transfer.Code, msg string) (State, error) {
-	comp, _ := workflow.NewDisconnectedContext(ctx)
-	in := activities.RefundInput{TransferID: s.in.TransferID, FailureCode: code, Message: msg}
-	compensated(comp, "refund")
-	if err := s.step(comp, "refund", a.Refund, in); err != nil {
-		return State{}, err
-	}
-	return s.end(comp, State{Status: transfer.StatusFailed, FailureCode: code, FailureMessage: msg})
 }
 
 func (s *saga) end(ctx workflow.Context, final State) (State, error) {
@@ -300,20 +336,76 @@ func (s *saga) end(ctx workflow.Context, final State) (State, error) {
 	return final, nil
 }
 
-// step runs one saga step's activity, local or regular, and records its duration.
-func (s *saga) step(ctx workflow.Context, name string, activity, input any) error {
+// stepAnswer is what every step's result holds: the ledger's row after the step.
+type stepAnswer struct {
+	Row transfer.Outcome
+}
+
+// step asks the ledger for one step and returns its answer: the row after it and, when the ledger
+// refused the step for a business reason, the refusal (the row is then as it was). A step cut short
+// by the workflow's cancellation (only the reserve of histories before ledgerDecides) answers the
+// row it was given, so the saga decides again, now cancelling.
+func (s *saga) step(ctx workflow.Context, row transfer.Outcome, step transfer.Step, activity, input any) (transfer.Outcome, *transfer.Error, error) {
+	var res stepAnswer
+	err := s.execute(ctx, string(step), activity, input, &res)
+	var app *temporal.ApplicationError
+	switch {
+	case err == nil && res.Row.Status != "":
+		return res.Row, nil, nil
+	case err == nil && s.version < ledgerDecides:
+		// Histories recorded before ledgerDecides hold no answer: the step did as asked.
+		return natural(row, step), nil, nil
+	case err == nil:
+		// Every step of this version answers with its row; none did, so the worker runs activities
+		// that are not this workflow's. Blocking the workflow task until a fixed worker takes it is
+		// the one safe thing to do.
+		panic(fmt.Sprintf("transfer %s: the %s step answered without the ledger's row", s.in.TransferID, step))
+	case temporal.IsCanceledError(err):
+		return row, nil, nil
+	case errors.As(err, &app) && app.NonRetryable() && app.Type() != "":
+		refusal := transfer.Errorf(transfer.Code(app.Type()), "%s", app.Message())
+		if answered, ok := activities.RowOf(err); ok {
+			return answered, refusal, nil
+		}
+		if s.version < ledgerDecides && refusal.Code != transfer.CodeNotFound {
+			return row, refusal, nil
+		}
+		return transfer.Outcome{}, nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("the ledger has no row for transfer %s: %s", s.in.TransferID, refusal.Message), string(refusal.Code), nil)
+	default:
+		return transfer.Outcome{}, nil, err
+	}
+}
+
+// natural is the row after a step that did as it was asked, for histories recorded before the
+// ledger answered.
+func natural(row transfer.Outcome, step transfer.Step) transfer.Outcome {
+	switch step {
+	case transfer.StepReserve:
+		return transfer.Outcome{Status: transfer.StatusReserved}
+	case transfer.StepDebit:
+		return transfer.Outcome{Status: transfer.StatusDebited}
+	case transfer.StepCredit:
+		return transfer.Outcome{Status: transfer.StatusCompleted}
+	}
+	return row
+}
+
+// execute runs one saga step's activity, local or regular, decodes its result into result and
+// records its duration.
+func (s *saga) execute(ctx workflow.Context, name string, activity, input, result any) error {
 	start := workflow.Now(ctx)
 	var err error
 	if s.local && (name != "reserve" || s.localReserve) {
 		lctx := workflow.WithLocalActivityOptions(ctx, localStepOptions)
-		err = workflow.ExecuteLocalActivity(lctx, activity, input).Get(lctx, nil)
+		err = workflow.ExecuteLocalActivity(lctx, activity, input).Get(lctx, result)
 		if localRetriesRanOut(err) && workflow.GetVersion(ctx, regularAfterLocalChange, workflow.DefaultVersion, 1) == 1 {
 			workflow.GetLogger(ctx).Warn("step still failing after its local retries; retrying it as a regular activity",
 				"transfer_id", s.in.TransferID.String(), "step", name, "error", err.Error())
-			err = workflow.ExecuteActivity(ctx, activity, input).Get(ctx, nil)
+			err = workflow.ExecuteActivity(ctx, activity, input).Get(ctx, result)
 		}
 	} else {
-		err = workflow.ExecuteActivity(ctx, activity, input).Get(ctx, nil)
+		err = workflow.ExecuteActivity(ctx, activity, input).Get(ctx, result)
 	}
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"step": name}).
 		Timer(MetricStepDuration).Record(workflow.Now(ctx).Sub(start))
@@ -345,9 +437,12 @@ func (s *saga) advance(ctx workflow.Context, status transfer.Status) error {
 	return workflow.UpsertTypedSearchAttributes(ctx, AttrStatus.ValueSet(string(status)))
 }
 
-// validateCancel refuses a cancel once the debit has started: money has moved.
+// validateCancel refuses a cancel once the saga has asked for the debit, or the transfer ended
+// otherwise than cancelled. Both are facts the ledger has already said, so refusing on them is
+// safe; accepting is not a promise: an accepted cancel wins only if the ledger's release finds the
+// transfer not debited.
 func (s *saga) validateCancel(ctx workflow.Context, in CancelInput) error {
-	if s.debitStarted && !s.finished {
+	if (s.debitStarted || s.state.Status == transfer.StatusDebited) && !s.finished {
 		return temporal.NewNonRetryableApplicationError("the transfer has been debited and can no longer be cancelled",
 			string(transfer.CodeNotCancellable), nil)
 	}

@@ -56,10 +56,27 @@ const (
 // steps' 10s start-to-close timeout, and long enough for a delayed callback at 1s to land inside it.
 const slow = 5 * time.Second
 
-// business returns the error an activity returns for a business failure: non-retryable, with the
-// code as its type.
-func business(code transfer.Code, msg string) error {
-	return temporal.NewNonRetryableApplicationError(msg, string(code), nil)
+// refused returns the error an activity returns when the ledger refuses a step for a business
+// reason: non-retryable, with the code as its type and the unchanged row as its details.
+func refused(status transfer.Status, code transfer.Code, msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, string(code), nil, transfer.Outcome{Status: status})
+}
+
+// The ledger's answers to steps that took effect.
+var (
+	reserved  = activities.ReserveResult{Row: transfer.Outcome{Status: transfer.StatusReserved}}
+	debited   = activities.DebitResult{Row: transfer.Outcome{Status: transfer.StatusDebited}}
+	completed = activities.CreditResult{Row: transfer.Outcome{Status: transfer.StatusCompleted}}
+)
+
+// releaseAsAsked and refundAsAsked answer as the ledger does for a transfer in the status that
+// leads to the compensation: it ends as asked.
+func releaseAsAsked(_ context.Context, in activities.ReleaseInput) (activities.ReleaseResult, error) {
+	return activities.ReleaseResult{Row: in.Outcome}, nil
+}
+
+func refundAsAsked(_ context.Context, in activities.RefundInput) (activities.RefundResult, error) {
+	return activities.RefundResult{Row: transfer.Outcome{Status: transfer.StatusFailed, Code: in.FailureCode, Message: in.Message}}, nil
 }
 
 // sagaRun runs TransferWorkflow in the SDK's test environment with every activity mocked, and
@@ -163,11 +180,11 @@ func newSagaRun(t *testing.T) *sagaRun {
 // testify tries first), runs the workflow to its end and returns its result.
 func (r *sagaRun) execute() workflows.State {
 	r.t.Helper()
-	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Maybe()
-	r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).Return(activities.DebitResult{}, nil).Maybe()
-	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).Return(activities.CreditResult{}, nil).Maybe()
-	r.env.OnActivity(a.Release, mock.Anything, mock.Anything).Return(activities.ReleaseResult{}, nil).Maybe()
-	r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).Return(activities.RefundResult{}, nil).Maybe()
+	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).Return(reserved, nil).Maybe()
+	r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).Return(debited, nil).Maybe()
+	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).Return(completed, nil).Maybe()
+	r.env.OnActivity(a.Release, mock.Anything, mock.Anything).Return(releaseAsAsked).Maybe()
+	r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).Return(refundAsAsked).Maybe()
 
 	r.env.ExecuteWorkflow(workflows.WorkflowName, r.in)
 
@@ -295,7 +312,7 @@ func TestTransferBusinessFailures(t *testing.T) {
 			name: "insufficient funds at reserve",
 			mock: func(r *sagaRun) {
 				r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
-					Return(activities.ReserveResult{}, business(transfer.CodeInsufficientFunds, "available 100, need 1250")).Once()
+					Return(activities.ReserveResult{}, refused(transfer.StatusPending, transfer.CodeInsufficientFunds, "available 100, need 1250")).Once()
 			},
 			wantStarted: []string{reserve, release},
 			wantReleases: []activities.ReleaseInput{{TransferID: transferID, Outcome: transfer.Outcome{
@@ -307,7 +324,7 @@ func TestTransferBusinessFailures(t *testing.T) {
 			name: "inactive source at reserve",
 			mock: func(r *sagaRun) {
 				r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
-					Return(activities.ReserveResult{}, business(transfer.CodeAccountInactive, "source is frozen")).Once()
+					Return(activities.ReserveResult{}, refused(transfer.StatusPending, transfer.CodeAccountInactive, "source is frozen")).Once()
 			},
 			wantStarted: []string{reserve, release},
 			wantReleases: []activities.ReleaseInput{{TransferID: transferID, Outcome: transfer.Outcome{
@@ -319,7 +336,7 @@ func TestTransferBusinessFailures(t *testing.T) {
 			name: "inactive source at debit",
 			mock: func(r *sagaRun) {
 				r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).
-					Return(activities.DebitResult{}, business(transfer.CodeAccountInactive, "source frozen after the reserve")).Once()
+					Return(activities.DebitResult{}, refused(transfer.StatusReserved, transfer.CodeAccountInactive, "source frozen after the reserve")).Once()
 			},
 			wantStarted: []string{reserve, debit, release},
 			wantReleases: []activities.ReleaseInput{{TransferID: transferID, Outcome: transfer.Outcome{
@@ -331,7 +348,7 @@ func TestTransferBusinessFailures(t *testing.T) {
 			name: "inactive destination at credit",
 			mock: func(r *sagaRun) {
 				r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
-					Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination is closed")).Once()
+					Return(activities.CreditResult{}, refused(transfer.StatusDebited, transfer.CodeAccountInactive, "destination is closed")).Once()
 			},
 			wantStarted: []string{reserve, debit, credit, refund},
 			wantRefunds: []activities.RefundInput{{TransferID: transferID,
@@ -399,7 +416,7 @@ func TestTransferStepsRetriedPastTheirTimeout(t *testing.T) {
 	t.Run("release", func(t *testing.T) {
 		r := newSagaRun(t)
 		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
-			Return(activities.ReserveResult{}, business(transfer.CodeInsufficientFunds, "no money")).Once()
+			Return(activities.ReserveResult{}, refused(transfer.StatusPending, transfer.CodeInsufficientFunds, "no money")).Once()
 		r.env.OnActivity(a.Release, mock.Anything, mock.Anything).
 			Return(activities.ReleaseResult{}, errors.New("connection refused")).Times(failures)
 		got := r.execute()
@@ -418,7 +435,7 @@ func refundFailing(t *testing.T, failures int) *sagaRun {
 	t.Helper()
 	r := newSagaRun(t)
 	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
-		Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination frozen")).Once()
+		Return(activities.CreditResult{}, refused(transfer.StatusDebited, transfer.CodeAccountInactive, "destination frozen")).Once()
 	r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).
 		Return(activities.RefundResult{}, errors.New("connection refused")).Times(failures)
 	got := r.execute()
@@ -453,7 +470,7 @@ func TestTransferStepsOutliveTheirLocalBudget(t *testing.T) {
 	t.Run("a business failure is not retried as a regular activity", func(t *testing.T) {
 		r := newSagaRun(t)
 		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
-			Return(activities.ReserveResult{}, business(transfer.CodeInsufficientFunds, "no money")).Once()
+			Return(activities.ReserveResult{}, refused(transfer.StatusPending, transfer.CodeInsufficientFunds, "no money")).Once()
 		got := r.execute()
 
 		require.Equal(t, transfer.StatusFailed, got.Status)
@@ -466,7 +483,7 @@ func TestTransferCompensationsRetriedUntilTheySucceed(t *testing.T) {
 	t.Run("release", func(t *testing.T) {
 		r := newSagaRun(t)
 		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).
-			Return(activities.ReserveResult{}, business(transfer.CodeInsufficientFunds, "no money")).Once()
+			Return(activities.ReserveResult{}, refused(transfer.StatusPending, transfer.CodeInsufficientFunds, "no money")).Once()
 		r.env.OnActivity(a.Release, mock.Anything, mock.Anything).
 			Return(activities.ReleaseResult{}, errors.New("connection refused")).Times(4)
 		got := r.execute()
@@ -481,7 +498,7 @@ func TestTransferCompensationsRetriedUntilTheySucceed(t *testing.T) {
 	t.Run("refund", func(t *testing.T) {
 		r := newSagaRun(t)
 		r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
-			Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination frozen")).Once()
+			Return(activities.CreditResult{}, refused(transfer.StatusDebited, transfer.CodeAccountInactive, "destination frozen")).Once()
 		r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).
 			Return(activities.RefundResult{}, errors.New("deadlock detected")).Times(3)
 		got := r.execute()
@@ -494,7 +511,7 @@ func TestTransferCompensationsRetriedUntilTheySucceed(t *testing.T) {
 	})
 	t.Run("release after the workflow was cancelled", func(t *testing.T) {
 		r := newSagaRun(t)
-		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(activities.ReserveResult{}, nil).Once()
+		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(reserved, nil).Once()
 		r.env.OnActivity(a.Release, mock.Anything, mock.Anything).
 			Return(activities.ReleaseResult{}, errors.New("connection refused")).Times(3)
 		r.cancelWorkflowAt(time.Second)
@@ -505,14 +522,14 @@ func TestTransferCompensationsRetriedUntilTheySucceed(t *testing.T) {
 		rel := activities.ReleaseInput{TransferID: transferID, Outcome: transfer.Outcome{
 			Status: transfer.StatusCancelled, Message: "cancelled before the debit"}}
 		r.check([]string{reserve, release, release, release, release},
-			[]activities.ReleaseInput{rel, rel, rel, rel}, nil, []string{"cancelled"})
+			[]activities.ReleaseInput{rel, rel, rel, rel}, nil, []string{"reserved", "cancelled"})
 	})
 }
 
 func TestTransferCancelUpdateBeforeDebit(t *testing.T) {
 	r := newSagaRun(t)
 	// The reserve is slow, so the update arrives while it runs; the saga honours it before the debit.
-	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(activities.ReserveResult{}, nil).Once()
+	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(reserved, nil).Once()
 	u := r.cancelAt(time.Second, "customer changed their mind")
 	got := r.execute()
 
@@ -569,9 +586,9 @@ func TestTransferCancelUpdateAfterDebitStartedIsRejected(t *testing.T) {
 			r := newSagaRun(t)
 			switch slowStep {
 			case debit:
-				r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).After(slow).Return(activities.DebitResult{}, nil).Once()
+				r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).After(slow).Return(debited, nil).Once()
 			case credit:
-				r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).After(slow).Return(activities.CreditResult{}, nil).Once()
+				r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).After(slow).Return(completed, nil).Once()
 			}
 			u := r.cancelAt(time.Second, "too late")
 			got := r.execute()
@@ -591,26 +608,28 @@ func TestTransferCancelUpdateAfterDebitStartedIsRejected(t *testing.T) {
 
 func TestTransferWorkflowCancelledBeforeDebit(t *testing.T) {
 	r := newSagaRun(t)
-	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(activities.ReserveResult{}, nil).Once()
+	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(reserved, nil).Once()
 	// The release is slow too: it runs after the cancellation and must still be waited for.
-	r.env.OnActivity(a.Release, mock.Anything, mock.Anything).After(slow).Return(activities.ReleaseResult{}, nil).Once()
+	r.env.OnActivity(a.Release, mock.Anything, mock.Anything).After(slow).Return(releaseAsAsked).Once()
 	startedThen := r.cancelWorkflowAt(time.Second)
 	got := r.execute()
 
 	require.Equal(t, []string{reserve}, *startedThen, "activities started when the workflow was cancelled")
 	want := workflows.State{Status: transfer.StatusCancelled, FailureMessage: "cancelled before the debit"}
 	require.Equal(t, want, got)
+	// The cancellation does not cut the reserve short: the ledger answers reserved, and its release
+	// then decides that the cancel wins.
 	r.check([]string{reserve, release},
 		[]activities.ReleaseInput{{TransferID: transferID, Outcome: transfer.Outcome{
 			Status: transfer.StatusCancelled, Message: "cancelled before the debit"}}},
-		nil, []string{"cancelled"})
+		nil, []string{"reserved", "cancelled"})
 }
 
 func TestTransferWorkflowCancelledDuringRefund(t *testing.T) {
 	r := newSagaRun(t)
 	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
-		Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination is closed")).Once()
-	r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).After(slow).Return(activities.RefundResult{}, nil).Once()
+		Return(activities.CreditResult{}, refused(transfer.StatusDebited, transfer.CodeAccountInactive, "destination is closed")).Once()
+	r.env.OnActivity(a.Refund, mock.Anything, mock.Anything).After(slow).Return(refundAsAsked).Once()
 	startedThen := r.cancelWorkflowAt(time.Second)
 	got := r.execute()
 
@@ -632,10 +651,10 @@ func TestTransferWorkflowCancelledAfterDebitStarted(t *testing.T) {
 			var wantThen []string
 			switch slowStep {
 			case debit:
-				r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).After(slow).Return(activities.DebitResult{}, nil).Once()
+				r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).After(slow).Return(debited, nil).Once()
 				wantThen = []string{reserve, debit}
 			case credit:
-				r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).After(slow).Return(activities.CreditResult{}, nil).Once()
+				r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).After(slow).Return(completed, nil).Once()
 				wantThen = []string{reserve, debit, credit}
 			}
 			startedThen := r.cancelWorkflowAt(time.Second)
@@ -654,7 +673,7 @@ func TestTransferWorkflowCancelledAfterDebitStarted(t *testing.T) {
 // saga's outcome, answers with that outcome.
 func TestTransferCancelUpdateThenWorkflowCancelled(t *testing.T) {
 	r := newSagaRun(t)
-	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(activities.ReserveResult{}, nil).Once()
+	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(reserved, nil).Once()
 	u := r.cancelAt(time.Second, "customer asked")
 	r.cancelWorkflowAt(2 * time.Second)
 	got := r.execute()
@@ -664,7 +683,7 @@ func TestTransferCancelUpdateThenWorkflowCancelled(t *testing.T) {
 	r.check([]string{reserve, release},
 		[]activities.ReleaseInput{{TransferID: transferID, Outcome: transfer.Outcome{
 			Status: transfer.StatusCancelled, Message: "customer asked"}}},
-		nil, []string{"cancelled"})
+		nil, []string{"reserved", "cancelled"})
 
 	require.True(t, u.accepted, "update accepted")
 	require.True(t, u.completed, "update completed")
@@ -675,9 +694,9 @@ func TestTransferCancelUpdateThenWorkflowCancelled(t *testing.T) {
 func TestTransferStatusQuery(t *testing.T) {
 	r := newSagaRun(t)
 	// Each step takes 5s on the test clock: reserve 0-5s, debit 5-10s, credit 10-15s.
-	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(activities.ReserveResult{}, nil).Once()
-	r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).After(slow).Return(activities.DebitResult{}, nil).Once()
-	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).After(slow).Return(activities.CreditResult{}, nil).Once()
+	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).Return(reserved, nil).Once()
+	r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).After(slow).Return(debited, nil).Once()
+	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).After(slow).Return(completed, nil).Once()
 	seen := map[string]workflows.State{}
 	seenStarted := map[string][]string{}
 	queryAt := func(label string, d time.Duration) {
@@ -779,7 +798,7 @@ func TestTransferNaiveRunsRegularActivities(t *testing.T) {
 	r = newSagaRun(t)
 	r.in.Naive = true
 	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).
-		Return(activities.CreditResult{}, business(transfer.CodeAccountInactive, "destination frozen")).Once()
+		Return(activities.CreditResult{}, refused(transfer.StatusDebited, transfer.CodeAccountInactive, "destination frozen")).Once()
 	got = r.execute()
 	require.Equal(t, workflows.State{Status: transfer.StatusFailed, FailureCode: transfer.CodeAccountInactive, FailureMessage: "destination frozen"}, got)
 	r.check([]string{reserve, debit, credit, refund}, nil,

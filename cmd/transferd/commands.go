@@ -24,6 +24,7 @@ var (
 	_ activities.Store       = (*ledger.Store)(nil)
 	_ service.Store          = (*ledger.Store)(nil)
 	_ ledger.WorkflowChecker = (*service.Service)(nil)
+	_ ledger.WorkflowResults = (*service.Service)(nil)
 )
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -136,7 +137,8 @@ func startWorker(ctx context.Context, c *config, store *ledger.Store, tc client.
 	log.Info("worker started", "task_queue", c.TaskQueue, "namespace", c.TemporalNamespace)
 	reconcileCtx, stopReconcile := context.WithCancel(context.WithoutCancel(ctx))
 	if c.ReconcileEvery > 0 {
-		go reconcile(reconcileCtx, service.New(store, tc, c.TaskQueue, log), c.ReconcileEvery, log)
+		svc := service.New(store, tc, c.TaskQueue, log).WithOptions(service.Options{Namespace: c.TemporalNamespace})
+		go reconcile(reconcileCtx, svc, c.ReconcileEvery, log)
 	}
 	return func() {
 		stopReconcile()
@@ -150,12 +152,13 @@ func startWorker(ctx context.Context, c *config, store *ledger.Store, tc client.
 func (c *config) workerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxConcurrentActivities, "max-concurrent-activities", envInt("MAX_CONCURRENT_ACTIVITIES", 64), "activities run at once (TRANSFERD_MAX_CONCURRENT_ACTIVITIES)")
 	fs.IntVar(&c.WorkflowTaskPollers, "workflow-task-pollers", envInt("WORKFLOW_TASK_POLLERS", 8), "long polls for workflow tasks at once (TRANSFERD_WORKFLOW_TASK_POLLERS)")
-	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("RECONCILE_EVERY", 30*time.Second), "how often to start workflows of accepted transfers that lack one; 0 turns it off (TRANSFERD_RECONCILE_EVERY)")
+	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("RECONCILE_EVERY", 30*time.Second), "how often to repair accepted transfers that are not final and have no running workflow (a lost start, or a workflow closed by an operator); 0 turns it off (TRANSFERD_RECONCILE_EVERY)")
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", envDuration("STOP_TIMEOUT", 30*time.Second), "how long a stop waits for running activities (TRANSFERD_STOP_TIMEOUT)")
 	fs.BoolVar(&c.SkipSearchAttributes, "skip-search-attributes", envBool("SKIP_SEARCH_ATTRIBUTES", false), "do not register the custom search attributes (TRANSFERD_SKIP_SEARCH_ATTRIBUTES)")
 }
 
-// reconcile starts, every period, the workflows of accepted transfers that have none, until ctx ends.
+// reconcile repairs, every period, the accepted transfers that are not final and have no running
+// workflow (service.Reconcile), until ctx ends.
 func reconcile(ctx context.Context, svc *service.Service, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -165,12 +168,13 @@ func reconcile(ctx context.Context, svc *service.Service, every time.Duration, l
 			return
 		case <-t.C:
 		}
-		n, err := svc.Reconcile(ctx, every)
+		r, err := svc.Reconcile(ctx, every)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			log.Warn("reconcile failed; will try again", "err", err)
-		case n > 0:
-			log.Info("reconcile: ensured workflows of idle in-flight transfers", "count", n)
+			log.Warn("reconcile: some transfers could not be repaired; will try again", "err", err,
+				"looked", r.Looked, "repaired", r.Repaired, "failed", r.Failed)
+		case r.Repaired > 0:
+			log.Info("reconcile: repaired transfers that had no running workflow", "looked", r.Looked, "repaired", r.Repaired)
 		}
 	}
 }
@@ -180,7 +184,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := c.flagSet("audit", stderr, func(fs *flag.FlagSet) {
 		c.temporalFlags(fs)
 		fs.BoolVar(&c.JSON, "json", false, "print the report as JSON")
-		fs.BoolVar(&c.NoTemporal, "no-temporal", envBool("AUDIT_NO_TEMPORAL", false), "skip invariant 6, which asks Temporal whether in-flight transfers have running workflows")
+		fs.BoolVar(&c.NoTemporal, "no-temporal", envBool("AUDIT_NO_TEMPORAL", false), "skip invariants 6 and 8, which ask Temporal whether in-flight transfers have running workflows and whether closed workflows' results equal their rows")
 	})
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
@@ -198,10 +202,10 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 		cancel()
 		if err != nil {
-			fmt.Fprintf(stderr, "audit: Temporal at %s is not reachable (%v); invariant 6 is not checked\n", c.TemporalAddress, err)
+			fmt.Fprintf(stderr, "audit: Temporal at %s is not reachable (%v); invariants 6 and 8 are not checked\n", c.TemporalAddress, err)
 		} else {
 			defer tc.Close()
-			checker = service.New(store, tc, c.TaskQueue, nil)
+			checker = service.New(store, tc, c.TaskQueue, nil).WithOptions(service.Options{Namespace: c.TemporalNamespace})
 		}
 	}
 	report, err := store.Audit(ctx, checker)
@@ -227,6 +231,9 @@ func printReport(w io.Writer, r ledger.AuditReport) {
 	fmt.Fprintf(w, "audit: %d accounts, %d transfers (%d in flight), %d entries\n", r.Accounts, r.Transfers, r.InFlight, r.Entries)
 	if !r.WorkflowsChecked {
 		fmt.Fprintln(w, "audit: invariant 6 (workflows of in-flight transfers) not checked")
+	}
+	if !r.WorkflowResultsChecked {
+		fmt.Fprintln(w, "audit: invariant 8 (closed workflows' results equal their rows) not checked")
 	}
 	if r.OK() {
 		fmt.Fprintln(w, "audit: OK, no violations")

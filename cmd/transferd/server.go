@@ -140,7 +140,7 @@ func (c *config) sagaFlags(fs *flag.FlagSet) {
 
 // serviceOptions are the service's options from the configuration.
 func (c *config) serviceOptions() service.Options {
-	return service.Options{EagerStart: c.WithWorker, Naive: c.SagaVariant == "naive"}
+	return service.Options{EagerStart: c.WithWorker, Naive: c.SagaVariant == "naive", Namespace: c.TemporalNamespace}
 }
 
 // authFlags adds the flags of the subcommands that issue tokens or hash passwords.

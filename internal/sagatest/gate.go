@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/transferd/transferd/activities"
+	"github.com/transferd/transferd/transfer"
 	"github.com/transferd/transferd/workflows"
 )
 
@@ -43,19 +44,19 @@ func (g *Gate) Hold(id uuid.UUID) (release func()) {
 	return func() { once.Do(func() { close(ch) }) }
 }
 
-// Reserve waits while the transfer is held, then reserves it in the real store.
-func (g *Gate) Reserve(ctx context.Context, id uuid.UUID) error {
+// Step holds a reserve while its transfer is held, then runs the step in the real store.
+func (g *Gate) Step(ctx context.Context, id uuid.UUID, step transfer.Step, o transfer.Outcome) (transfer.Outcome, error) {
 	g.mu.Lock()
 	ch := g.held[id]
 	g.mu.Unlock()
-	if ch != nil {
+	if ch != nil && step == transfer.StepReserve {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return ctx.Err()
+			return transfer.Outcome{}, ctx.Err()
 		}
 	}
-	return g.Store.Reserve(ctx, id)
+	return g.Store.Step(ctx, id, step, o)
 }
 
 // WaitCancelRequested polls the transfer's status query until its workflow has accepted a cancel, or

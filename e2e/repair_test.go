@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	enumspb "go.temporal.io/api/enums/v1"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/transferd/transferd/ledger"
+	"github.com/transferd/transferd/transfer"
+	"github.com/transferd/transferd/workflows"
+)
+
+// strand records a transfer from a fresh account with 1000 to another, runs the ledger's steps up
+// to the status given, and starts its workflow on a task queue that no worker polls, so the test can
+// close the workflow from outside while the row is not final.
+func (s *stack) strand(t *testing.T, upTo transfer.Status) (transfer.Transfer, transfer.Account, transfer.Account) {
+	t.Helper()
+	ctx := context.Background()
+	from, to := s.account("USD"), s.account("USD")
+	s.deposit(from, 1000)
+	tr, _, err := s.store.CreateTransfer(ctx, transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer,
+		FromAccountID: from.ID, ToAccountID: to.ID, Amount: 250, Currency: "USD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := map[transfer.Status][]func(context.Context, uuid.UUID) error{
+		transfer.StatusPending:  nil,
+		transfer.StatusReserved: {s.store.Reserve},
+		transfer.StatusDebited:  {s.store.Reserve, s.store.Debit},
+	}[upTo]
+	for _, step := range steps {
+		if err := step(ctx, tr.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := workflows.TransferInput{TransferID: tr.ID, Kind: tr.Kind, FromAccountID: from.ID, ToAccountID: to.ID, Amount: 250, Currency: "USD"}
+	if _, err := s.temporal.ExecuteWorkflow(ctx, workflows.StartOptions(in, "nobody-polls"), workflows.WorkflowName, in); err != nil {
+		t.Fatal(err)
+	}
+	return tr, from, to
+}
+
+// TestTerminatedWorkflowsAreRepaired terminates transfers' workflows as an operator does in the Web
+// UI, at each status a row can have while its saga runs. The audit must report each (invariant 6),
+// a client's repeat must not pretend all is well, and the reconciler must give each a new run that
+// finishes the saga from where the ledger says it stands, after which the audit is clean.
+func TestTerminatedWorkflowsAreRepaired(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	type stranded struct {
+		tr       transfer.Transfer
+		from, to transfer.Account
+	}
+	var all []stranded
+	for _, st := range []transfer.Status{transfer.StatusPending, transfer.StatusReserved, transfer.StatusDebited} {
+		tr, from, to := s.strand(t, st)
+		if err := s.temporal.TerminateWorkflow(ctx, tr.ID.String(), "", "operator pressed Terminate"); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, stranded{tr, from, to})
+	}
+	// The audit gives a transfer younger than a start's round trip the benefit of the doubt.
+	time.Sleep(time.Until(all[len(all)-1].tr.CreatedAt.Add(11 * time.Second)))
+	r, err := s.store.Audit(ctx, s.svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := map[string]bool{}
+	for _, v := range r.Violations {
+		if v.Invariant == ledger.InvWorkflows {
+			stuck[v.Subject] = true
+		}
+	}
+	for _, x := range all {
+		if !stuck["transfer "+x.tr.ID.String()] {
+			t.Errorf("audit did not report the terminated workflow of transfer %s: %+v", x.tr.ID, r.Violations)
+		}
+	}
+
+	// The repair may need visibility to catch up with the terminations.
+	deadline := time.Now().Add(20 * time.Second)
+	repaired := 0
+	for repaired < len(all) && time.Now().Before(deadline) {
+		rep, err := s.svc.Reconcile(ctx, 0)
+		if err != nil {
+			t.Fatalf("reconcile: %v", err)
+		}
+		repaired += rep.Repaired
+		time.Sleep(200 * time.Millisecond)
+	}
+	if repaired != len(all) {
+		t.Fatalf("reconcile repaired %d transfers, want %d", repaired, len(all))
+	}
+	for _, x := range all {
+		got := s.wait(x.tr.ID)
+		if got.Status != transfer.StatusCompleted {
+			t.Errorf("transfer %s: %s, want completed", x.tr.ID, got.Status)
+		}
+		if b, res := s.balance(x.from.ID); b != 750 || res != 0 {
+			t.Errorf("source of %s: balance %d reserved %d, want 750 and 0", x.tr.ID, b, res)
+		}
+		if b, _ := s.balance(x.to.ID); b != 250 {
+			t.Errorf("destination of %s: balance %d, want 250", x.tr.ID, b)
+		}
+	}
+	// Nothing is left to repair, and a repair of a final transfer starts nothing.
+	if rep, err := s.svc.Reconcile(ctx, 0); err != nil || rep.Repaired != 0 {
+		t.Errorf("second reconcile: %+v, %v; want nothing repaired", rep, err)
+	}
+	if started, err := s.svc.Repair(ctx, all[0].tr.ID); err != nil || started {
+		t.Errorf("repair of a completed transfer: started %v, err %v; want false, nil", started, err)
+	}
+	s.audit()
+}
+
+// TestCancelOfAPendingTransferWithoutWorkflow cancels a transfer whose API process crashed between
+// recording it and starting its workflow: the cancel is honoured (update-with-start), not answered
+// 409 while the transfer then runs.
+func TestCancelOfAPendingTransferWithoutWorkflow(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	from, to := s.account("USD"), s.account("USD")
+	s.deposit(from, 100)
+	tr, _, err := s.store.CreateTransfer(ctx, transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer,
+		FromAccountID: from.ID, ToAccountID: to.ID, Amount: 60, Currency: "USD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.svc.Cancel(ctx, tr.ID, "changed my mind")
+	if err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	if got.Status != transfer.StatusCancelled {
+		t.Errorf("cancel answered %s, want cancelled", got.Status)
+	}
+	// A later repeat of the request, or the reconciler, finds it final and starts nothing.
+	if rep, err := s.svc.Reconcile(ctx, 0); err != nil || rep.Repaired != 0 {
+		t.Errorf("reconcile: %+v, %v; want nothing repaired", rep, err)
+	}
+	if b, res := s.balance(from.ID); b != 100 || res != 0 {
+		t.Errorf("source: balance %d reserved %d, want 100 and 0", b, res)
+	}
+	s.audit()
+}
+
+// TestAuditFindsAWorkflowResultThatDisagreesWithItsRow plants what the cancel defect produced: a
+// transfer workflow that completed with "cancelled" over a row the ledger completed. A worker on a
+// task queue of its own runs an impostor registered under the transfer workflow's name. The audit
+// must report invariant 8, naming the transfer.
+func TestAuditFindsAWorkflowResultThatDisagreesWithItsRow(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	from, to := s.account("USD"), s.account("USD")
+	s.deposit(from, 100)
+	done := s.submit(transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer, FromAccountID: from.ID, ToAccountID: to.ID,
+		Amount: 40, Currency: "USD"})
+	if done.Status != transfer.StatusCompleted {
+		t.Fatalf("transfer %s, want completed", done.Status)
+	}
+	s.audit() // Clean so far: the real run's result equals its row.
+
+	// The impostor's run starts after the real one closed, as a repair would.
+	const queue = "impostor"
+	w := sdkworker.New(s.temporal, queue, sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(func(ctx workflow.Context, in workflows.TransferInput) (workflows.TransferResult, error) {
+		return workflows.TransferResult{Status: transfer.StatusCancelled, FailureMessage: "cancelled before the debit"}, nil
+	}, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	in := workflows.TransferInput{TransferID: done.ID, Kind: done.Kind, FromAccountID: from.ID, ToAccountID: to.ID, Amount: 40, Currency: "USD"}
+	opts := workflows.StartOptions(in, queue)
+	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE // As only a repair may.
+	run, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowName, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.listWorkflows(fmt.Sprintf("WorkflowId = '%s' AND ExecutionStatus = 'Completed'", done.ID), 2)
+	r, err := s.store.Audit(ctx, s.svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.WorkflowResultsChecked {
+		t.Errorf("audit did not check invariant 8")
+	}
+	var found bool
+	for _, v := range r.Violations {
+		if v.Invariant == ledger.InvWorkflowResult && v.Subject == "transfer "+done.ID.String() && strings.Contains(v.Detail, run.GetRunID()) {
+			found = true
+		} else {
+			t.Errorf("unexpected violation: %+v", v)
+		}
+	}
+	if !found {
+		t.Errorf("audit did not report the impostor's result: %+v", r.Violations)
+	}
+}

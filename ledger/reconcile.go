@@ -1,0 +1,56 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/transferd/transferd/transfer"
+)
+
+// PendingTransfers returns up to limit pending transfers last updated before the time, in
+// (created_at, id) order after the key (none for a zero key): the transfers whose workflow may
+// never have started. It reads the partial index of transfers in flight, so it costs the pending
+// transfers, not the journal.
+func (s *Store) PendingTransfers(ctx context.Context, updatedBefore time.Time, after transfer.Key, limit int) ([]transfer.Transfer, error) {
+	var rows []transferRow
+	err := s.db.WithContext(ctx).Raw(`SELECT * FROM transfers
+		WHERE status = 'pending' AND updated_at < ? AND (created_at, id) > (?, ?)
+		ORDER BY created_at, id LIMIT ?`, updatedBefore, after.CreatedAt, after.ID, limit).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("ledger: pending transfers: %w", err)
+	}
+	out := make([]transfer.Transfer, 0, len(rows))
+	for _, r := range rows {
+		t, err := r.domain()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// TransferStatuses returns the status, failure code and message of those of the transfers that
+// exist, in one query.
+func (s *Store) TransferStatuses(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]transfer.Outcome, error) {
+	var rows []struct {
+		ID             uuid.UUID
+		Status         string
+		FailureCode    *string
+		FailureMessage *string
+	}
+	if len(ids) > 0 {
+		if err := s.db.WithContext(ctx).Raw(`SELECT id, status, failure_code, failure_message FROM transfers WHERE id IN ?`, ids).
+			Scan(&rows).Error; err != nil {
+			return nil, fmt.Errorf("ledger: transfer statuses: %w", err)
+		}
+	}
+	out := make(map[uuid.UUID]transfer.Outcome, len(rows))
+	for _, r := range rows {
+		out[r.ID] = transfer.Outcome{Status: transfer.Status(r.Status), Code: transfer.Code(deref(r.FailureCode)), Message: deref(r.FailureMessage)}
+	}
+	return out, nil
+}
