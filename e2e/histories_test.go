@@ -6,14 +6,33 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	historypb "go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/transferd/transferd/activities"
 	"github.com/transferd/transferd/internal/sagatest"
 	"github.com/transferd/transferd/transfer"
+	"github.com/transferd/transferd/worker"
 )
+
+// waitStatus polls the transfer's row until it has the status, for up to 20 s.
+func waitStatus(t *testing.T, s *stack, id uuid.UUID, want transfer.Status) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		tr, err := s.store.Transfer(context.Background(), id)
+		if err == nil && tr.Status == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("transfer %s: %s after 20s, want %s (err %v)", id, tr.Status, want, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 var recordHistories = flag.Bool("record-histories", false, "write the histories of the main saga paths to workflows/testdata for the replay test")
 
@@ -56,8 +75,54 @@ func TestRecordHistories(t *testing.T) {
 			}
 			return s.wait(id).ID
 		},
+		// The source is frozen between the reserve and the debit: the debit is refused and the
+		// release ends the transfer failed.
+		"debit_refused": func() uuid.UUID {
+			c := s.account("USD")
+			s.deposit(c, 50)
+			id := uuid.New()
+			release := s.gate.HoldStep(id, transfer.StepDebit)
+			if _, _, err := s.svc.Submit(ctx, transfer.Request{ID: id, FromAccountID: c.ID, ToAccountID: b.ID, Amount: 20, Currency: "USD"}); err != nil {
+				t.Fatal(err)
+			}
+			waitStatus(t, s, id, transfer.StatusReserved)
+			if _, err := s.store.SetAccountStatus(ctx, c.ID, transfer.AccountFrozen); err != nil {
+				t.Fatal(err)
+			}
+			release()
+			return s.wait(id).ID
+		},
+		// The workflow is cancelled (the Web UI's Request Cancellation) while its reserve runs.
+		"workflow_cancel": func() uuid.UUID {
+			id := uuid.New()
+			release := s.gate.Hold(id)
+			if _, _, err := s.svc.Submit(ctx, transfer.Request{ID: id, FromAccountID: a.ID, ToAccountID: b.ID, Amount: 4, Currency: "USD"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.temporal.CancelWorkflow(ctx, id.String(), ""); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * time.Second) // The workflow task's heartbeat brings the cancellation in.
+			release()
+			return s.wait(id).ID
+		},
+		// A lost workflow task: the ledger reserved and debited, the history has none of it, and a
+		// workflow cancellation is there before the first task. The release answers debited and
+		// the saga completes.
+		"ledger_ahead_cancel": func() uuid.UUID {
+			tr, _, _ := s.strand(t, transfer.StatusDebited)
+			if err := s.temporal.CancelWorkflow(ctx, tr.ID.String(), ""); err != nil {
+				t.Fatal(err)
+			}
+			w := worker.New(s.temporal, &activities.Activities{Store: s.store}, worker.Options{TaskQueue: "nobody-polls"})
+			if err := w.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			return s.wait(tr.ID).ID
+		},
 	}
-	for _, name := range []string{"success", "insufficient_funds", "refund", "cancel"} {
+	for _, name := range []string{"success", "insufficient_funds", "refund", "cancel", "debit_refused", "workflow_cancel", "ledger_ahead_cancel"} {
 		id := paths[name]()
 		var h historypb.History
 		it := s.temporal.GetWorkflowHistory(ctx, id.String(), "", false, 0)

@@ -18,14 +18,19 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The current code's histories (every step a local activity), and those of the earlier versions,
-	// which transfers in flight may still have: history_v0_* (regular activities) and history_v1_*
-	// (the reserve regular, the steps after it local).
+	// The current code's histories (the ledger decides every step), and those of the earlier
+	// versions, which transfers in flight may still have: history_v0_* (regular activities),
+	// history_v1_* (the reserve regular, the steps after it local) and history_v2_* (every step
+	// local, each taken to have done as asked).
 	want := map[string]bool{}
 	for _, path := range []string{"success", "insufficient_funds", "refund", "cancel"} {
 		want["history_"+path+".json"] = false
 		want["history_v0_"+path+".json"] = false
 		want["history_v1_"+path+".json"] = false
+		want["history_v2_"+path+".json"] = false
+	}
+	for _, path := range []string{"debit_refused", "workflow_cancel", "ledger_ahead_cancel"} {
+		want["history_"+path+".json"] = false
 	}
 	for _, f := range files {
 		want[filepath.Base(f)] = true

@@ -21,35 +21,45 @@ import (
 // workflow with a held step only when the SDK heartbeats the task, at 80% of this timeout.
 const WorkflowTaskTimeout = time.Second
 
-// Gate is a real activities.Store with one hook: a transfer's reserve can be held back until the test
-// lets it through.
+// Gate is a real activities.Store with one hook: a step of a transfer can be held back until the
+// test lets it through.
 type Gate struct {
 	activities.Store
 	mu   sync.Mutex
-	held map[uuid.UUID]chan struct{}
+	held map[gateKey]chan struct{}
+}
+
+type gateKey struct {
+	id   uuid.UUID
+	step transfer.Step
 }
 
 // NewGate wraps store.
 func NewGate(store activities.Store) *Gate {
-	return &Gate{Store: store, held: map[uuid.UUID]chan struct{}{}}
+	return &Gate{Store: store, held: map[gateKey]chan struct{}{}}
 }
 
 // Hold makes the transfer's reserve wait until the returned function is called (once or more).
 func (g *Gate) Hold(id uuid.UUID) (release func()) {
+	return g.HoldStep(id, transfer.StepReserve)
+}
+
+// HoldStep makes the transfer's step wait until the returned function is called (once or more).
+func (g *Gate) HoldStep(id uuid.UUID, step transfer.Step) (release func()) {
 	ch := make(chan struct{})
 	g.mu.Lock()
-	g.held[id] = ch
+	g.held[gateKey{id, step}] = ch
 	g.mu.Unlock()
 	var once sync.Once
 	return func() { once.Do(func() { close(ch) }) }
 }
 
-// Step holds a reserve while its transfer is held, then runs the step in the real store.
+// Step waits while the transfer's step is held, then runs it in the real store.
 func (g *Gate) Step(ctx context.Context, id uuid.UUID, step transfer.Step, o transfer.Outcome) (transfer.Outcome, error) {
 	g.mu.Lock()
-	ch := g.held[id]
+	ch := g.held[gateKey{id, step}]
 	g.mu.Unlock()
-	if ch != nil && step == transfer.StepReserve {
+	if ch != nil {
 		select {
 		case <-ch:
 		case <-ctx.Done():
