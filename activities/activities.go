@@ -7,8 +7,10 @@ package activities
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/google/uuid"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/transferd/transferd/transfer"
@@ -24,6 +26,18 @@ type Store interface {
 	// o is a release's outcome, or a refund's code and message.
 	Step(ctx context.Context, transferID uuid.UUID, step transfer.Step, o transfer.Outcome) (transfer.Outcome, error)
 }
+
+// FailureRecorder is what a Store may also do: record a step's failed attempt, so that a step that
+// keeps failing is reported (transferd audit). It is best effort.
+type FailureRecorder interface {
+	RecordStepFailure(ctx context.Context, transferID uuid.UUID, step transfer.Step, err error) error
+}
+
+// MetricStepErrors counts the steps that failed with an error that is not a business outcome, by
+// step and kind: "permanent" for an error that retrying cannot fix as things stand (the error has a
+// Permanent method that says so), "transient" otherwise. Steps are retried either way; a permanent
+// one is for an operator to look at.
+const MetricStepErrors = "transferd_step_errors_total"
 
 // Activities are the saga's steps. The workflow refers to them through a nil *Activities; workers
 // register a real one.
@@ -122,6 +136,10 @@ func (a *Activities) Refund(ctx context.Context, in RefundInput) (RefundResult, 
 func (a *Activities) step(ctx context.Context, id uuid.UUID, step transfer.Step, o transfer.Outcome) (transfer.Outcome, error) {
 	row, err := a.Store.Step(ctx, id, step, o)
 	var te *transfer.Error
+	if err != nil && !errors.As(err, &te) {
+		a.failed(ctx, id, step, err)
+		return row, err
+	}
 	if errors.As(err, &te) {
 		if row.Status == "" {
 			return row, temporal.NewNonRetryableApplicationError(te.Message, string(te.Code), nil)
@@ -129,6 +147,24 @@ func (a *Activities) step(ctx context.Context, id uuid.UUID, step transfer.Step,
 		return row, temporal.NewNonRetryableApplicationError(te.Message, string(te.Code), nil, row)
 	}
 	return row, err
+}
+
+// failed counts and records a step's failure that is not a business outcome.
+func (a *Activities) failed(ctx context.Context, id uuid.UUID, step transfer.Step, err error) {
+	kind := "transient"
+	var p interface{ Permanent() bool }
+	if errors.As(err, &p) && p.Permanent() {
+		kind = "permanent"
+	}
+	if activity.IsActivity(ctx) {
+		activity.GetMetricsHandler(ctx).WithTags(map[string]string{"step": string(step), "kind": kind}).
+			Counter(MetricStepErrors).Inc(1)
+	}
+	if r, ok := a.Store.(FailureRecorder); ok && ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_ = r.RecordStepFailure(rctx, id, step, err) // Best effort: the database may be what fails.
+	}
 }
 
 // RowOf reads the ledger's row back from a business error that step produced; ok is false when the

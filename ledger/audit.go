@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -173,6 +174,21 @@ var auditQueries = []auditQuery{
 // checks invariant 6: every transfer that is not final has a running workflow. The error is for
 // failures to check, never for violations, which are in the report.
 func (s *Store) Audit(ctx context.Context, wf WorkflowChecker) (AuditReport, error) {
+	return s.AuditWith(ctx, wf, AuditOptions{})
+}
+
+// AuditOptions tunes Audit.
+type AuditOptions struct {
+	// StuckAfter is how long a saga step may keep failing, with no progress of its transfer, before
+	// the audit reports it; zero means DefaultStuckAfter.
+	StuckAfter time.Duration
+}
+
+// AuditWith is Audit with options.
+func (s *Store) AuditWith(ctx context.Context, wf WorkflowChecker, opts AuditOptions) (AuditReport, error) {
+	if opts.StuckAfter <= 0 {
+		opts.StuckAfter = DefaultStuckAfter
+	}
 	db := s.db.WithContext(ctx)
 	var counts struct{ Accounts, Transfers, Entries, InFlight int64 }
 	if err := db.Raw(`SELECT (SELECT count(*) FROM accounts) AS accounts, (SELECT count(*) FROM transfers) AS transfers,
@@ -192,6 +208,11 @@ func (s *Store) Audit(ctx context.Context, wf WorkflowChecker) (AuditReport, err
 			r.Violations = append(r.Violations, Violation{Invariant: q.invariant, Name: q.name, Subject: row.Subject, Detail: row.Detail})
 		}
 	}
+	stuck, err := s.auditStuckSteps(ctx, opts.StuckAfter)
+	if err != nil {
+		return AuditReport{}, err
+	}
+	r.Violations = append(r.Violations, stuck...)
 	if wf == nil {
 		return r, nil
 	}

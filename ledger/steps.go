@@ -60,7 +60,7 @@ func (s *Store) Step(ctx context.Context, id uuid.UUID, step transfer.Step, o tr
 	var r []stepAnswer
 	err := s.db.WithContext(ctx).Raw("SELECT code, message, status, failure_code, failure_message FROM "+call, args...).Scan(&r).Error
 	if err != nil {
-		return transfer.Outcome{}, fmt.Errorf("ledger: %s %s: %w", step, id, s.translate(err))
+		return transfer.Outcome{}, stepError(step, fmt.Errorf("%s: %w", id, err))
 	}
 	if len(r) != 1 {
 		return transfer.Outcome{}, fmt.Errorf("ledger: %s %s: the step function returned %d rows", step, id, len(r))

@@ -184,6 +184,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := c.flagSet("audit", stderr, func(fs *flag.FlagSet) {
 		c.temporalFlags(fs)
 		fs.BoolVar(&c.JSON, "json", false, "print the report as JSON")
+		fs.DurationVar(&c.StuckAfter, "stuck-after", envDuration("AUDIT_STUCK_AFTER", ledger.DefaultStuckAfter), "report transfers whose saga step has kept failing this long with no progress (TRANSFERD_AUDIT_STUCK_AFTER)")
 		fs.BoolVar(&c.NoTemporal, "no-temporal", envBool("AUDIT_NO_TEMPORAL", false), "skip invariants 6 and 8, which ask Temporal whether in-flight transfers have running workflows and whether closed workflows' results equal their rows")
 	})
 	if err := fs.Parse(args); err != nil {
@@ -208,7 +209,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			checker = service.New(store, tc, c.TaskQueue, nil).WithOptions(service.Options{Namespace: c.TemporalNamespace})
 		}
 	}
-	report, err := store.Audit(ctx, checker)
+	report, err := store.AuditWith(ctx, checker, ledger.AuditOptions{StuckAfter: c.StuckAfter})
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ type config struct {
 	MaxConcurrentActivities int
 	WorkflowTaskPollers     int
 	ReconcileEvery          time.Duration
+	StuckAfter              time.Duration
 	StopTimeout             time.Duration
 	SkipSearchAttributes    bool
 	// Server.
