@@ -22,6 +22,11 @@ func (s *Store) PendingTransfers(ctx context.Context, updatedBefore time.Time, a
 	if err != nil {
 		return nil, fmt.Errorf("ledger: pending transfers: %w", err)
 	}
+	return domainTransfers(rows)
+}
+
+// domainTransfers converts rows to transfers.
+func domainTransfers(rows []transferRow) ([]transfer.Transfer, error) {
 	out := make([]transfer.Transfer, 0, len(rows))
 	for _, r := range rows {
 		t, err := r.domain()
@@ -31,6 +36,19 @@ func (s *Store) PendingTransfers(ctx context.Context, updatedBefore time.Time, a
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// InFlightTransfersAfter returns up to limit transfers that are not final, in (created_at, id)
+// order after the key (none for a zero key), through the partial index of transfers in flight.
+func (s *Store) InFlightTransfersAfter(ctx context.Context, after transfer.Key, limit int) ([]transfer.Transfer, error) {
+	var rows []transferRow
+	err := s.db.WithContext(ctx).Raw(`SELECT * FROM transfers
+		WHERE status IN ('pending', 'reserved', 'debited') AND (created_at, id) > (?, ?)
+		ORDER BY created_at, id LIMIT ?`, after.CreatedAt, after.ID, limit).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("ledger: in-flight transfers: %w", err)
+	}
+	return domainTransfers(rows)
 }
 
 // TransferStatuses returns the status, failure code and message of those of the transfers that

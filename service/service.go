@@ -39,6 +39,9 @@ type Store interface {
 	// (created_at, id) order after the one given (none for the first page): the transfers whose
 	// workflow may never have started.
 	PendingTransfers(ctx context.Context, updatedBefore time.Time, after transfer.Key, limit int) ([]transfer.Transfer, error)
+	// InFlightTransfersAfter returns up to limit transfers that are not final, in (created_at, id)
+	// order after the key (none for a zero key).
+	InFlightTransfersAfter(ctx context.Context, after transfer.Key, limit int) ([]transfer.Transfer, error)
 	// TransferStatuses returns the statuses of those of the transfers that exist.
 	TransferStatuses(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]transfer.Outcome, error)
 }
@@ -378,6 +381,39 @@ func (s *Service) Reconcile(ctx context.Context, idle time.Duration) (ReconcileR
 		return r, fmt.Errorf("service: reconcile: closed workflows: %w", err)
 	}
 	s.closedSince = sweepStart
+	return r, first
+}
+
+// RepairAll repairs every transfer that is not final and has no running workflow, asking Temporal
+// about each one: the full sweep an operator runs for rows stranded longer than visibility keeps
+// closed workflows. It goes on past failures, as Reconcile does.
+func (s *Service) RepairAll(ctx context.Context) (ReconcileReport, error) {
+	var r ReconcileReport
+	var first error
+	after := transfer.Key{}
+	for ctx.Err() == nil {
+		ts, err := s.store.InFlightTransfersAfter(ctx, after, reconcileBatch)
+		if err != nil {
+			return r, fmt.Errorf("service: repair all: %w", err)
+		}
+		for _, t := range ts {
+			after = transfer.Key{CreatedAt: t.CreatedAt, ID: t.ID}
+			r.Looked++
+			repaired, err := s.Repair(ctx, t.ID)
+			switch {
+			case err != nil:
+				r.Failed++
+				if first == nil {
+					first = err
+				}
+			case repaired:
+				r.Repaired++
+			}
+		}
+		if len(ts) < reconcileBatch {
+			break
+		}
+	}
 	return r, first
 }
 

@@ -3,6 +3,7 @@
 //	transferd migrate   apply the ledger's schema migrations
 //	transferd worker    run the Temporal worker that executes transfers
 //	transferd audit     check the ledger's invariants; exit 1 on any violation
+//	transferd repair    give transfers that are not final a running workflow
 //	transferd server    serve the HTTP API
 //	transferd dev       run everything in one process: Temporal with its Web UI, worker and API
 //	transferd temporal  run only the Temporal dev server and Web UI, for separate server and workers
@@ -46,6 +47,7 @@ commands:
   migrate   apply the ledger's schema migrations to the database
   worker    run the Temporal worker that executes transfers
   audit     check the ledger's invariants; exit 1 on any violation
+  repair    give transfers that are not final a running workflow (all, or the ids given)
   server    serve the HTTP API (default :8080)
   dev       run everything in one process: Temporal dev server and Web UI, worker, API
   temporal  run only the Temporal dev server and Web UI (SQLite in --data-dir)
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runWorker(ctx, rest, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, rest, stdout, stderr)
+	case "repair":
+		return runRepair(ctx, rest, stdout, stderr)
 	case "server":
 		return runServer(ctx, rest, stdout, stderr)
 	case "dev":
