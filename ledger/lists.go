@@ -13,11 +13,14 @@ import (
 // AccountFilter narrows a list of accounts.
 type AccountFilter = transfer.AccountFilter
 
-// ListAccounts returns one page of accounts, newest first. A bad cursor is CodeInvalidCursor and a
-// bad limit CodeInvalidInput.
+// ListAccounts returns one page of accounts, most recently recorded first (see keyset). A bad
+// cursor is CodeInvalidCursor and a bad limit CodeInvalidInput.
 func (s *Store) ListAccounts(ctx context.Context, f AccountFilter, p transfer.Page) (transfer.List[transfer.Account], error) {
 	limit, err := pageLimit(p)
 	if err != nil {
+		return transfer.List[transfer.Account]{}, err
+	}
+	if p, err = s.start(ctx, p); err != nil {
 		return transfer.List[transfer.Account]{}, err
 	}
 	var where []string
@@ -45,16 +48,19 @@ func (s *Store) ListAccounts(ctx context.Context, f AccountFilter, p transfer.Pa
 	if err != nil {
 		return transfer.List[transfer.Account]{}, err
 	}
-	q := "SELECT a.* FROM accounts a"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY a.created_at DESC, a.id DESC LIMIT ?"
-	var rows []accountRow
+	q := "SELECT a.* FROM accounts a WHERE " + strings.Join(where, " AND ") + keysetOrder("a.") + " LIMIT ?"
+	var rows []listedAccount
 	if err := s.db.WithContext(ctx).Raw(q, append(args, limit+1)...).Scan(&rows).Error; err != nil {
 		return transfer.List[transfer.Account]{}, fmt.Errorf("ledger: list accounts: %w", err)
 	}
-	return page(rows, limit, accountRow.domain, func(r accountRow) cursor { return cursor{T: r.CreatedAt.UnixMicro(), ID: r.ID} })
+	return page(rows, limit, func(r listedAccount) (transfer.Account, error) { return r.Row.domain() },
+		func(r listedAccount) cursor { return rowCursor(r.Txid, r.Row.CreatedAt, r.Row.ID) })
+}
+
+// listedAccount is an account row with the transaction that recorded it, which orders the list.
+type listedAccount struct {
+	Row  accountRow `gorm:"embedded"`
+	Txid uint64
 }
 
 // ListEntries returns one page of an account's journal, newest first. Entries are ordered by their
@@ -82,6 +88,7 @@ func (s *Store) ListEntries(ctx context.Context, accountID uuid.UUID, p transfer
 // entries_account_seq_key index from the cursor's seq, so a page reads limit+1 entries however long
 // the account's journal is.
 func entriesQuery(accountID uuid.UUID, p transfer.Page, limit int) (string, []any, error) {
+	// Entries need no watermark: seq is numbered under the account's row lock, so entries commit in seq order.
 	q := "SELECT * FROM entries WHERE account_id = ?"
 	args := []any{accountID}
 	if p.Cursor != "" {

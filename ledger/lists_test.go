@@ -2,12 +2,16 @@ package ledger_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
+	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/transferd/transferd/internal/pgtest"
 	"github.com/transferd/transferd/ledger"
 	"github.com/transferd/transferd/transfer"
 )
@@ -179,6 +183,172 @@ func TestListsStableUnderInserts(t *testing.T) {
 	}
 }
 
+// lateKind is a list whose items a test can also insert by hand, in a transaction of its own.
+type lateKind struct {
+	name string
+	// setup prepares a list on s and returns it, a function that adds one item and returns its id,
+	// and a function that inserts one item in tx and returns its id.
+	setup func(t testing.TB, s *ledger.Store) (lister, func() uuid.UUID, func(tx *sql.Tx) uuid.UUID)
+}
+
+func lateKinds() []lateKind {
+	// transfersBetween lists the transfers the filter picks, all from a to b.
+	transfersBetween := func(filter func(a, b transfer.Account) ledger.TransferFilter) func(t testing.TB, s *ledger.Store) (lister, func() uuid.UUID, func(tx *sql.Tx) uuid.UUID) {
+		return func(t testing.TB, s *ledger.Store) (lister, func() uuid.UUID, func(tx *sql.Tx) uuid.UUID) {
+			a := newAccount(t, s, "USD")
+			b := newAccount(t, s, "USD")
+			return transfersOf(s, filter(a, b)),
+				func() uuid.UUID { return createTransfer(t, s, transfer.KindTransfer, a.ID, b.ID, 10, "USD") },
+				func(tx *sql.Tx) uuid.UUID {
+					id := uuid.New()
+					if _, err := tx.Exec(`INSERT INTO transfers (id, kind, from_account_id, to_account_id, amount, currency, request_hash)
+						VALUES ($1, 'transfer', $2, $3, 10, 'USD', '\x00')`, id, a.ID, b.ID); err != nil {
+						t.Fatalf("insert a transfer: %v", err)
+					}
+					return id
+				}
+		}
+	}
+	return []lateKind{
+		{name: "transfers", setup: transfersBetween(func(a, b transfer.Account) ledger.TransferFilter { return ledger.TransferFilter{} })},
+		{name: "an account's transfers", setup: transfersBetween(func(a, b transfer.Account) ledger.TransferFilter {
+			return ledger.TransferFilter{AccountID: a.ID}
+		})},
+		{name: "a user's transfers", setup: transfersBetween(func(a, b transfer.Account) ledger.TransferFilter {
+			return ledger.TransferFilter{VisibleTo: a.OwnerID}
+		})},
+		{name: "accounts", setup: func(t testing.TB, s *ledger.Store) (lister, func() uuid.UUID, func(tx *sql.Tx) uuid.UUID) {
+			owner := newUser(t, s)
+			return accountsOf(s, ledger.AccountFilter{}),
+				func() uuid.UUID { return newOwnedAccount(t, s, owner.ID, "USD").ID },
+				func(tx *sql.Tx) uuid.UUID {
+					id := uuid.New()
+					if _, err := tx.Exec(`INSERT INTO accounts (id, owner_id, kind, currency) VALUES ($1, $2, 'user', 'USD')`, id, owner.ID); err != nil {
+						t.Fatalf("insert an account: %v", err)
+					}
+					return id
+				}
+		}},
+	}
+}
+
+// TestListsNeverSkipALateCommit holds an insert open while a walk reads its pages and newer items
+// commit around it. The held item's created_at is its transaction's start, older than the items
+// committed after it, so a list ordered by created_at has already walked past its place when it
+// commits. Whatever a walk shows, it must show without a gap: read against a fresh walk after every
+// transaction has ended, the first walk is exactly the fresh walk from the first walk's first item
+// on, and the fresh walk shows every item once.
+func TestListsNeverSkipALateCommit(t *testing.T) {
+	ctx := context.Background()
+	for _, kind := range lateKinds() {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel() // Each list has a database of its own.
+			s, db := newStoreDB(t)
+			l, add, insert := kind.setup(t, s)
+			var created []uuid.UUID
+			for range 7 {
+				created = append(created, add())
+			}
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatalf("begin: %v", err)
+			}
+			defer func() { _ = tx.Rollback() }()
+			held := insert(tx)
+			created = append(created, held)
+			for range 3 {
+				created = append(created, add())
+			}
+
+			var got []uuid.UUID
+			read := func(cursor string) string {
+				t.Helper()
+				ids, next, err := l(transfer.Page{Limit: 3, Cursor: cursor})
+				if err != nil {
+					t.Fatalf("page %d: %v", len(got)/3+1, err)
+				}
+				got = append(got, ids...)
+				return next
+			}
+			next := read("")
+			created = append(created, add(), add())
+			next = read(next)
+			if err := tx.Commit(); err != nil {
+				t.Fatalf("commit the held insert: %v", err)
+			}
+			for next != "" {
+				next = read(next)
+			}
+
+			all, _ := walk(t, l, 100, nil)
+			if !sameSet(all, created) {
+				t.Fatalf("fresh walk: got %v, want each of %v once", all, created)
+			}
+			if !slices.Contains(all, held) {
+				t.Errorf("fresh walk: the held item %v is missing", held)
+			}
+			if len(got) == 0 {
+				t.Fatalf("walk around the held insert: got no items, want at least the %d committed before it", 7)
+			}
+			from := slices.Index(all, got[0])
+			if from < 0 || !slices.Equal(got, all[from:]) {
+				t.Errorf("walk around the held insert (held %v):\ngot  %v\nwant %v, the fresh walk from its first item on", held, got, all[max(from, 0):])
+			}
+			mustAudit(t, s)
+		})
+	}
+}
+
+// TestListsIgnoreOtherDatabasesWriters holds a writing transaction open in another database of the
+// same server. Transaction ids are cluster-wide, so a watermark taken from the whole server would
+// leave everything recorded here after that transaction out of every list for as long as it runs.
+func TestListsIgnoreOtherDatabasesWriters(t *testing.T) {
+	ctx := context.Background()
+	other, err := sql.Open("pgx", pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatalf("open the other database: %v", err)
+	}
+	t.Cleanup(func() { other.Close() })
+	tx, err := other.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatalf("begin in the other database: %v", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var xid string
+	if err := tx.QueryRow("SELECT pg_current_xact_id()::text").Scan(&xid); err != nil {
+		t.Fatalf("take a transaction id in the other database: %v", err)
+	}
+	for _, kind := range listKinds() {
+		t.Run(kind.name, func(t *testing.T) {
+			s := newStore(t)
+			l, add := kind.setup(t, s)
+			var created []uuid.UUID
+			for range 4 {
+				created = append(created, add())
+			}
+			got, _ := walk(t, l, 3, nil)
+			if want := newestFirst(created); !slices.Equal(got, want) {
+				t.Errorf("while transaction %s runs in another database: got %v, want %v", xid, got, want)
+			}
+		})
+	}
+}
+
+// sameSet reports whether got holds each id of want exactly once and nothing else.
+func sameSet(got, want []uuid.UUID) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	seen := map[uuid.UUID]bool{}
+	for _, id := range got {
+		if seen[id] || !slices.Contains(want, id) {
+			return false
+		}
+		seen[id] = true
+	}
+	return true
+}
+
 func TestListsDefaultLimit(t *testing.T) {
 	for _, kind := range listKinds() {
 		t.Run(kind.name, func(t *testing.T) {
@@ -219,6 +389,8 @@ func TestListsRejectBadPages(t *testing.T) {
 		t.Fatalf("transfers page: got cursor %q, err %v; want a cursor", transferPage.NextCursor, err)
 	}
 	encoded := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	// oldShape is a cursor as lists ordered by (created_at, id) issued it, before migration 0005.
+	oldShape := encoded(fmt.Sprintf(`{"t":%d,"i":%q}`, time.Now().UnixMicro(), uuid.New()))
 	lists := map[string]lister{
 		"entries":   entriesOf(s, a.ID),
 		"transfers": transfersOf(s, ledger.TransferFilter{}),
@@ -240,6 +412,12 @@ func TestListsRejectBadPages(t *testing.T) {
 			want: transfer.CodeInvalidCursor},
 		{name: "a keyset cursor", lists: []string{"entries"}, page: transfer.Page{Cursor: transferPage.NextCursor},
 			want: transfer.CodeInvalidCursor},
+		{name: "a cursor of the old shape", page: transfer.Page{Cursor: oldShape}, want: transfer.CodeInvalidCursor},
+		{name: "a cursor with no id", page: transfer.Page{Cursor: encoded(`{"x":5,"t":1}`)}, want: transfer.CodeInvalidCursor},
+		{name: "a negative txid", page: transfer.Page{Cursor: encoded(fmt.Sprintf(`{"x":-1,"t":1,"i":%q}`, uuid.New()))},
+			want: transfer.CodeInvalidCursor},
+		{name: "a keyset cursor with a seq", lists: []string{"transfers", "accounts"},
+			page: transfer.Page{Cursor: encoded(fmt.Sprintf(`{"x":5,"t":1,"i":%q,"s":1}`, uuid.New()))}, want: transfer.CodeInvalidCursor},
 		{name: "limit above the maximum", page: transfer.Page{Limit: transfer.MaxPageLimit + 1}, want: transfer.CodeInvalidInput},
 		{name: "negative limit", page: transfer.Page{Limit: -1}, want: transfer.CodeInvalidInput},
 		{name: "negative limit with a cursor", page: transfer.Page{Limit: -1, Cursor: transferPage.NextCursor}, want: transfer.CodeInvalidInput},

@@ -123,28 +123,38 @@ func (s *Store) Transfer(ctx context.Context, id uuid.UUID) (transfer.Transfer, 
 // TransferFilter narrows a list of transfers.
 type TransferFilter = transfer.TransferFilter
 
-// ListTransfers returns one page of transfers, newest first. A bad cursor is CodeInvalidCursor and a
-// bad limit CodeInvalidInput.
+// ListTransfers returns one page of transfers, most recently recorded first (see keyset). A bad
+// cursor is CodeInvalidCursor and a bad limit CodeInvalidInput.
 func (s *Store) ListTransfers(ctx context.Context, f TransferFilter, p transfer.Page) (transfer.List[transfer.Transfer], error) {
 	limit, err := pageLimit(p)
 	if err != nil {
+		return transfer.List[transfer.Transfer]{}, err
+	}
+	if p, err = s.start(ctx, p); err != nil {
 		return transfer.List[transfer.Transfer]{}, err
 	}
 	q, args, err := transfersQuery(f, p, limit)
 	if err != nil {
 		return transfer.List[transfer.Transfer]{}, err
 	}
-	var rows []transferRow
+	var rows []listedTransfer
 	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
 		return transfer.List[transfer.Transfer]{}, fmt.Errorf("ledger: list transfers: %w", err)
 	}
-	return page(rows, limit, transferRow.domain, func(r transferRow) cursor { return cursor{T: r.CreatedAt.UnixMicro(), ID: r.ID} })
+	return page(rows, limit, func(r listedTransfer) (transfer.Transfer, error) { return r.Row.domain() },
+		func(r listedTransfer) cursor { return rowCursor(r.Txid, r.Row.CreatedAt, r.Row.ID) })
+}
+
+// listedTransfer is a transfer row with the transaction that recorded it, which orders the list.
+type listedTransfer struct {
+	Row  transferRow `gorm:"embedded"`
+	Txid uint64
 }
 
 // transfersQuery builds ListTransfers' statement and its arguments. Every part of it reads one
-// index in its order, (created_at, id) descending, and stops after a page: the whole table through
-// transfers_page_idx, or one account's side through transfers_from_page_idx or
-// transfers_to_page_idx. A page then reads about limit rows per part however long the journal
+// index in its order, (txid, created_at, id) descending, and stops after a page: the whole table
+// through transfers_list_idx, or one account's side through transfers_from_list_idx or
+// transfers_to_list_idx. A page then reads about limit rows per part however long the journal
 // grows. The plain "from = $1 OR to = $1", or "any account of this owner", would read every matching
 // transfer and sort them, on every page.
 //
@@ -167,7 +177,7 @@ func transfersQuery(f TransferFilter, p transfer.Page, limit int) (string, []any
 	if err != nil {
 		return "", nil, err
 	}
-	const order = " ORDER BY t.created_at DESC, t.id DESC LIMIT ?"
+	order := keysetOrder("t.") + " LIMIT ?"
 	// part is one index-ordered read of at most limit+1 transfers that meet cond and the filters.
 	part := func(cond string, args ...any) (string, []any) {
 		where := append([]string{cond}, common...)

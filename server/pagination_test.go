@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -206,6 +207,9 @@ func TestPagination(t *testing.T) {
 			{"cursor=" + enc("null"), "invalid_cursor", ""},
 			{"cursor=" + enc("{}"), "invalid_cursor", ""},
 			{"cursor=" + enc(`{"t":"x"}`), "invalid_cursor", ""},
+			// A cursor of the shape lists issued when they were ordered by (created_at, id): refused, not
+			// taken for the first page.
+			{"cursor=" + enc(fmt.Sprintf(`{"t":%d,"i":%q}`, time.Now().UnixMicro(), uuid.NewString())), "invalid_cursor", ""},
 		}
 		for _, path := range []string{"/v1/transfers", "/v1/accounts/" + to + "/entries", "/v1/accounts"} {
 			for _, tt := range tests {
