@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
 	"regexp"
 	"runtime/debug"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/transferd/transferd/transfer"
 )
 
 const ctxLogger = "transferd.logger"
@@ -82,6 +85,53 @@ func (s *Server) recoverPanic(c *gin.Context) {
 		}
 	}()
 	c.Next()
+}
+
+// checkQuery answers 400 when the query string does not parse, on every route, before its handler.
+// Gin's c.Query ignores url.ParseQuery's error and drops the pair it could not decode, so without
+// this check a bad cursor would restart a list at its first page and a bad filter would list
+// everything. A bad cursor is invalid_cursor; any other bad pair is invalid_request.
+func (s *Server) checkQuery(c *gin.Context) {
+	name, bad := badQueryPair(c.Request.URL.RawQuery)
+	switch {
+	case !bad:
+		c.Next()
+	case name == "cursor":
+		abortWithProblem(c, transfer.CodeInvalidCursor, "the cursor is not valid percent-encoding; send the next_cursor of the previous page as it came",
+			FieldError{Field: name, Message: "is not valid percent-encoding"})
+	default:
+		abortWithProblem(c, codeInvalidRequest, "the query string is not valid percent-encoding",
+			FieldError{Field: name, Message: "is not valid percent-encoding"})
+	}
+}
+
+// maxQueryNameEcho bounds a bad pair's name that checkQuery repeats in its answer.
+const maxQueryNameEcho = 64
+
+// badQueryPair reports whether the raw query string is one that url.ParseQuery refuses, and names
+// the first pair it refuses: by its decoded name, or "query" when the name itself does not decode
+// (or is empty, or too long to repeat), or the pair has a semicolon, which Go no longer takes as a
+// separator.
+func badQueryPair(raw string) (name string, bad bool) {
+	if _, err := url.ParseQuery(raw); err == nil {
+		return "", false
+	}
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if strings.Contains(pair, ";") {
+			return "query", true
+		}
+		key, value, _ := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(key)
+		if err != nil || name == "" || len(name) > maxQueryNameEcho {
+			return "query", true
+		}
+		if _, err := url.QueryUnescape(value); err != nil {
+			return name, true
+		}
+	}
+	return "query", true
 }
 
 // httpMetrics are the API's Prometheus series.

@@ -1,11 +1,19 @@
 package server
 
 import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.temporal.io/api/serviceerror"
 
 	"github.com/transferd/transferd/transfer"
 )
@@ -23,8 +31,14 @@ const (
 	codePayloadTooLarge      transfer.Code = "payload_too_large"
 	codeUnsupportedMediaType transfer.Code = "unsupported_media_type"
 	codeTooManyRequests      transfer.Code = "too_many_requests"
-	codeUnavailable          transfer.Code = "unavailable"
+	// codeUnavailable is a dependency outage: PostgreSQL or Temporal did not answer. The request may
+	// be sent again, after Retry-After.
+	codeUnavailable transfer.Code = "unavailable"
 )
+
+// outageRetryAfter is the Retry-After of a 503 unavailable: long enough not to hammer a dependency
+// that is coming back, short next to the restart of PostgreSQL or Temporal it usually waits for.
+const outageRetryAfter = 5 * time.Second
 
 // problemTypeBase prefixes each code to make the problem's type URI.
 const problemTypeBase = "https://transferd.dev/problems/"
@@ -109,8 +123,8 @@ func (f fieldErrors) err() error {
 }
 
 // abortWithError answers err as a problem and stops the handler chain. Business errors keep their
-// code and message; anything else is logged and answered as a bare 500, so no SQL, stack or host
-// name ever reaches a client.
+// code and message; a dependency outage is a 503 with Retry-After; anything else is a bug, answered
+// as a bare 500. Both are logged, and no SQL, stack or host name ever reaches a client.
 func abortWithError(c *gin.Context, err error) {
 	var fe fieldErrors
 	if errors.As(err, &fe) {
@@ -124,8 +138,50 @@ func abortWithError(c *gin.Context, err error) {
 			return
 		}
 	}
+	if dependencyDown(err) {
+		loggerFrom(c).WarnContext(c.Request.Context(), "dependency unavailable", "err", err.Error())
+		c.Header("Retry-After", strconv.Itoa(int(outageRetryAfter.Seconds())))
+		abortWithProblem(c, codeUnavailable, "a service this API depends on did not answer; send the request again later "+
+			"(a transfer with the same id or Idempotency-Key, so that it is made at most once)")
+		return
+	}
 	loggerFrom(c).ErrorContext(c.Request.Context(), "request failed", "err", err.Error())
 	abortWithProblem(c, transfer.CodeInternal, "an internal error occurred; it has been logged with this request's id")
+}
+
+// dependencyDown reports whether err says that PostgreSQL or Temporal did not answer, or answered
+// that it cannot serve now, rather than that the API has a bug. The ledger and the service wrap the
+// errors of their drivers with %w, so the drivers' own types are still in the chain:
+//   - a network failure of any kind (refused, reset, unreachable, a timeout): a net.Error, as pgx's
+//     connection errors wrap it;
+//   - a deadline that ran out: the request's context has none, so it is a dependency's own timeout,
+//     such as pgx's connect timeout or a Temporal call's;
+//   - database/sql's dead connections;
+//   - PostgreSQL's SQLSTATE classes 08 (connection exception) and 53 (insufficient resources, such
+//     as too many connections), a server shutting down or starting (57P01-57P03) and a statement
+//     timeout (57014); read through the SQLState method, so that the driver's types stay in ledger;
+//   - Temporal's unavailable, deadline exceeded, resource exhausted (rate limits) and namespace
+//     unavailable.
+func dependencyDown(err error) bool {
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
+		return true
+	}
+	var pg interface{ SQLState() string }
+	if errors.As(err, &pg) {
+		state := pg.SQLState()
+		return strings.HasPrefix(state, "08") || strings.HasPrefix(state, "53") ||
+			state == "57P01" || state == "57P02" || state == "57P03" || state == "57014"
+	}
+	var (
+		unavailable          *serviceerror.Unavailable
+		deadline             *serviceerror.DeadlineExceeded
+		exhausted            *serviceerror.ResourceExhausted
+		namespaceUnavailable *serviceerror.NamespaceUnavailable
+	)
+	return errors.As(err, &unavailable) || errors.As(err, &deadline) || errors.As(err, &exhausted) ||
+		errors.As(err, &namespaceUnavailable)
 }
 
 // abortWithProblem answers a problem with the code's status and stops the handler chain.

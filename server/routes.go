@@ -13,7 +13,7 @@ func (s *Server) routes() *gin.Engine {
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	r.Use(s.requestID, s.accessLog, s.recoverPanic)
+	r.Use(s.requestID, s.accessLog, s.recoverPanic, s.checkQuery)
 	r.NoRoute(func(c *gin.Context) {
 		abortWithProblem(c, codeRouteNotFound, "no route "+c.Request.Method+" "+c.Request.URL.Path)
 	})
