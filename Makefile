@@ -36,6 +36,7 @@ bench: build
 CHAOS_RUNS   ?= 1
 CHAOS_REPORT ?= chaos-report.md
 chaos:
+	$(GO) test -count=1 -timeout 60m -run '^TestSagaProperty$$' ./workflows/ -args -saga.seeds=3000 -saga.first=$$(date +%s)
 	$(GO) test -count=$(CHAOS_RUNS) -timeout 90m -v -run '^TestChaos$$' ./chaos/ -args -chaos.full -chaos.report=$(abspath $(CHAOS_REPORT))
 
 # test-short skips the end-to-end tests that start a Temporal server.
