@@ -56,6 +56,12 @@ func newProc(t *testing.T, dir, name string, env []string, args ...string) *proc
 func (p *proc) launch(ctx context.Context) {
 	p.t.Helper()
 	p.start()
+	p.waitReady(ctx)
+}
+
+// waitReady waits, for at most restartTimeout, until the started process is ready.
+func (p *proc) waitReady(ctx context.Context) {
+	p.t.Helper()
 	if p.ready == nil {
 		return
 	}

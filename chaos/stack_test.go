@@ -53,6 +53,13 @@ type stack struct {
 	api          *proc
 	apiURL       string
 	workers      []*proc
+
+	// world is what the load runs on, and admin the API client of the admin's own requests (the
+	// freezes), once the setup has run.
+	world *world
+	admin *api
+	// evidence is what the faults hit.
+	evidence evidence
 }
 
 // startStack starts everything and returns once the API is ready. With a cluster, the database is
@@ -108,6 +115,10 @@ func startStack(t *testing.T, workers int, pg *cluster) *stack {
 		// The reconciler starts the workflows of transfers the API recorded but died before starting.
 		w := newProc(t, s.dir, "worker-"+strconv.Itoa(i+1), append(common, "TRANSFERD_DATABASE_URL="+viaProxy(dsn, s.pgWorkers),
 			"TRANSFERD_RECONCILE_EVERY=5s"), "worker", "--metrics-addr", "")
+		// A worker is ready once it polls its task queue, which it does only once it has reached
+		// PostgreSQL: the next fault then finds it working (a stall that begins while the workers
+		// are still connecting would hold up no step).
+		w.ready = func(ctx context.Context) error { return w.waitLog(ctx, `"msg":"worker started"`) }
 		w.launch(ctx)
 		s.workers = append(s.workers, w)
 	}
@@ -185,13 +196,18 @@ type cluster struct {
 }
 
 // ownCluster creates and starts a cluster with Debian's pg_createcluster, as root may (CI does), and
-// drops it when the test ends. It returns nil, and the suite then restarts no PostgreSQL, when the
-// suite is not root, the tools are missing, or they fail (it logs why).
-func ownCluster(t *testing.T) *cluster {
+// drops it when the test ends. It returns nil and why, and the suite then restarts no PostgreSQL,
+// when the suite is not root, the tools are missing, or they fail.
+func ownCluster(t *testing.T) (*cluster, string) {
 	t.Helper()
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
-	if _, err := exec.LookPath("pg_createcluster"); err != nil || os.Geteuid() != 0 || len(bins) == 0 {
-		return nil
+	switch _, err := exec.LookPath("pg_createcluster"); {
+	case err != nil:
+		return nil, "pg_createcluster is not installed (Debian's postgresql-common)"
+	case os.Geteuid() != 0:
+		return nil, "the suite is not running as root"
+	case len(bins) == 0:
+		return nil, "no /usr/lib/postgresql/*/bin/postgres"
 	}
 	slices.Sort(bins)
 	version := filepath.Base(filepath.Dir(filepath.Dir(bins[len(bins)-1])))
@@ -205,8 +221,7 @@ func ownCluster(t *testing.T) *cluster {
 	// The API and every worker hold a pool of 20, and killed processes' connections linger a moment.
 	if out, err := exec.Command("pg_createcluster", version, c.name, "-p", port, "-o", "max_connections=300",
 		"--", "--auth=trust").CombinedOutput(); err != nil {
-		t.Logf("pg_createcluster: %v\n%s", err, out)
-		return nil
+		return nil, fmt.Sprintf("pg_createcluster: %v\n%s", err, out)
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("pg_dropcluster", "--stop", version, c.name).CombinedOutput(); err != nil {
@@ -214,10 +229,9 @@ func ownCluster(t *testing.T) *cluster {
 		}
 	})
 	if err := c.ctl("start"); err != nil {
-		t.Log(err)
-		return nil
+		return nil, err.Error()
 	}
-	return c
+	return c, ""
 }
 
 // clusterPrefix starts the name of every cluster the suite creates, which goes on with the pid of

@@ -145,3 +145,13 @@ func (w *world) pick(r *rand.Rand) transferRequest {
 	return transferRequest{ID: uuid.NewString(), FromAccountID: from.ID, ToAccountID: to.ID,
 		Amount: 1 + r.Int64N(4000), Currency: from.Currency, token: from.token}
 }
+
+// account returns the user account with the id, if the world has one.
+func (w *world) account(id string) (account, bool) {
+	for _, a := range append(append([]account(nil), w.usd...), w.eur...) {
+		if a.ID == id {
+			return a, true
+		}
+	}
+	return account{}, false
+}
