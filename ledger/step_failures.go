@@ -74,6 +74,18 @@ func (s *Store) RecordStepFailure(ctx context.Context, id uuid.UUID, step transf
 	return nil
 }
 
+// PruneStepFailures deletes the records of failed steps whose transfer has moved on since their last
+// failure (or ended): they report nothing any more. The reconciler calls it each sweep, so the table
+// stays the size of what is failing now.
+func (s *Store) PruneStepFailures(ctx context.Context) error {
+	err := s.db.WithContext(ctx).Exec(`DELETE FROM step_failures f USING transfers t
+		WHERE t.id = f.transfer_id AND t.updated_at > f.last_failed_at`).Error
+	if err != nil {
+		return fmt.Errorf("ledger: prune step failures: %w", err)
+	}
+	return nil
+}
+
 // DefaultStuckAfter is how long a step may keep failing, with no progress of its transfer, before
 // Audit reports it.
 const DefaultStuckAfter = 10 * time.Minute

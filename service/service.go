@@ -42,6 +42,8 @@ type Store interface {
 	// InFlightTransfersAfter returns up to limit transfers that are not final, in (created_at, id)
 	// order after the key (none for a zero key).
 	InFlightTransfersAfter(ctx context.Context, after transfer.Key, limit int) ([]transfer.Transfer, error)
+	// PruneStepFailures deletes the records of failed steps whose transfer has moved on since.
+	PruneStepFailures(ctx context.Context) error
 	// TransferStatuses returns the statuses of those of the transfers that exist.
 	TransferStatuses(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]transfer.Outcome, error)
 }
@@ -55,9 +57,13 @@ type Service struct {
 	opts      Options
 
 	// sweep lets one reconcile sweep run at a time; closedSince is when the previous sweep began,
-	// from which the next lists the workflows that closed.
+	// from which the next lists the workflows that closed; retry holds the transfers a sweep could
+	// not repair, which the next one tries first; sweeps counts the sweeps, so that every
+	// fullSweepEvery-th lists every closed workflow, whenever it closed.
 	sweep       sync.Mutex
 	closedSince time.Time
+	retry       map[uuid.UUID]struct{}
+	sweeps      int
 }
 
 // Options tunes how the service starts workflows.
@@ -195,10 +201,15 @@ func (s *Service) Cancel(ctx context.Context, id uuid.UUID, reason string) (tran
 		return transfer.Transfer{}, notCancellable(t)
 	}
 	err = s.cancelUpdate(ctx, t, reason)
-	if isClosed(err) && t.Status == transfer.StatusPending {
-		// A pending transfer whose workflow closed is stranded: give it a new run, which honours the cancel.
+	if isClosed(err) {
+		// A transfer that is not final and whose workflow closed (an operator terminated it, maybe
+		// after it accepted this very cancel) is stranded: give it a new run, which honours the
+		// cancel unless the ledger says the transfer was debited.
 		if _, rerr := s.Repair(ctx, id); rerr != nil {
 			return transfer.Transfer{}, rerr
+		}
+		if t, err = s.store.Transfer(ctx, id); err != nil {
+			return transfer.Transfer{}, err
 		}
 		err = s.cancelUpdate(ctx, t, reason)
 	}
@@ -252,12 +263,14 @@ func (s *Service) cancelUpdate(ctx context.Context, t transfer.Transfer, reason 
 	return handle.Get(ctx, &res)
 }
 
-// isClosed reports whether err says the workflow has closed (or was never started after a closed
-// run, with the reject-duplicate policy).
+// isClosed reports whether err says the workflow has closed: it is gone, a start after its closed
+// run was rejected (the reject-duplicate policy), or it closed after it accepted the update.
 func isClosed(err error) bool {
 	var gone *serviceerror.NotFound
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	return errors.As(err, &gone) || errors.As(err, &started)
+	var app *temporal.ApplicationError
+	return errors.As(err, &gone) || errors.As(err, &started) ||
+		(errors.As(err, &app) && app.Type() == "AcceptedUpdateCompletedWorkflow")
 }
 
 func notCancellable(t transfer.Transfer) error {
@@ -286,12 +299,19 @@ func (s *Service) Repair(ctx context.Context, id uuid.UUID) (bool, error) {
 		return false, nil
 	}
 	opts, in := s.startOptions(t)
-	// The row is not final and no run is running: a new run may follow the closed one. A second
-	// repairer racing this one meets the running run (use-existing), or, if that run has already
-	// finished the transfer, starts one that finds the row final and ends at once with it.
-	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
+	// The row is not final and no run is running: a new run may follow a run that failed, was
+	// terminated, cancelled or timed out, never one that completed (a completed run of this code
+	// always left its row final). A second repairer racing this one meets the running run
+	// (use-existing), or, if that run has already completed, is refused.
+	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
 	opts.EnableEagerStart = false
 	run, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowName, in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		// The run that closed completed: the row is final by now (a completed run leaves it so),
+		// or it is for the audit (invariant 8) to report.
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("service: repair %s: start: %w", id, err)
 	}
@@ -312,8 +332,15 @@ type ReconcileReport struct {
 const reconcileBatch = 500
 
 // closedOverlap is how far back each sweep lists closed workflows from where the previous one
-// started, since visibility trails the workflows a little.
-const closedOverlap = time.Minute
+// started: visibility trails the workflows, by seconds on SQL visibility and more on a backlogged
+// Elasticsearch, and the server's clock is not the worker's. Looking again at a workflow costs a
+// row read, so the overlap is generous.
+const closedOverlap = 15 * time.Minute
+
+// fullSweepEvery is how often a sweep lists every closed workflow with a status that is not final,
+// not only those closed since the previous sweep: a close that visibility recorded later than the
+// overlap is found then.
+const fullSweepEvery = 20
 
 // Reconcile makes sure every accepted transfer that is not final has a running workflow, at a cost
 // that follows what changed, not what is in flight (held and scheduled transfers wait for days in
@@ -321,21 +348,29 @@ const closedOverlap = time.Minute
 //   - lost starts: pending transfers idle for at least idle, read in batches through all of them;
 //     a start that is lost leaves its transfer pending, and a running workflow moves it on at once;
 //   - closed workflows over rows that are not final: the transfer workflows that closed since the
-//     previous sweep with a TransferStatus that is not final, listed from Temporal's visibility.
+//     previous sweep (less closedOverlap; every fullSweepEvery-th sweep, whenever they closed) with
+//     a TransferStatus that is not final, listed from Temporal's visibility.
 //
 // Each is repaired (Repair). A transfer that cannot be looked at or repaired is logged and counted,
-// and the sweep goes on past it; the error is the first such failure, with the report of all.
+// the sweep goes on past it, and the next sweep tries it first; the error is the first such
+// failure, with the report of all. Each sweep also prunes the records of failed steps whose
+// transfer has moved on.
 func (s *Service) Reconcile(ctx context.Context, idle time.Duration) (ReconcileReport, error) {
 	s.sweep.Lock()
 	defer s.sweep.Unlock()
 	var r ReconcileReport
 	var first error
+	failed := map[uuid.UUID]struct{}{}
 	fix := func(id uuid.UUID) {
+		if _, done := failed[id]; done {
+			return
+		}
 		r.Looked++
 		repaired, err := s.Repair(ctx, id)
 		switch {
 		case err != nil:
 			r.Failed++
+			failed[id] = struct{}{}
 			if first == nil {
 				first = err
 			}
@@ -344,6 +379,10 @@ func (s *Service) Reconcile(ctx context.Context, idle time.Duration) (ReconcileR
 			r.Repaired++
 		}
 	}
+	for id := range s.retry {
+		fix(id)
+	}
+	s.retry = failed
 	sweepStart := time.Now()
 	idleBefore := sweepStart.Add(-idle)
 	after := transfer.Key{}
@@ -362,7 +401,8 @@ func (s *Service) Reconcile(ctx context.Context, idle time.Duration) (ReconcileR
 	}
 	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus != 'Running' AND %s IN ('%s', '%s', '%s')",
 		workflows.WorkflowName, workflows.AttrStatus.GetName(), transfer.StatusPending, transfer.StatusReserved, transfer.StatusDebited)
-	if !s.closedSince.IsZero() {
+	s.sweeps++
+	if !s.closedSince.IsZero() && s.sweeps%fullSweepEvery != 0 {
 		query += fmt.Sprintf(" AND CloseTime > '%s'", s.closedSince.Add(-closedOverlap).UTC().Format(time.RFC3339Nano))
 	}
 	err := s.listWorkflows(ctx, query, func(ids []uuid.UUID) error {
@@ -381,6 +421,9 @@ func (s *Service) Reconcile(ctx context.Context, idle time.Duration) (ReconcileR
 		return r, fmt.Errorf("service: reconcile: closed workflows: %w", err)
 	}
 	s.closedSince = sweepStart
+	if err := s.store.PruneStepFailures(ctx); err != nil {
+		s.log.WarnContext(ctx, "reconcile: could not prune the failures of steps that have since gone through", "err", err)
+	}
 	return r, first
 }
 

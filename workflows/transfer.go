@@ -207,11 +207,7 @@ type saga struct {
 	// cancelRequested is set by an accepted cancel update.
 	cancelRequested bool
 	cancelReason    string
-	// debitStarted is set when the saga asks for the debit with no cancel pending; after it, cancel
-	// updates are refused at once. It only ever refuses early what the ledger would refuse anyway;
-	// whether an accepted cancel wins is the ledger's to say.
-	debitStarted bool
-	finished     bool
+	finished        bool
 	// version is the saga's version (localStepsChange); local runs the steps as local activities,
 	// localReserve the reserve too.
 	version      workflow.Version
@@ -268,7 +264,6 @@ func (s *saga) next(ctx, steps workflow.Context, row transfer.Outcome) (transfer
 		}
 		answer, refusal, err = s.step(rctx, row, transfer.StepReserve, a.Reserve, activities.ReserveInput{TransferID: id})
 	case transfer.StatusReserved:
-		s.debitStarted = true
 		answer, refusal, err = s.step(steps, row, transfer.StepDebit, a.Debit, activities.DebitInput{TransferID: id})
 	case transfer.StatusDebited:
 		answer, refusal, err = s.step(steps, row, transfer.StepCredit, a.Credit, activities.CreditInput{TransferID: id})
@@ -280,8 +275,14 @@ func (s *saga) next(ctx, steps workflow.Context, row transfer.Outcome) (transfer
 		return answer, err
 	}
 	failed := transfer.Outcome{Status: transfer.StatusFailed, Code: refusal.Code, Message: refusal.Message}
-	if row.Status == transfer.StatusDebited {
+	switch {
+	case row.Status == transfer.StatusDebited:
 		return s.compensate(steps, answer, transfer.StepRefund, failed)
+	case s.cancelling(ctx) && (row.Status == transfer.StatusPending || s.version >= ledgerDecides):
+		// A cancel that arrived while the refused step ran is what the client asked for, and no
+		// money moved: the release ends the transfer cancelled. (Before ledgerDecides only a
+		// refused reserve was treated so.)
+		return s.compensate(steps, answer, transfer.StepRelease, s.cancelOutcome())
 	}
 	return s.compensate(steps, answer, transfer.StepRelease, failed)
 }
@@ -290,17 +291,26 @@ func (s *saga) next(ctx, steps workflow.Context, row transfer.Outcome) (transfer
 // was debited) or the refund. Its answer, whatever it is, is where the saga goes on from; a
 // compensation never fails the workflow for a business reason.
 func (s *saga) compensate(ctx workflow.Context, row transfer.Outcome, step transfer.Step, o transfer.Outcome) (transfer.Outcome, error) {
-	compensated(ctx, string(step))
 	var answer transfer.Outcome
+	var refusal *transfer.Error
 	var err error
 	if step == transfer.StepRefund {
-		answer, _, err = s.step(ctx, row, step, a.Refund, activities.RefundInput{TransferID: s.in.TransferID, FailureCode: o.Code, Message: o.Message})
+		answer, refusal, err = s.step(ctx, row, step, a.Refund, activities.RefundInput{TransferID: s.in.TransferID, FailureCode: o.Code, Message: o.Message})
 	} else {
-		answer, _, err = s.step(ctx, row, step, a.Release, activities.ReleaseInput{TransferID: s.in.TransferID, Outcome: o})
+		answer, refusal, err = s.step(ctx, row, step, a.Release, activities.ReleaseInput{TransferID: s.in.TransferID, Outcome: o})
+	}
+	if err == nil && refusal != nil && s.version < ledgerDecides {
+		// Before ledgerDecides a refused compensation (a release of a debited transfer) failed the
+		// workflow; histories that did so replay as they ran.
+		return transfer.Outcome{}, temporal.NewNonRetryableApplicationError(refusal.Message, string(refusal.Code), nil)
 	}
 	if err == nil && s.version < ledgerDecides && answer == row {
 		// Histories recorded before ledgerDecides hold no answer: the compensation did as asked.
 		answer = o
+	}
+	if err == nil && answer.Status == o.Status {
+		// Counted when it took effect: a release the ledger answered "debited" released nothing.
+		compensated(ctx, string(step))
 	}
 	return answer, err
 }
@@ -352,14 +362,17 @@ func (s *saga) step(ctx workflow.Context, row transfer.Outcome, step transfer.St
 	switch {
 	case err == nil && res.Row.Status != "":
 		return res.Row, nil, nil
-	case err == nil && s.version < ledgerDecides:
-		// Histories recorded before ledgerDecides hold no answer: the step did as asked.
+	case err == nil && (s.version < ledgerDecides || s.in.Naive):
+		// Histories recorded before ledgerDecides hold no answer (nor do the bench's naive runs
+		// of that time, which record no version): the step did as asked.
 		return natural(row, step), nil, nil
 	case err == nil:
-		// Every step of this version answers with its row; none did, so the worker runs activities
-		// that are not this workflow's. Blocking the workflow task until a fixed worker takes it is
-		// the one safe thing to do.
-		panic(fmt.Sprintf("transfer %s: the %s step answered without the ledger's row", s.in.TransferID, step))
+		// Every step of this version answers with its row; this one did not, so a worker of an
+		// older release ran it (a step that fell back to a regular activity during an upgrade).
+		// The workflow fails, closed with a status that is not final, and the reconciler gives
+		// the transfer a new run that asks the ledger again; nothing is decided without its row.
+		return transfer.Outcome{}, nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("the %s step of transfer %s answered without the ledger's row", step, s.in.TransferID), string(transfer.CodeInternal), nil)
 	case temporal.IsCanceledError(err):
 		return row, nil, nil
 	case errors.As(err, &app) && app.NonRetryable() && app.Type() != "":
@@ -372,6 +385,12 @@ func (s *saga) step(ctx workflow.Context, row transfer.Outcome, step transfer.St
 		}
 		return transfer.Outcome{}, nil, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("the ledger has no row for transfer %s: %s", s.in.TransferID, refusal.Message), string(refusal.Code), nil)
+	case s.version < ledgerDecides && (step == transfer.StepReserve || step == transfer.StepDebit || step == transfer.StepCredit):
+		// Before ledgerDecides, a step that failed otherwise than by a business refusal (its local
+		// retries ran out, before the fallback to a regular activity existed) was compensated as
+		// a failure with its error; histories that did so replay as they ran.
+		code, msg := activities.FailureOf(err)
+		return row, transfer.Errorf(code, "%s", msg), nil
 	default:
 		return transfer.Outcome{}, nil, err
 	}
@@ -437,12 +456,12 @@ func (s *saga) advance(ctx workflow.Context, status transfer.Status) error {
 	return workflow.UpsertTypedSearchAttributes(ctx, AttrStatus.ValueSet(string(status)))
 }
 
-// validateCancel refuses a cancel once the saga has asked for the debit, or the transfer ended
-// otherwise than cancelled. Both are facts the ledger has already said, so refusing on them is
-// safe; accepting is not a promise: an accepted cancel wins only if the ledger's release finds the
+// validateCancel refuses a cancel once the ledger has answered that the transfer was debited, or
+// the transfer ended otherwise than cancelled: facts the ledger has said, so refusing on them is
+// safe. Accepting is not a promise: an accepted cancel wins only if the ledger's release finds the
 // transfer not debited.
 func (s *saga) validateCancel(ctx workflow.Context, in CancelInput) error {
-	if (s.debitStarted || s.state.Status == transfer.StatusDebited) && !s.finished {
+	if s.state.Status == transfer.StatusDebited && !s.finished {
 		return temporal.NewNonRetryableApplicationError("the transfer has been debited and can no longer be cancelled",
 			string(transfer.CodeNotCancellable), nil)
 	}
@@ -453,7 +472,8 @@ func (s *saga) validateCancel(ctx workflow.Context, in CancelInput) error {
 	return nil
 }
 
-// cancel asks the saga to stop before its debit and waits for the outcome. The saga checks the
+// cancel asks the saga to stop before its debit and waits for the outcome: the cancelled transfer,
+// or CodeNotCancellable when the ledger found it debited. The saga checks the
 // request before the reserve and before the debit.
 func (s *saga) cancel(ctx workflow.Context, in CancelInput) (CancelResult, error) {
 	if !s.finished {
@@ -466,6 +486,11 @@ func (s *saga) cancel(ctx workflow.Context, in CancelInput) (CancelResult, error
 	done, _ := workflow.NewDisconnectedContext(ctx)
 	if err := workflow.Await(done, func() bool { return s.finished }); err != nil {
 		return State{}, err
+	}
+	if s.state.Status != transfer.StatusCancelled {
+		// The ledger found the transfer debited (or it ended otherwise): the cancel lost.
+		return State{}, temporal.NewNonRetryableApplicationError("the transfer ended as "+string(s.state.Status)+"; it was not cancelled",
+			string(transfer.CodeNotCancellable), nil)
 	}
 	return s.state, nil
 }

@@ -580,6 +580,11 @@ func TestTransferCancelledBeforeReserve(t *testing.T) {
 	})
 }
 
+// TestTransferCancelUpdateAfterDebitStartedIsRejected sends the cancel update while the debit runs
+// and while the credit runs. During the debit the saga does not yet know whether the ledger will
+// debit, so it accepts the cancel and asks the ledger: the debit wins, the transfer completes, and
+// the update answers not_cancellable. Once the ledger has answered debited, the update is refused
+// at once.
 func TestTransferCancelUpdateAfterDebitStartedIsRejected(t *testing.T) {
 	for _, slowStep := range []string{debit, credit} {
 		t.Run("during "+slowStep, func(t *testing.T) {
@@ -596,14 +601,91 @@ func TestTransferCancelUpdateAfterDebitStartedIsRejected(t *testing.T) {
 			require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, got)
 			r.check([]string{reserve, debit, credit}, nil, nil, []string{"reserved", "debited", "completed"})
 
-			require.Error(t, u.rejected, "update should be rejected")
+			var notCancellable error
+			if slowStep == debit {
+				require.True(t, u.accepted, "update accepted while the debit ran")
+				require.True(t, u.completed, "update completed")
+				notCancellable = u.err
+			} else {
+				require.False(t, u.accepted, "update accepted once the ledger said debited")
+				require.False(t, u.completed, "update completed")
+				notCancellable = u.rejected
+			}
+			require.Error(t, notCancellable, "the cancel must not succeed")
 			var app *temporal.ApplicationError
-			require.True(t, errors.As(u.rejected, &app), "rejection %T %v is not an ApplicationError", u.rejected, u.rejected)
-			require.Equal(t, string(transfer.CodeNotCancellable), app.Type(), "rejection type")
-			require.False(t, u.accepted, "update accepted")
-			require.False(t, u.completed, "update completed")
+			require.True(t, errors.As(notCancellable, &app), "%T %v is not an ApplicationError", notCancellable, notCancellable)
+			require.Equal(t, string(transfer.CodeNotCancellable), app.Type(), "error type")
 		})
 	}
+}
+
+// TestTransferCancelWinsOverARefusedStep sends the cancel update while a step runs that the ledger
+// then refuses: no money moved, so the transfer ends cancelled as the client asked, not failed.
+func TestTransferCancelWinsOverARefusedStep(t *testing.T) {
+	for _, tc := range []struct {
+		step    string
+		mock    func(r *sagaRun)
+		started []string
+		upserts []string
+	}{
+		{reserve, func(r *sagaRun) {
+			r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).After(slow).
+				Return(activities.ReserveResult{}, refused(transfer.StatusPending, transfer.CodeInsufficientFunds, "no money")).Once()
+		}, []string{reserve, release}, []string{"cancelled"}},
+		{debit, func(r *sagaRun) {
+			r.env.OnActivity(a.Debit, mock.Anything, mock.Anything).After(slow).
+				Return(activities.DebitResult{}, refused(transfer.StatusReserved, transfer.CodeAccountInactive, "source frozen")).Once()
+		}, []string{reserve, debit, release}, []string{"reserved", "cancelled"}},
+	} {
+		t.Run(tc.step, func(t *testing.T) {
+			r := newSagaRun(t)
+			tc.mock(r)
+			u := r.cancelAt(time.Second, "customer asked")
+			got := r.execute()
+			want := workflows.State{Status: transfer.StatusCancelled, FailureMessage: "customer asked"}
+			require.Equal(t, want, got)
+			require.Equal(t, tc.started, r.startedSoFar())
+			require.True(t, u.completed, "update completed")
+			require.NoError(t, u.err, "update error")
+			require.Equal(t, want, u.state(t), "update result")
+		})
+	}
+}
+
+// TestTransferLedgerAhead answers the steps as a ledger that is ahead of the history does (a
+// replay after a lost workflow task): the saga goes on from the ledger's answers, and a cancel
+// that meets a debited or completed transfer loses.
+func TestTransferLedgerAhead(t *testing.T) {
+	t.Run("reserve answers debited, cancel at once", func(t *testing.T) {
+		r := newSagaRun(t)
+		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).Return(activities.ReserveResult{Row: transfer.Outcome{Status: transfer.StatusDebited}}, nil).Maybe()
+		r.env.OnActivity(a.Release, mock.Anything, mock.Anything).Return(activities.ReleaseResult{Row: transfer.Outcome{Status: transfer.StatusDebited}}, nil).Once()
+		r.cancelWorkflowAt(0)
+		got := r.execute()
+		require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, got)
+		require.Equal(t, []string{release, credit}, r.startedSoFar())
+	})
+	t.Run("reserve answers completed", func(t *testing.T) {
+		r := newSagaRun(t)
+		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).Return(activities.ReserveResult{Row: transfer.Outcome{Status: transfer.StatusCompleted}}, nil).Once()
+		got := r.execute()
+		require.Equal(t, workflows.State{Status: transfer.StatusCompleted}, got)
+		r.check([]string{reserve}, nil, nil, []string{"completed"})
+	})
+	t.Run("reserve answers failed", func(t *testing.T) {
+		r := newSagaRun(t)
+		row := transfer.Outcome{Status: transfer.StatusFailed, Code: transfer.CodeInsufficientFunds, Message: "no money"}
+		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).Return(activities.ReserveResult{Row: row}, nil).Once()
+		got := r.execute()
+		require.Equal(t, workflows.State{Status: row.Status, FailureCode: row.Code, FailureMessage: row.Message}, got)
+	})
+	t.Run("a step without the ledger's row fails the workflow", func(t *testing.T) {
+		r := newSagaRun(t)
+		r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).Return(activities.ReserveResult{}, nil).Once()
+		r.env.ExecuteWorkflow(workflows.WorkflowName, r.in)
+		require.True(t, r.env.IsWorkflowCompleted())
+		require.ErrorContains(t, r.env.GetWorkflowError(), "answered without the ledger's row")
+	})
 }
 
 func TestTransferWorkflowCancelledBeforeDebit(t *testing.T) {

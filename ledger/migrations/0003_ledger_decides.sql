@@ -23,7 +23,8 @@ $fn$;
 -- step_answer_of answers with the row id as it is now, and the refusal, if any.
 CREATE FUNCTION step_answer_of(id uuid, code text, message text) RETURNS step_answer
 LANGUAGE sql AS $fn$
-    SELECT code, message, t.status, t.failure_code, t.failure_message FROM transfers t WHERE t.id = step_answer_of.id
+    SELECT step_answer_of.code, step_answer_of.message, t.status, t.failure_code, t.failure_message
+      FROM transfers t WHERE t.id = step_answer_of.id
 $fn$;
 
 -- step_missing is the answer for a transfer that does not exist.
