@@ -205,9 +205,10 @@ func TestAuditFindsCorruption(t *testing.T) {
 			want: func(f auditFixture) []violationKey {
 				return []violationKey{{ledger.InvNoOverdraft, accountSubject(f.a.ID)}, {ledger.InvHolds, accountSubject(f.a.ID)}}
 			}},
-		{name: "an entry without its transfer, with its foreign keys dropped",
+		{name: "an entry without its transfer, with its foreign key dropped",
 			corrupt: func(t testing.TB, f auditFixture) {
-				mustExec(t, f.db, "ALTER TABLE entries DROP CONSTRAINT entries_transfer_id_fkey, DROP CONSTRAINT entries_to_side_fkey")
+				// entries_to_side leaves an entry without a transfer to entries_transfer_id_fkey.
+				mustExec(t, f.db, "ALTER TABLE entries DROP CONSTRAINT entries_transfer_id_fkey")
 				mustExec(t, f.db, `INSERT INTO entries (id, account_id, transfer_id, kind, amount, balance_after, seq)
 					VALUES ($1, $2, $3, 'credit', 5, 305, 2)`, entryID, f.b.ID, uuid.New())
 				mustExec(t, f.db, "UPDATE accounts SET balance = balance + 5, entry_seq = 2 WHERE id = $1", f.b.ID)
@@ -268,11 +269,11 @@ func TestAuditFindsCorruption(t *testing.T) {
 				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.reserved)}}
 			},
 			checks: []string{"transfer equals entries"}},
-		{name: "a credit on the source, with entries_to_side_fkey dropped",
+		{name: "a credit on the source, with entries_to_side dropped",
 			corrupt: func(t testing.TB, f auditFixture) {
 				// The credit moves from b to a with the balances and seqs it would have left there, so
 				// the journals still add up and only its transfer says it is on the wrong account.
-				mustExec(t, f.db, "ALTER TABLE entries DROP CONSTRAINT entries_to_side_fkey")
+				mustExec(t, f.db, "DROP TRIGGER entries_to_side ON entries")
 				mustExec(t, f.db, `UPDATE entries e SET account_id = a.id, seq = a.entry_seq + 1, balance_after = a.balance + e.amount
 					FROM accounts a WHERE a.id = $1 AND e.id = $2`, f.a.ID, f.completedCredit)
 				mustExec(t, f.db, "UPDATE accounts SET balance = balance + 300, entry_seq = entry_seq + 1 WHERE id = $1", f.a.ID)
@@ -284,39 +285,44 @@ func TestAuditFindsCorruption(t *testing.T) {
 			},
 			checks: []string{"transfer equals entries", "entry matches transfer"}},
 
-		// The rules of migration 0004's foreign keys, broken with the key dropped.
-		{name: "a transfer in a currency neither account holds, with its foreign keys dropped",
+		// The rules of migration 0004, broken with the rule dropped, and transfers_immutable, which
+		// stops any change to what they compare.
+		{name: "a transfer in a currency neither account holds, with its foreign keys and transfers_immutable dropped",
 			corrupt: func(t testing.TB, f auditFixture) {
-				mustExec(t, f.db, `ALTER TABLE transfers DROP CONSTRAINT transfers_from_currency_kind_fkey,
-					DROP CONSTRAINT transfers_to_currency_kind_fkey`)
+				mustExec(t, f.db, `ALTER TABLE transfers DROP CONSTRAINT transfers_from_currency_fkey,
+					DROP CONSTRAINT transfers_to_currency_fkey`)
+				mustExec(t, f.db, "DROP TRIGGER transfers_immutable ON transfers")
 				mustExec(t, f.db, "UPDATE transfers SET currency = 'EUR' WHERE id = $1", f.pending)
 			},
 			want: func(f auditFixture) []violationKey {
 				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.pending)}}
 			},
 			checks: []string{"transfer currency"}},
-		{name: "a destination in another currency, with transfers_to_currency_kind_fkey dropped",
+		{name: "a destination in another currency, with transfers_to_currency_fkey and transfers_immutable dropped",
 			corrupt: func(t testing.TB, f auditFixture) {
 				eur := newAccount(t, f.s, "EUR")
-				mustExec(t, f.db, "ALTER TABLE transfers DROP CONSTRAINT transfers_to_currency_kind_fkey")
+				mustExec(t, f.db, "ALTER TABLE transfers DROP CONSTRAINT transfers_to_currency_fkey")
+				mustExec(t, f.db, "DROP TRIGGER transfers_immutable ON transfers")
 				mustExec(t, f.db, "UPDATE transfers SET to_account_id = $1 WHERE id = $2", eur.ID, f.pending)
 			},
 			want: func(f auditFixture) []violationKey {
 				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.pending)}}
 			},
 			checks: []string{"transfer currency"}},
-		{name: "a transfer between users labelled a deposit, with transfers_from_currency_kind_fkey dropped",
+		{name: "a transfer between users labelled a deposit, with transfers_account_kinds and transfers_immutable dropped",
 			corrupt: func(t testing.TB, f auditFixture) {
-				mustExec(t, f.db, "ALTER TABLE transfers DROP CONSTRAINT transfers_from_currency_kind_fkey")
+				mustExec(t, f.db, "DROP TRIGGER transfers_account_kinds ON transfers")
+				mustExec(t, f.db, "DROP TRIGGER transfers_immutable ON transfers")
 				mustExec(t, f.db, "UPDATE transfers SET kind = 'deposit' WHERE id = $1", f.pending)
 			},
 			want: func(f auditFixture) []violationKey {
 				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.pending)}}
 			},
 			checks: []string{"transfer kind"}},
-		{name: "a deposit labelled a transfer, with transfers_from_currency_kind_fkey dropped",
+		{name: "a deposit labelled a transfer, with transfers_account_kinds and transfers_immutable dropped",
 			corrupt: func(t testing.TB, f auditFixture) {
-				mustExec(t, f.db, "ALTER TABLE transfers DROP CONSTRAINT transfers_from_currency_kind_fkey")
+				mustExec(t, f.db, "DROP TRIGGER transfers_account_kinds ON transfers")
+				mustExec(t, f.db, "DROP TRIGGER transfers_immutable ON transfers")
 				mustExec(t, f.db, "UPDATE transfers SET kind = 'transfer' WHERE id = $1", f.deposit)
 			},
 			want: func(f auditFixture) []violationKey {

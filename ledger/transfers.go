@@ -73,9 +73,10 @@ func (s *Store) CreateTransfer(ctx context.Context, r transfer.Request) (t trans
 		}
 	}
 	var rows []transferRow
-	// ON CONFLICT names no key: every unique key of transfers begins with id (migration 0004 adds some
-	// for its foreign keys), and an insert racing one of the same id, if it named only (id), would
-	// fail on another of them instead of doing nothing.
+	// ON CONFLICT names no key: every unique key of transfers begins with id (migration 0004 adds
+	// transfers_id_from_amount_key for the hold's foreign key), and an insert racing one of the same
+	// id, if it named only (id), would fail on that key instead of doing nothing (ON CONFLICT (id)
+	// does not cover it; TestCreateTransferConcurrentlyWithOneID fails with it).
 	err = db.Raw(`INSERT INTO transfers (id, kind, from_account_id, to_account_id, amount, currency, description, labels, request_hash, initiated_by)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?)
 		ON CONFLICT DO NOTHING RETURNING *`,
