@@ -29,10 +29,14 @@ test:
 bench: build
 	./bin/transferd bench suite --out docs/benchmarks.md --json docs/bench-results.json
 
-# chaos runs the full fault-injection suite (chaos/): transfers through the real binaries (transferd
-# temporal, server and three workers) while it SIGKILLs workers, the API and Temporal, cuts and slows
-# PostgreSQL, then checks that every accepted transfer ended exactly once. CHAOS_RUNS=5 runs it five
-# times; each run appends its summary row to CHAOS_REPORT. make test runs a small schedule of it.
+# chaos first runs the saga's property test on 3,000 new seeds (workflows/TestSagaProperty: the real
+# ledger under random step faults, lost tasks, cancels and terminations; make test runs 400), then the
+# full fault-injection suite (chaos/): transfers through the real binaries (transferd temporal, server
+# and three workers) while it SIGKILLs workers (also right after a debit), the API and Temporal, cuts
+# and slows PostgreSQL, freezes sources, and cancels and terminates workflows as an operator would,
+# then checks that every accepted transfer ended exactly once and every workflow's result equals its
+# row. CHAOS_RUNS=5 runs the suite five times; each run appends its summary row to CHAOS_REPORT. make
+# test runs a small schedule of it.
 CHAOS_RUNS   ?= 1
 CHAOS_REPORT ?= chaos-report.md
 chaos:
