@@ -244,15 +244,7 @@ func (s *Store) InFlightTransfers(ctx context.Context, updatedBefore time.Time, 
 	if err != nil {
 		return nil, fmt.Errorf("ledger: in-flight transfers: %w", err)
 	}
-	out := make([]transfer.Transfer, 0, len(rows))
-	for _, r := range rows {
-		t, err := r.domain()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, nil
+	return domainTransfers(rows)
 }
 
 // isBusiness reports whether err is a *transfer.Error, which crosses this package's boundary as is.
