@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/transferd/transferd/activities"
 	"github.com/transferd/transferd/internal/sagatest"
+	"github.com/transferd/transferd/service"
 	"github.com/transferd/transferd/transfer"
 	"github.com/transferd/transferd/worker"
 )
@@ -34,7 +36,10 @@ func waitStatus(t *testing.T, s *stack, id uuid.UUID, want transfer.Status) {
 	}
 }
 
-var recordHistories = flag.Bool("record-histories", false, "write the histories of the main saga paths to workflows/testdata for the replay test")
+var (
+	recordHistories = flag.Bool("record-histories", false, "write the histories of the main saga paths to workflows/testdata for the replay test")
+	recordOnly      = flag.String("record-only", "", "with -record-histories, record only this path (\"fallback\" is recorded only so: it takes over 5 minutes)")
+)
 
 // TestRecordHistories runs the main saga paths and writes their event histories as JSON to
 // workflows/testdata, where worker's replay test replays them against the current workflow code.
@@ -122,7 +127,26 @@ func TestRecordHistories(t *testing.T) {
 			return s.wait(tr.ID).ID
 		},
 	}
-	for _, name := range []string{"success", "insufficient_funds", "refund", "cancel", "debit_refused", "workflow_cancel", "ledger_ahead_cancel"} {
+	// A reserve that keeps failing past its 5-minute local budget goes on as a regular activity:
+	// each local attempt is held past its 10 s timeout, and the gate opens once the regular
+	// activity runs. The workflow task timeout is the default here, as in production, so the
+	// history holds the SDK's heartbeats at their usual rate.
+	paths["fallback"] = func() uuid.UUID {
+		svc := service.New(s.store, s.temporal, taskQueue, slog.New(slog.DiscardHandler))
+		id := uuid.New()
+		release := s.gate.Hold(id)
+		if _, _, err := svc.Submit(ctx, transfer.Request{ID: id, FromAccountID: a.ID, ToAccountID: b.ID, Amount: 2, Currency: "USD"}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5*time.Minute + 20*time.Second)
+		release()
+		return s.wait(id).ID
+	}
+	names := []string{"success", "insufficient_funds", "refund", "cancel", "debit_refused", "workflow_cancel", "ledger_ahead_cancel"}
+	if *recordOnly != "" {
+		names = []string{*recordOnly}
+	}
+	for _, name := range names {
 		id := paths[name]()
 		var h historypb.History
 		it := s.temporal.GetWorkflowHistory(ctx, id.String(), "", false, 0)

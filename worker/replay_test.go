@@ -29,7 +29,9 @@ func TestReplayRecordedHistories(t *testing.T) {
 		want["history_v1_"+path+".json"] = false
 		want["history_v2_"+path+".json"] = false
 	}
-	for _, path := range []string{"debit_refused", "workflow_cancel", "ledger_ahead_cancel"} {
+	// fallback: a reserve whose local retries ran out (5 minutes, recorded with
+	// -record-only=fallback) goes on as a regular activity, refused by the ledger, then released.
+	for _, path := range []string{"debit_refused", "workflow_cancel", "ledger_ahead_cancel", "fallback"} {
 		want["history_"+path+".json"] = false
 	}
 	// Shapes the earlier versions produced that no recorder reproduces now: a reserve whose local
