@@ -116,7 +116,7 @@ func TestOwnership(t *testing.T) {
 	})
 
 	t.Run("a user may not deposit", func(t *testing.T) {
-		r := a.do("POST", "/v1/deposits?wait=10s", bob, map[string]any{"account_id": bAcct, "amount": 100, "currency": "USD"})
+		r := a.do("POST", "/v1/deposits?wait=30s", bob, map[string]any{"account_id": bAcct, "amount": 100, "currency": "USD"})
 		expectProblem(t, r, http.StatusForbidden, "forbidden")
 		if got := a.getAccount(bob, bAcct).Balance; got != 50 {
 			t.Errorf("bob's balance: got %d, want 50", got)
@@ -125,13 +125,13 @@ func TestOwnership(t *testing.T) {
 
 	t.Run("a user may not withdraw from another's account", func(t *testing.T) {
 		before := a.ledgerState(t, aAcct, bAcct, system)
-		got := expectProblem(t, a.do("POST", "/v1/withdrawals?wait=10s", bob, map[string]any{"account_id": aAcct, "amount": 100, "currency": "USD"}), http.StatusUnprocessableEntity, "account_not_found")
-		want := expectProblem(t, a.do("POST", "/v1/withdrawals?wait=10s", bob, map[string]any{"account_id": unknown, "amount": 100, "currency": "USD"}), http.StatusUnprocessableEntity, "account_not_found")
+		got := expectProblem(t, a.do("POST", "/v1/withdrawals?wait=30s", bob, map[string]any{"account_id": aAcct, "amount": 100, "currency": "USD"}), http.StatusUnprocessableEntity, "account_not_found")
+		want := expectProblem(t, a.do("POST", "/v1/withdrawals?wait=30s", bob, map[string]any{"account_id": unknown, "amount": 100, "currency": "USD"}), http.StatusUnprocessableEntity, "account_not_found")
 		if normalized(got, aAcct, unknown) != normalized(want, aAcct, unknown) {
 			t.Errorf("another's account: got %s, want the unknown account's %s", normalized(got, aAcct, unknown), normalized(want, aAcct, unknown))
 		}
 		// Nor from the system account, which is nobody's.
-		expectProblem(t, a.do("POST", "/v1/withdrawals?wait=10s", bob, map[string]any{"account_id": system, "amount": 100, "currency": "USD"}), http.StatusUnprocessableEntity, "account_not_found")
+		expectProblem(t, a.do("POST", "/v1/withdrawals?wait=30s", bob, map[string]any{"account_id": system, "amount": 100, "currency": "USD"}), http.StatusUnprocessableEntity, "account_not_found")
 		if after := a.ledgerState(t, aAcct, bAcct, system); after != before {
 			t.Errorf("refused withdrawals changed the ledger:\ngot\n%swant\n%s", after, before)
 		}
@@ -144,7 +144,7 @@ func TestOwnership(t *testing.T) {
 			amount      int64
 			balance     int64
 		}{{"owner", alice, 200, 650}, {"admin", a.admin, 10, 640}} {
-			r := a.do("POST", "/v1/withdrawals?wait=10s", w.token, map[string]any{"account_id": aAcct, "amount": w.amount, "currency": "usd"})
+			r := a.do("POST", "/v1/withdrawals?wait=30s", w.token, map[string]any{"account_id": aAcct, "amount": w.amount, "currency": "usd"})
 			var tr transferBody
 			r.json(t, &tr)
 			if r.status != http.StatusCreated || tr.Kind != "withdrawal" || tr.Status != "completed" || tr.FromAccountID != aAcct || tr.ToAccountID != system || tr.Amount != w.amount || tr.Currency != "USD" {
@@ -406,7 +406,7 @@ func TestAccounts(t *testing.T) {
 			t.Errorf("after a refused close: got %+v, want active with 300", got)
 		}
 		// Emptied by a withdrawal, it closes.
-		r := a.do("POST", "/v1/withdrawals?wait=10s", alice, map[string]any{"account_id": funded, "amount": 300, "currency": "USD"})
+		r := a.do("POST", "/v1/withdrawals?wait=30s", alice, map[string]any{"account_id": funded, "amount": 300, "currency": "USD"})
 		if r.status != http.StatusCreated {
 			t.Fatalf("withdrawal: got %d %s", r.status, r.body)
 		}

@@ -239,7 +239,7 @@ func TestTransferRequestErrors(t *testing.T) {
 		token   string // alice's unless set
 		body    any    // sent as is when a string, else as JSON
 		headers []string
-		query   string // "?wait=10s" unless set, so that a wrongly accepted transfer ends before the next case
+		query   string // "?wait=30s" unless set, so that a wrongly accepted transfer ends before the next case
 		status  int
 		code    string
 		fields  []string
@@ -325,7 +325,7 @@ func TestTransferRequestErrors(t *testing.T) {
 				token = alice
 			}
 			if query == "" {
-				query = "?wait=10s"
+				query = "?wait=30s"
 			}
 			r := a.do("POST", "/v1/transfers"+query, token, tt.body, tt.headers...)
 			p := expectProblem(t, r, tt.status, tt.code)
@@ -364,7 +364,7 @@ func TestTransferRequestErrors(t *testing.T) {
 		t.Run("deposit to the system account", func(t *testing.T) {
 			// Both sides are then the system account: same_account and account_not_found are both fair.
 			before := a.ledgerState(t, from, to, system)
-			r := a.do("POST", "/v1/deposits?wait=10s", a.admin, map[string]any{"account_id": system, "amount": 1, "currency": "USD"})
+			r := a.do("POST", "/v1/deposits?wait=30s", a.admin, map[string]any{"account_id": system, "amount": 1, "currency": "USD"})
 			var p server.Problem
 			r.json(t, &p)
 			code := "account_not_found"
@@ -383,7 +383,7 @@ func TestTransferRequestErrors(t *testing.T) {
 				if tt.status == http.StatusUnsupportedMediaType {
 					headers = []string{"Content-Type", "text/plain"}
 				}
-				p := expectProblem(t, a.do("POST", tt.path+"?wait=10s", tt.token, tt.body, headers...), tt.status, tt.code)
+				p := expectProblem(t, a.do("POST", tt.path+"?wait=30s", tt.token, tt.body, headers...), tt.status, tt.code)
 				if tt.field != "" {
 					expectFields(t, p, tt.field)
 				}
@@ -443,7 +443,7 @@ func TestTransferRequestErrors(t *testing.T) {
 		if r := a.do("POST", "/v1/transfers", bob, body); r.status != http.StatusAccepted {
 			t.Fatalf("got %d %s, want 202", r.status, r.body)
 		}
-		r := a.do("POST", "/v1/transfers?wait=10s", bob, body)
+		r := a.do("POST", "/v1/transfers?wait=30s", bob, body)
 		var tr transferBody
 		r.json(t, &tr)
 		if r.status != http.StatusOK || tr.Status != "failed" || tr.FailureCode == nil || *tr.FailureCode != "insufficient_funds" {

@@ -235,7 +235,7 @@ type transferBody struct {
 // deposit funds an account as the admin and waits for it to complete.
 func (a *api) deposit(accountID string, amount int64, currency string) {
 	a.t.Helper()
-	r := a.do("POST", "/v1/deposits?wait=10s", a.admin, map[string]any{"account_id": accountID, "amount": amount, "currency": currency})
+	r := a.do("POST", "/v1/deposits?wait=30s", a.admin, map[string]any{"account_id": accountID, "amount": amount, "currency": currency})
 	var tr transferBody
 	r.json(a.t, &tr)
 	if r.status != http.StatusCreated || tr.Status != "completed" {
@@ -243,10 +243,10 @@ func (a *api) deposit(accountID string, amount int64, currency string) {
 	}
 }
 
-// transfer submits a transfer and waits up to 10s for it to end.
+// transfer submits a transfer and waits up to 30s (the most a request may wait) for it to end.
 func (a *api) transfer(token string, body map[string]any, headers ...string) (resp, transferBody) {
 	a.t.Helper()
-	r := a.do("POST", "/v1/transfers?wait=10s", token, body, headers...)
+	r := a.do("POST", "/v1/transfers?wait=30s", token, body, headers...)
 	var tr transferBody
 	if r.status < 300 {
 		r.json(a.t, &tr)

@@ -36,14 +36,14 @@ func TestTransferLifecycle(t *testing.T) {
 			t.Errorf("destination owner reads the transfer: got %d, want 200", w.status)
 		}
 		// The next subtest counts on this transfer's credit: wait for it to complete.
-		for deadline := time.Now().Add(10 * time.Second); ; {
+		for deadline := time.Now().Add(30 * time.Second); ; {
 			var got transferBody
 			a.do("GET", "/v1/transfers/"+tr.ID, alice, nil).json(t, &got)
 			if got.Status == "completed" {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("transfer %s is %s after 10 s, want completed", tr.ID, got.Status)
+				t.Fatalf("transfer %s is %s after 30 s, want completed", tr.ID, got.Status)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -165,7 +165,7 @@ func TestIdempotency(t *testing.T) {
 			t.Errorf("new transfers: got %d 202s, want exactly 1", accepted)
 		}
 		// A repeat that waits returns the finished transfer.
-		r := a.do("POST", "/v1/transfers?wait=10s", alice, body, "Idempotency-Key", key)
+		r := a.do("POST", "/v1/transfers?wait=30s", alice, body, "Idempotency-Key", key)
 		var final transferBody
 		r.json(t, &final)
 		if r.status != http.StatusOK || final.ID != ids[0] || final.Status != "completed" {

@@ -465,8 +465,10 @@ func (s *Service) RepairAll(ctx context.Context) (ReconcileReport, error) {
 func (s *Service) listWorkflows(ctx context.Context, query string, page func(ids []uuid.UUID) error) error {
 	var token []byte
 	for {
-		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		pageCtx, cancel := context.WithTimeout(ctx, time.Minute) // Past the SDK's 10 s default: visibility scans.
+		resp, err := s.temporal.ListWorkflow(pageCtx, &workflowservice.ListWorkflowExecutionsRequest{
 			Namespace: s.namespace(), Query: query, PageSize: reconcileBatch, NextPageToken: token})
+		cancel()
 		if err != nil {
 			return err
 		}
@@ -508,6 +510,9 @@ func (s *Service) WorkflowRunning(ctx context.Context, workflowID string) (bool,
 	return d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
 }
 
+// closedPageSize is how many closed workflows one page of the audit's listing asks for.
+const closedPageSize = 200
+
 // ClosedWorkflows calls page with each page of the transfer workflow runs that completed, with the
 // TransferStatus each recorded last, as visibility lists them (ledger.WorkflowResults).
 func (s *Service) ClosedWorkflows(ctx context.Context, page func([]transfer.ClosedWorkflow) error) error {
@@ -515,8 +520,12 @@ func (s *Service) ClosedWorkflows(ctx context.Context, page func([]transfer.Clos
 	var token []byte
 	dc := converter.GetDefaultDataConverter()
 	for {
-		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Namespace: s.namespace(), Query: query, PageSize: 1000, NextPageToken: token})
+		// Pages are small and each has its own deadline: a page of 1,000 on the dev server's
+		// SQLite visibility, thousands of workflows in, ran past the SDK's 10 s default.
+		pageCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		resp, err := s.temporal.ListWorkflow(pageCtx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: s.namespace(), Query: query, PageSize: closedPageSize, NextPageToken: token})
+		cancel()
 		if err != nil {
 			return fmt.Errorf("service: list closed workflows: %w", err)
 		}
