@@ -405,7 +405,11 @@ func (s *Service) Reconcile(ctx context.Context, idle time.Duration) (ReconcileR
 	if !s.closedSince.IsZero() && s.sweeps%fullSweepEvery != 0 {
 		query += fmt.Sprintf(" AND CloseTime > '%s'", s.closedSince.Add(-closedOverlap).UTC().Format(time.RFC3339Nano))
 	}
-	err := s.listWorkflows(ctx, query, func(ids []uuid.UUID) error {
+	err := s.listWorkflows(ctx, query, reconcileBatch, func(runs []transfer.ClosedWorkflow) error {
+		ids := make([]uuid.UUID, len(runs))
+		for i, run := range runs {
+			ids[i] = run.TransferID
+		}
 		statuses, err := s.store.TransferStatuses(ctx, ids)
 		if err != nil {
 			return err
@@ -460,26 +464,36 @@ func (s *Service) RepairAll(ctx context.Context) (ReconcileReport, error) {
 	return r, first
 }
 
-// listWorkflows calls page with the transfer ids of each page of transfer workflows that the
-// visibility query finds. Workflows whose id is not a transfer id are skipped.
-func (s *Service) listWorkflows(ctx context.Context, query string, page func(ids []uuid.UUID) error) error {
+// listWorkflows calls page with each page of pageSize transfer workflow runs that the visibility
+// query finds: each run's transfer id, run id and last recorded TransferStatus. Runs whose workflow
+// id is not a transfer id are skipped. Each page has a deadline of its own, a minute: a page of
+// 1,000 on the dev server's SQLite visibility, thousands of workflows in, ran past the SDK's 10 s
+// default.
+func (s *Service) listWorkflows(ctx context.Context, query string, pageSize int32, page func([]transfer.ClosedWorkflow) error) error {
 	var token []byte
+	dc := converter.GetDefaultDataConverter()
 	for {
-		pageCtx, cancel := context.WithTimeout(ctx, time.Minute) // Past the SDK's 10 s default: visibility scans.
+		pageCtx, cancel := context.WithTimeout(ctx, time.Minute)
 		resp, err := s.temporal.ListWorkflow(pageCtx, &workflowservice.ListWorkflowExecutionsRequest{
-			Namespace: s.namespace(), Query: query, PageSize: reconcileBatch, NextPageToken: token})
+			Namespace: s.namespace(), Query: query, PageSize: pageSize, NextPageToken: token})
 		cancel()
 		if err != nil {
 			return err
 		}
-		ids := make([]uuid.UUID, 0, len(resp.GetExecutions()))
+		runs := make([]transfer.ClosedWorkflow, 0, len(resp.GetExecutions()))
 		for _, e := range resp.GetExecutions() {
-			if id, err := uuid.Parse(e.GetExecution().GetWorkflowId()); err == nil {
-				ids = append(ids, id)
+			id, err := uuid.Parse(e.GetExecution().GetWorkflowId())
+			if err != nil {
+				continue
 			}
+			var status string
+			if p := e.GetSearchAttributes().GetIndexedFields()[workflows.AttrStatus.GetName()]; p != nil {
+				_ = dc.FromPayload(p, &status) // A run without the attribute disagrees with every row.
+			}
+			runs = append(runs, transfer.ClosedWorkflow{TransferID: id, RunID: e.GetExecution().GetRunId(), Status: transfer.Status(status)})
 		}
-		if len(ids) > 0 {
-			if err := page(ids); err != nil {
+		if len(runs) > 0 {
+			if err := page(runs); err != nil {
 				return err
 			}
 		}
@@ -517,39 +531,10 @@ const closedPageSize = 200
 // TransferStatus each recorded last, as visibility lists them (ledger.WorkflowResults).
 func (s *Service) ClosedWorkflows(ctx context.Context, page func([]transfer.ClosedWorkflow) error) error {
 	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Completed'", workflows.WorkflowName)
-	var token []byte
-	dc := converter.GetDefaultDataConverter()
-	for {
-		// Pages are small and each has its own deadline: a page of 1,000 on the dev server's
-		// SQLite visibility, thousands of workflows in, ran past the SDK's 10 s default.
-		pageCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		resp, err := s.temporal.ListWorkflow(pageCtx, &workflowservice.ListWorkflowExecutionsRequest{
-			Namespace: s.namespace(), Query: query, PageSize: closedPageSize, NextPageToken: token})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("service: list closed workflows: %w", err)
-		}
-		runs := make([]transfer.ClosedWorkflow, 0, len(resp.GetExecutions()))
-		for _, e := range resp.GetExecutions() {
-			id, err := uuid.Parse(e.GetExecution().GetWorkflowId())
-			if err != nil {
-				continue
-			}
-			var status string
-			if p := e.GetSearchAttributes().GetIndexedFields()[workflows.AttrStatus.GetName()]; p != nil {
-				_ = dc.FromPayload(p, &status) // A run without the attribute disagrees with every row.
-			}
-			runs = append(runs, transfer.ClosedWorkflow{TransferID: id, RunID: e.GetExecution().GetRunId(), Status: transfer.Status(status)})
-		}
-		if len(runs) > 0 {
-			if err := page(runs); err != nil {
-				return err
-			}
-		}
-		if token = resp.GetNextPageToken(); len(token) == 0 {
-			return nil
-		}
+	if err := s.listWorkflows(ctx, query, closedPageSize, page); err != nil {
+		return fmt.Errorf("service: list closed workflows: %w", err)
 	}
+	return nil
 }
 
 // WorkflowResult returns a completed transfer workflow run's result (ledger.WorkflowResults).
