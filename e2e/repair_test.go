@@ -3,16 +3,22 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/transferd/transferd/internal/sagatest"
 	"github.com/transferd/transferd/ledger"
+	"github.com/transferd/transferd/service"
 	"github.com/transferd/transferd/transfer"
 	"github.com/transferd/transferd/workflows"
 )
@@ -204,5 +210,89 @@ func TestAuditFindsAWorkflowResultThatDisagreesWithItsRow(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("audit did not report the impostor's result: %+v", r.Violations)
+	}
+}
+
+// flakyTemporal is the real Temporal client with an outage injected for some workflow ids: their
+// describes and starts answer Unavailable, as a partitioned shard would.
+type flakyTemporal struct {
+	client.Client
+	down map[string]bool
+}
+
+func (f flakyTemporal) DescribeWorkflowExecution(ctx context.Context, id, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	if f.down[id] {
+		return nil, serviceerror.NewUnavailable("injected: shard unavailable")
+	}
+	return f.Client.DescribeWorkflowExecution(ctx, id, runID)
+}
+
+func (f flakyTemporal) ExecuteWorkflow(ctx context.Context, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
+	if f.down[o.ID] {
+		return nil, serviceerror.NewUnavailable("injected: shard unavailable")
+	}
+	return f.Client.ExecuteWorkflow(ctx, o, wf, args...)
+}
+
+// TestReconcilerGoesPastWhatItCannotFix is the starvation the review found: the old reconciler read
+// the 500 oldest idle rows in flight and stopped at its first error, so older rows it could not
+// fix, or 500 transfers legitimately waiting with running workflows, hid every newer lost start.
+// Here 510 reserved transfers wait with running workflows, three older lost starts cannot be
+// repaired (Temporal answers Unavailable for them), and one newer start is lost: one sweep must
+// repair the newer one, count the three, and look at nothing else; a sweep after the outage
+// repairs the three.
+func TestReconcilerGoesPastWhatItCannotFix(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	a, b := s.account("USD"), s.account("USD")
+	s.deposit(a, 1_000_000)
+	record := func() transfer.Transfer {
+		t.Helper()
+		tr, _, err := s.store.CreateTransfer(ctx, transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer,
+			FromAccountID: a.ID, ToAccountID: b.ID, Amount: 1, Currency: "USD"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	down := map[string]bool{}
+	var unfixable []transfer.Transfer
+	for range 3 {
+		tr := record()
+		down[tr.ID.String()] = true
+		unfixable = append(unfixable, tr)
+	}
+	for range 510 {
+		tr := record()
+		if err := s.store.Reserve(ctx, tr.ID); err != nil {
+			t.Fatal(err)
+		}
+		in := workflows.TransferInput{TransferID: tr.ID, Kind: tr.Kind, FromAccountID: a.ID, ToAccountID: b.ID, Amount: 1, Currency: "USD"}
+		if _, err := s.temporal.ExecuteWorkflow(ctx, workflows.StartOptions(in, "nobody-polls"), workflows.WorkflowName, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lost := record()
+
+	log := slog.New(slog.DiscardHandler)
+	svc := service.New(s.store, flakyTemporal{Client: s.temporal, down: down}, taskQueue, log).
+		WithOptions(service.Options{WorkflowTaskTimeout: sagatest.WorkflowTaskTimeout, Namespace: s.namespace})
+	r, err := svc.Reconcile(ctx, 0)
+	if err == nil || r.Failed != 3 || r.Repaired != 1 || r.Looked != 4 {
+		t.Fatalf("sweep in the outage: got %+v, %v; want 4 looked at, 1 repaired, 3 failed and an error", r, err)
+	}
+	if got := s.wait(lost.ID); got.Status != transfer.StatusCompleted {
+		t.Errorf("the newer lost start: got %s, want completed", got.Status)
+	}
+	for id := range down {
+		delete(down, id)
+	}
+	if r, err := svc.Reconcile(ctx, 0); err != nil || r.Repaired != 3 {
+		t.Fatalf("sweep after the outage: got %+v, %v; want the three repaired", r, err)
+	}
+	for _, tr := range unfixable {
+		if got := s.wait(tr.ID); got.Status != transfer.StatusCompleted {
+			t.Errorf("transfer %s after the outage: got %s, want completed", tr.ID, got.Status)
+		}
 	}
 }

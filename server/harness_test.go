@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,8 +12,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/server/temporaltest"
 	"golang.org/x/crypto/bcrypt"
@@ -252,6 +255,26 @@ func (a *api) transfer(token string, body map[string]any, headers ...string) (re
 		r.json(a.t, &tr)
 	}
 	return r, tr
+}
+
+// awaitWorkflows waits for the transfers' workflows to close, each through Temporal's long poll on
+// its result rather than by polling rows or sleeping, and fails the test if one still runs after
+// 30 s, the most a request may wait. A workflow that closed failed, cancelled or terminated counts
+// as closed: the caller checks the rows.
+func (a *api) awaitWorkflows(t testing.TB, ids ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, id := range ids {
+		err := a.temporal.GetWorkflow(ctx, id, "").Get(ctx, nil)
+		if ctx.Err() != nil {
+			t.Fatalf("transfer %s: its workflow still runs after 30 s", id)
+		}
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			t.Fatalf("transfer %s: no workflow: %v", id, err)
+		}
+	}
 }
 
 // accountBody is an account as the API answers it.
