@@ -36,12 +36,15 @@ bench: build
 # and slows PostgreSQL, freezes sources, and cancels and terminates workflows as an operator would,
 # then checks that every accepted transfer ended exactly once and every workflow's result equals its
 # row. CHAOS_RUNS=5 runs the suite five times; each run appends its summary row to CHAOS_REPORT. make
-# test runs a small schedule of it.
+# test runs a small schedule of it. Last, the upgrade test (chaos/TestUpgrade) runs a load on the
+# previous release's binaries (chaos/testdata/previous-release, or the newest tag), migrates the live
+# database and replaces the workers and the API with this checkout's mid-load, then checks the same.
 CHAOS_RUNS   ?= 1
 CHAOS_REPORT ?= chaos-report.md
 chaos:
 	$(GO) test -count=1 -timeout 60m -run '^TestSagaProperty$$' ./workflows/ -args -saga.seeds=3000 -saga.first=$$(date +%s)
 	$(GO) test -count=$(CHAOS_RUNS) -timeout 90m -v -run '^TestChaos$$' ./chaos/ -args -chaos.full -chaos.report=$(abspath $(CHAOS_REPORT))
+	$(GO) test -count=1 -timeout 30m -v -run '^TestUpgrade$$' ./chaos/ -args -chaos.full
 
 # test-short skips the end-to-end tests that start a Temporal server.
 test-short:

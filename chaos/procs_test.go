@@ -27,6 +27,9 @@ func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
 type proc struct {
 	t    *testing.T
 	name string
+	// bin is the transferd binary it runs: the one built from this checkout when empty, or a
+	// previous release's (the upgrade test).
+	bin  string
 	args []string
 	env  []string
 	log  string
@@ -92,7 +95,11 @@ func (p *proc) start() {
 	defer p.mu.Unlock()
 	p.starts++
 	fmt.Fprintf(f, "=== start %d of %s at %s\n", p.starts, p.name, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(testbin.Transferd(p.t), p.args...)
+	bin := p.bin
+	if bin == "" {
+		bin = testbin.Transferd(p.t)
+	}
+	cmd := exec.Command(bin, p.args...)
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// The process dies with the test, whatever ends it.

@@ -60,15 +60,25 @@ type stack struct {
 	admin *api
 	// evidence is what the faults hit.
 	evidence evidence
+	// bin is the transferd binary of the API, the workers and the setup's commands: this
+	// checkout's when empty, a previous release's in the upgrade test.
+	bin string
 }
 
 // startStack starts everything and returns once the API is ready. With a cluster, the database is
 // on it; without, on the shared server of pgtest.
 func startStack(t *testing.T, workers int, pg *cluster) *stack {
 	t.Helper()
+	return startStackOf(t, workers, pg, "")
+}
+
+// startStackOf is startStack with the API, the workers, the migration and the first admin run by
+// the transferd binary bin (this checkout's when empty); Temporal is always this checkout's.
+func startStackOf(t *testing.T, workers int, pg *cluster, bin string) *stack {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s := &stack{t: t, dir: t.TempDir(), pg: pg}
+	s := &stack{t: t, dir: t.TempDir(), pg: pg, bin: bin}
 	if pg != nil {
 		s.directURL = pg.newDatabase(t)
 	} else {
@@ -110,11 +120,13 @@ func startStack(t *testing.T, workers int, pg *cluster) *stack {
 	s.apiURL = "http://" + apiAddr
 	s.api = newProc(t, s.dir, "api", append(common, "TRANSFERD_DATABASE_URL="+viaProxy(dsn, s.pgAPI),
 		"TRANSFERD_JWT_SECRET="+jwtSecret, "TRANSFERD_BCRYPT_COST=4"), "server", "--addr", apiAddr)
+	s.api.bin = bin
 	s.api.ready = func(ctx context.Context) error { return waitHTTP(ctx, s.apiURL+"/readyz", s.api) }
 	for i := range workers {
 		// The reconciler starts the workflows of transfers the API recorded but died before starting.
 		w := newProc(t, s.dir, "worker-"+strconv.Itoa(i+1), append(common, "TRANSFERD_DATABASE_URL="+viaProxy(dsn, s.pgWorkers),
 			"TRANSFERD_RECONCILE_EVERY=5s"), "worker", "--metrics-addr", "")
+		w.bin = bin
 		// A worker is ready once it polls its task queue, which it does only once it has reached
 		// PostgreSQL: the next fault then finds it working (a stall that begins while the workers
 		// are still connecting would hold up no step).
@@ -129,7 +141,11 @@ func startStack(t *testing.T, workers int, pg *cluster) *stack {
 // run runs a transferd command to its end, failing the test if it fails.
 func (s *stack) run(ctx context.Context, args ...string) {
 	s.t.Helper()
-	out, err := exec.CommandContext(ctx, testbin.Transferd(s.t), args...).CombinedOutput()
+	bin := s.bin
+	if bin == "" {
+		bin = testbin.Transferd(s.t)
+	}
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	if err != nil {
 		s.t.Fatalf("transferd %s: %v\n%s", args[0], err, out)
 	}
