@@ -28,7 +28,6 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 
 	"github.com/transferd/transferd/bench"
 	"github.com/transferd/transferd/devtemporal"
@@ -133,7 +132,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer store.Close()
-	tc, err := client.DialContext(ctx, client.Options{HostPort: dev.temporal, Namespace: "default", Logger: tlog.NewStructuredLogger(log)})
+	opts, err := devTemporalOptions(dev.temporal, "default", log)
+	if err != nil {
+		return err
+	}
+	tc, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -188,7 +191,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	tc, err = client.DialContext(ctx, client.Options{HostPort: dev.temporal, Namespace: "default", Logger: tlog.NewStructuredLogger(log)})
+	if opts, err = devTemporalOptions(dev.temporal, "default", log); err != nil {
+		return err
+	}
+	tc, err = client.DialContext(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -325,10 +331,11 @@ func runSplit(ctx context.Context, tc client.Client, store *ledger.Store, s spli
 	// set keeps the API from warning about a random one.
 	var secret [32]byte
 	_, _ = rand.Read(secret[:])
-	env := append(os.Environ(), "TRANSFERD_JWT_SECRET="+hex.EncodeToString(secret[:]))
+	env := append(withoutTemporalEnv(os.Environ()), "TRANSFERD_JWT_SECRET="+hex.EncodeToString(secret[:]))
 	// What decides where the processes connect and what they run is set by flags, which win over
-	// any TRANSFERD_* variables of the shell. Ten connections each leave room under PostgreSQL's
-	// default limit of 100 for dev's pool and the bench's own.
+	// any TRANSFERD_* variables of the shell; the shell's Temporal connection (TLS, API key,
+	// profile), meant for a real cluster, is left out of their environment. Ten connections each
+	// leave room under PostgreSQL's default limit of 100 for dev's pool and the bench's own.
 	common := []string{"--database-url", s.dsn, "--db-max-conns", "10", "--temporal-address", s.temporal,
 		"--temporal-namespace", "default", "--task-queue", splitTaskQueue}
 	wrk, err := startBenchProcess(s.binary, splitWorker, env, slices.Concat([]string{"worker"}, common, []string{"--metrics-addr", ""}))
@@ -429,6 +436,14 @@ func waitSplitReady(ctx context.Context, tc client.Client, apiURL string, api, w
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// withoutTemporalEnv is env without the variables that say how to connect to Temporal (TEMPORAL_*
+// and TRANSFERD_TEMPORAL_*), for the processes the bench points at its own dev server.
+func withoutTemporalEnv(env []string) []string {
+	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
+		return strings.HasPrefix(kv, "TEMPORAL_") || strings.HasPrefix(kv, "TRANSFERD_TEMPORAL_")
+	})
 }
 
 // buildNodev builds this command with -tags nodev into dir, as the Dockerfile builds the image's, for

@@ -64,8 +64,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return exitError(2)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	opts, err := c.temporalOptions()
+	if err != nil {
+		return err
+	}
 	c.print(stderr, fs)
-	deps, err := connect(ctx, &c, "transferd-worker", log)
+	deps, err := connect(ctx, &c, opts, "transferd-worker", log)
 	if err != nil {
 		return err
 	}
@@ -90,9 +94,9 @@ type deps struct {
 	temporal client.Client
 }
 
-// connect sets up the telemetry of service, then connects to PostgreSQL and Temporal (with the
-// telemetry's metrics and tracing), waiting for each with backoff.
-func connect(ctx context.Context, c *config, service string, log *slog.Logger) (*deps, error) {
+// connect sets up the telemetry of service, then connects to PostgreSQL and to Temporal with opts
+// (and the telemetry's metrics and tracing), waiting for each with backoff.
+func connect(ctx context.Context, c *config, opts client.Options, service string, log *slog.Logger) (*deps, error) {
 	tel, err := newTelemetry(ctx, service, log)
 	if err != nil {
 		return nil, err
@@ -102,7 +106,7 @@ func connect(ctx context.Context, c *config, service string, log *slog.Logger) (
 		d.close(ctx)
 		return nil, err
 	}
-	if d.temporal, err = dialTemporal(ctx, c, log, tel); err != nil {
+	if d.temporal, err = dialTemporal(ctx, opts, log, tel); err != nil {
 		d.close(ctx)
 		return nil, err
 	}
@@ -190,6 +194,14 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
+	var opts client.Options
+	if !c.NoTemporal {
+		var err error
+		if opts, err = c.temporalOptions(); err != nil {
+			return err
+		}
+		opts.Logger = tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+	}
 	c.print(stderr, fs)
 	store, err := openStore(ctx, &c)
 	if err != nil {
@@ -199,8 +211,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var checker ledger.WorkflowChecker
 	if !c.NoTemporal {
 		dialCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		tc, err := client.DialContext(dialCtx, client.Options{HostPort: c.TemporalAddress, Namespace: c.TemporalNamespace,
-			Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+		tc, err := client.DialContext(dialCtx, opts)
 		cancel()
 		if err != nil {
 			fmt.Fprintf(stderr, "audit: Temporal at %s is not reachable (%v); invariants 6 and 8 are not checked\n", c.TemporalAddress, err)
@@ -258,14 +269,16 @@ func openStore(ctx context.Context, c *config) (*ledger.Store, error) {
 	return store, nil
 }
 
-// dialTemporal connects to Temporal, retrying with backoff for up to connectPatience.
-func dialTemporal(ctx context.Context, c *config, log *slog.Logger, tel *telemetry) (client.Client, error) {
+// dialTemporal connects to Temporal with opts (temporalOptions), its logger log and the telemetry,
+// retrying with backoff for up to connectPatience.
+func dialTemporal(ctx context.Context, opts client.Options, log *slog.Logger, tel *telemetry) (client.Client, error) {
+	opts.Logger = tlog.NewStructuredLogger(log)
+	opts = tel.clientOptions(opts)
 	tc, err := withBackoff(ctx, func() (client.Client, error) {
-		return client.DialContext(ctx, tel.clientOptions(client.Options{HostPort: c.TemporalAddress,
-			Namespace: c.TemporalNamespace, Logger: tlog.NewStructuredLogger(log)}))
+		return client.DialContext(ctx, opts)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach Temporal at %s namespace %s: %w (start it, or set --temporal-address / TEMPORAL_ADDRESS)", c.TemporalAddress, c.TemporalNamespace, err)
+		return nil, fmt.Errorf("cannot reach Temporal at %s namespace %s: %w (start it, or set --temporal-address / TEMPORAL_ADDRESS, and for a secured cluster --temporal-tls-* / TEMPORAL_TLS_* or --temporal-api-key / TEMPORAL_API_KEY)", opts.HostPort, opts.Namespace, err)
 	}
 	return tc, nil
 }

@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
+	"github.com/transferd/transferd/internal/temporalclient"
 	"github.com/transferd/transferd/ledger"
 	"github.com/transferd/transferd/server"
 	"github.com/transferd/transferd/transfer"
@@ -101,8 +102,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer tel.close(context.WithoutCancel(ctx))
-	tc, err := client.DialContext(ctx, tel.clientOptions(client.Options{HostPort: temporalServer.HostPort(),
-		Namespace: c.TemporalNamespace, Logger: tlog.NewStructuredLogger(log)}))
+	opts, err := devTemporalOptions(temporalServer.HostPort(), c.TemporalNamespace, log)
+	if err != nil {
+		return err
+	}
+	tc, err := client.DialContext(ctx, tel.clientOptions(opts))
 	if err != nil {
 		return fmt.Errorf("dev: connect to Temporal: %w", err)
 	}
@@ -139,6 +143,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "ready: press Ctrl-C to stop\n")
 	return serve(ctx, srv, ln, log)
+}
+
+// devTemporalOptions are the options of a client of the Temporal dev server at hostPort that this
+// process or the bench started. They come from the one builder, isolated: the TEMPORAL_* variables
+// and the temporal.toml profiles name the real cluster a shell may be set up for, and their address,
+// TLS and API key must not reach the dev server.
+func devTemporalOptions(hostPort, namespace string, log *slog.Logger) (client.Options, error) {
+	o, err := temporalclient.Options(temporalclient.Settings{Address: hostPort, Namespace: namespace, Isolated: true})
+	o.Logger = tlog.NewStructuredLogger(log)
+	return o, err
 }
 
 // devBanner is what `transferd dev` prints on stdout before its ready line.

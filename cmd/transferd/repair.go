@@ -42,6 +42,11 @@ func runRepair(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		ids = append(ids, id)
 	}
+	opts, err := c.temporalOptions()
+	if err != nil {
+		return err
+	}
+	opts.Logger = tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))
 	c.print(stderr, fs)
 	store, err := openStore(ctx, &c)
 	if err != nil {
@@ -49,8 +54,7 @@ func runRepair(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer store.Close()
 	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	tc, err := client.DialContext(dialCtx, client.Options{HostPort: c.TemporalAddress, Namespace: c.TemporalNamespace,
-		Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	tc, err := client.DialContext(dialCtx, opts)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("cannot reach Temporal at %s: %w", c.TemporalAddress, err)

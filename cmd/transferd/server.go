@@ -44,6 +44,10 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return exitError(2)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	opts, err := c.temporalOptions()
+	if err != nil {
+		return err
+	}
 	c.print(stderr, fs)
 	proxies, err := server.ParseTrustedProxies(c.TrustedProxies)
 	if err != nil {
@@ -53,7 +57,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	deps, err := connect(ctx, &c, "transferd-server", log)
+	deps, err := connect(ctx, &c, opts, "transferd-server", log)
 	if err != nil {
 		return err
 	}
