@@ -275,3 +275,18 @@ func TestAPIKeyNeverPrinted(t *testing.T) {
 		}
 	}
 }
+
+// TestJWTSecretNeverPrinted: the JWT secret set through TRANSFERD_JWT_SECRET was the flag's default,
+// which `transferd server -h` printed.
+func TestJWTSecretNeverPrinted(t *testing.T) {
+	securetemporal.IsolateEnv(t)
+	const secret = "never-print-this-jwt-secret-of-32-bytes"
+	t.Setenv("TRANSFERD_JWT_SECRET", secret)
+	var help bytes.Buffer
+	if err := run(context.Background(), []string{"server", "-h"}, io.Discard, &help); err != exitError(2) {
+		t.Errorf("server -h: got %v, want exit status 2", err)
+	}
+	if strings.Contains(help.String(), secret) {
+		t.Errorf("server -h shows the JWT secret:\n%s", help.String())
+	}
+}

@@ -149,7 +149,8 @@ func (c *config) serviceOptions() service.Options {
 
 // authFlags adds the flags of the subcommands that issue tokens or hash passwords.
 func (c *config) authFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.JWTSecret, "jwt-secret", env("JWT_SECRET", ""), "secret that signs bearer tokens, at least 32 bytes (TRANSFERD_JWT_SECRET); a random one, lost at restart, when empty")
+	c.JWTSecret = env("JWT_SECRET", "")
+	fs.Var(secret{&c.JWTSecret}, "jwt-secret", "`secret` that signs bearer tokens, at least 32 bytes; never printed (TRANSFERD_JWT_SECRET); a random one, lost at restart, when empty")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", envDuration("TOKEN_TTL", time.Hour), "lifetime of bearer tokens (TRANSFERD_TOKEN_TTL)")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", envInt("BCRYPT_COST", 0), "bcrypt cost of password hashes; 0 for the default 10 (TRANSFERD_BCRYPT_COST)")
 }
