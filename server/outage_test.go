@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/client"
@@ -141,6 +143,51 @@ func TestDependencyOutageIs503(t *testing.T) {
 				t.Errorf("GET a transfer: got %s, want 200", r)
 			}
 		})
+	})
+
+	t.Run("a slow PostgreSQL sheds submissions", func(t *testing.T) {
+		// Two submissions at a time; the others wait 100 ms for a slot, then are told to come back,
+		// long before the slow writes of the two admitted could have ended, and record nothing.
+		h := server.New(server.Config{Ledger: proxied, Transfers: service.New(proxied, deadTemporal, testQueue, log), Auth: auth, Log: log,
+			MaxSubmits: 2, SubmitQueueWait: 100 * time.Millisecond}).Handler()
+		if r := serve(h, "GET", "/v1/accounts/"+from.ID.String(), token, ""); r.status != http.StatusOK {
+			t.Fatalf("before the latency: got %s, want 200", r)
+		}
+		proxy.SetLatency(500 * time.Millisecond)
+		defer proxy.SetLatency(0)
+		type answer struct {
+			id   string
+			r    resp
+			took time.Duration
+		}
+		answers := make(chan answer, 8)
+		for range 8 {
+			go func() {
+				id := uuid.NewString()
+				body := fmt.Sprintf(`{"id":%q,"from_account_id":%q,"to_account_id":%q,"amount":100,"currency":"USD"}`, id, from.ID, to.ID)
+				start := time.Now()
+				r := serve(h, "POST", "/v1/transfers", token, body)
+				answers <- answer{id, r, time.Since(start)}
+			}()
+		}
+		shed := 0
+		for range 8 {
+			a := <-answers
+			unavailable(t, a.r)
+			if !bytes.Contains(a.r.body, []byte("at capacity")) {
+				continue // admitted: its slow write, then the dead Temporal, made it a 503
+			}
+			shed++
+			if a.took > 450*time.Millisecond {
+				t.Errorf("shed after %v, want within about the 100 ms queue wait", a.took)
+			}
+			if _, err := direct.Transfer(ctx, uuid.MustParse(a.id)); !transfer.IsCode(err, transfer.CodeNotFound) {
+				t.Errorf("shed transfer %s: got %v, want no row", a.id, err)
+			}
+		}
+		if shed != 6 {
+			t.Errorf("shed %d of 8 submissions, want 6 (2 admitted)", shed)
+		}
 	})
 
 	t.Run("PostgreSQL down", func(t *testing.T) {

@@ -82,6 +82,12 @@ type Config struct {
 	// a client cannot pick the address that SignInLimit counts it under. An invalid entry is logged
 	// and trusts nothing.
 	TrustedProxies []string
+	// MaxSubmits bounds the submissions (POST /v1/transfers, deposits, withdrawals) in progress at
+	// once, default 64; one beyond it waits up to SubmitQueueWait (default 1 s) for a slot, then is
+	// answered 503 unavailable with Retry-After, having changed nothing. The waiting of ?wait= does
+	// not hold a slot.
+	MaxSubmits      int
+	SubmitQueueWait time.Duration
 }
 
 // Server is the HTTP API. Its Handler is safe for concurrent use.
@@ -95,6 +101,7 @@ type Server struct {
 	metrics   *httpMetrics
 	maxWait   time.Duration
 	signIn    *signInLimiter
+	admission *admission
 	engine    *gin.Engine
 }
 
@@ -112,7 +119,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{ledger: cfg.Ledger, transfers: cfg.Transfers, auth: cfg.Auth, log: cfg.Log, ready: cfg.Ready,
 		gatherer: cfg.Gatherer, metrics: newHTTPMetrics(cfg.Metrics), maxWait: cfg.MaxWait,
-		signIn: newSignInLimiter(cfg.SignInLimit)}
+		signIn: newSignInLimiter(cfg.SignInLimit), admission: newAdmission(cfg.MaxSubmits, cfg.SubmitQueueWait, cfg.Metrics)}
 	s.engine = s.routes()
 	if err := s.engine.SetTrustedProxies(cfg.TrustedProxies); err != nil {
 		cfg.Log.Error("invalid trusted proxies: trusting none", "err", err.Error())

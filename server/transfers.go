@@ -176,6 +176,7 @@ func (s *Server) submit(c *gin.Context, r transfer.Request) {
 	}
 	ctx := c.Request.Context()
 	t, created, err := s.transfers.Submit(ctx, r)
+	releaseSubmit(c)
 	if err != nil {
 		abortWithError(c, err)
 		return

@@ -52,6 +52,9 @@ type config struct {
 	SagaVariant string
 	// TrustedProxies is a comma-separated list of the reverse proxies' addresses or CIDRs.
 	TrustedProxies string
+	// MaxSubmits and SubmitQueueWait shed submissions beyond the bound with 503s (server.Config).
+	MaxSubmits      int
+	SubmitQueueWait time.Duration
 	// Audit.
 	JSON       bool
 	NoTemporal bool

@@ -36,6 +36,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		c.authFlags(fs)
 		fs.StringVar(&c.Addr, "addr", env("ADDR", ":8080"), "address the API listens on (TRANSFERD_ADDR)")
 		fs.StringVar(&c.TrustedProxies, "trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of the reverse proxies whose X-Forwarded-For names the client, as the sign-in rate limit counts it; none when empty (TRANSFERD_TRUSTED_PROXIES)")
+		fs.IntVar(&c.MaxSubmits, "max-submits", envInt("MAX_SUBMITS", 64), "submissions (transfers, deposits, withdrawals) in progress at once; beyond it a request waits --submit-queue-wait for a slot, then is answered 503 with Retry-After (TRANSFERD_MAX_SUBMITS)")
+		fs.DurationVar(&c.SubmitQueueWait, "submit-queue-wait", envDuration("SUBMIT_QUEUE_WAIT", time.Second), "how long a submission waits for a slot before a 503 (TRANSFERD_SUBMIT_QUEUE_WAIT)")
 		fs.BoolVar(&c.WithWorker, "with-worker", envBool("WITH_WORKER", false), "also run a worker in this process, which lets the API start workflows eagerly; the worker flags apply to it (TRANSFERD_WITH_WORKER)")
 		c.workerFlags(fs)
 		c.sagaFlags(fs)
@@ -79,6 +81,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	cfg := apiConfig(deps.store, deps.temporal, c.TaskQueue, auth, log, deps.tel.registry, c.serviceOptions())
 	cfg.TrustedProxies = proxies
+	cfg.MaxSubmits, cfg.SubmitQueueWait = c.MaxSubmits, c.SubmitQueueWait
 	srv := server.New(cfg).NewHTTPServer(c.Addr)
 	srv.Handler = deps.tel.wrapHTTP(srv.Handler)
 	ln, err := net.Listen("tcp", srv.Addr)
