@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"google.golang.org/grpc"
 
 	"github.com/transferd/transferd/internal/sagatest"
 	"github.com/transferd/transferd/ledger"
@@ -293,6 +294,65 @@ func TestReconcilerGoesPastWhatItCannotFix(t *testing.T) {
 	for _, tr := range unfixable {
 		if got := s.wait(tr.ID); got.Status != transfer.StatusCompleted {
 			t.Errorf("transfer %s after the outage: got %s, want completed", tr.ID, got.Status)
+		}
+	}
+}
+
+// listingTemporal is the real Temporal client whose visibility listings, made through the raw
+// workflow service, are recorded, and fail while failing is set.
+type listingTemporal struct {
+	client.Client
+	queries *[]string
+	failing *bool
+}
+
+func (l listingTemporal) WorkflowService() workflowservice.WorkflowServiceClient {
+	return listingService{WorkflowServiceClient: l.Client.WorkflowService(), l: l}
+}
+
+type listingService struct {
+	workflowservice.WorkflowServiceClient
+	l listingTemporal
+}
+
+func (s listingService) ListWorkflowExecutions(ctx context.Context, in *workflowservice.ListWorkflowExecutionsRequest, opts ...grpc.CallOption) (*workflowservice.ListWorkflowExecutionsResponse, error) {
+	*s.l.queries = append(*s.l.queries, in.GetQuery())
+	if *s.l.failing {
+		return nil, serviceerror.NewUnavailable("injected: visibility unavailable")
+	}
+	return s.WorkflowServiceClient.ListWorkflowExecutions(ctx, in, opts...)
+}
+
+// TestAFailedFullSweepIsTriedAgainAtOnce: the reconciler lists every closed workflow over a row
+// that is not final on its first sweep and on every 20th, and only those closed lately otherwise.
+// The review found that a full sweep whose listing failed was not tried again for 20 more sweeps
+// (ten minutes by default), so a close that only a full sweep can find (visibility more than the
+// overlap late) waited that long, or for ever while the listing kept failing. The sweep after a
+// failed full one must be full.
+func TestAFailedFullSweepIsTriedAgainAtOnce(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	var queries []string
+	failing := false
+	log := slog.New(slog.DiscardHandler)
+	svc := service.New(s.store, listingTemporal{Client: s.temporal, queries: &queries, failing: &failing}, taskQueue, log).
+		WithOptions(service.Options{WorkflowTaskTimeout: sagatest.WorkflowTaskTimeout, Namespace: s.namespace})
+	full := func(q string) bool { return !strings.Contains(q, "CloseTime >") }
+	for sweep := 1; sweep <= 21; sweep++ {
+		// Paced under the test server's visibility rate limit (a few listings a second).
+		time.Sleep(200 * time.Millisecond)
+		failing = sweep == 20
+		queries = queries[:0]
+		_, err := svc.Reconcile(ctx, time.Hour)
+		if (err != nil) != failing {
+			t.Fatalf("sweep %d: error %v, want one only while the listing fails", sweep, err)
+		}
+		if len(queries) != 1 {
+			t.Fatalf("sweep %d: %d listings, want 1", sweep, len(queries))
+		}
+		want := sweep == 1 || sweep == 20 || sweep == 21
+		if full(queries[0]) != want {
+			t.Errorf("sweep %d: full listing %v, want %v: %s", sweep, full(queries[0]), want, queries[0])
 		}
 	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"regexp"
 	"runtime/debug"
@@ -48,7 +49,11 @@ func (s *Server) accessLog(c *gin.Context) {
 	s.metrics.requests.WithLabelValues(c.Request.Method, route, strconv.Itoa(status)).Inc()
 	s.metrics.latency.WithLabelValues(c.Request.Method, route).Observe(elapsed.Seconds())
 	level := slog.LevelInfo
-	if status >= 500 {
+	switch {
+	case status == http.StatusServiceUnavailable:
+		// An outage or shed load: the dependency's state, not a bug, and many at once.
+		level = slog.LevelWarn
+	case status >= 500:
 		level = slog.LevelError
 	}
 	attrs := []any{"method", c.Request.Method, "route", route, "path", c.Request.URL.Path, "status", status,

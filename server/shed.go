@@ -42,14 +42,13 @@ func newAdmission(max int, wait time.Duration, reg prometheus.Registerer) *admis
 	return a
 }
 
-// admitSubmit is the middleware of the submitting routes: it takes a slot before the handler's
-// first call to a dependency (the source account's check), waiting up to maxWait, and answers 503
-// unavailable with Retry-After when none frees up. The handler gives the slot back as soon as its
-// submission is done (releaseSubmit), so that the waiting of ?wait= holds none; whatever the
-// handler did, the slot is given back when it returns.
-func (s *Server) admitSubmit(c *gin.Context) {
+// admit takes a submission slot for the request, waiting up to maxWait, and reports whether it got
+// one; without one it has answered 503 unavailable with Retry-After. Handlers call it once the body
+// is read and valid, before their first call to a dependency (the source account's check), so that
+// a client trickling its body holds no slot; they defer releaseSubmit, and submit gives the slot
+// back as soon as the submission is done, so that the waiting of ?wait= holds none.
+func (s *Server) admit(c *gin.Context) bool {
 	a := s.admission
-	release := sync.OnceFunc(func() { <-a.slots })
 	select {
 	case a.slots <- struct{}{}:
 	default:
@@ -59,15 +58,15 @@ func (s *Server) admitSubmit(c *gin.Context) {
 		case a.slots <- struct{}{}:
 		case <-timer.C:
 			a.reject(c)
-			return
+			return false
 		case <-c.Request.Context().Done():
-			a.reject(c)
-			return
+			// The client has gone: nothing to answer, and no overload to count.
+			c.Abort()
+			return false
 		}
 	}
-	defer release()
-	c.Set(ctxReleaseSubmit, release)
-	c.Next()
+	c.Set(ctxReleaseSubmit, sync.OnceFunc(func() { <-a.slots }))
+	return true
 }
 
 // reject answers a request that found no slot.
@@ -75,7 +74,7 @@ func (a *admission) reject(c *gin.Context) {
 	a.shed.Inc()
 	c.Header("Retry-After", strconv.Itoa(int(shedRetryAfter.Seconds())))
 	abortWithProblem(c, codeUnavailable, "the service is at capacity: "+strconv.Itoa(cap(a.slots))+
-		" submissions are in progress; nothing was recorded, send the request again after Retry-After")
+		" submissions are in progress; this request recorded nothing: send it again, with the same id or Idempotency-Key, after Retry-After")
 }
 
 // ctxReleaseSubmit is the gin context key of the slot's release that admitSubmit took.

@@ -91,6 +91,10 @@ func (s *Server) handleCreateTransfer(c *gin.Context) {
 		abortWithError(c, err)
 		return
 	}
+	if !s.admit(c) {
+		return
+	}
+	defer releaseSubmit(c)
 	if !s.ownsSource(c, r.FromAccountID, "from_account_id") {
 		return
 	}
@@ -104,9 +108,10 @@ func (s *Server) handleCreateDeposit(c *gin.Context) {
 		return
 	}
 	r, ok := s.parseMoneyRequest(c, transfer.KindDeposit)
-	if !ok {
+	if !ok || !s.admit(c) {
 		return
 	}
+	defer releaseSubmit(c)
 	s.submit(c, r)
 }
 
@@ -114,7 +119,11 @@ func (s *Server) handleCreateDeposit(c *gin.Context) {
 // account's owner or an admin.
 func (s *Server) handleCreateWithdrawal(c *gin.Context) {
 	r, ok := s.parseMoneyRequest(c, transfer.KindWithdrawal)
-	if !ok || !s.ownsSource(c, r.FromAccountID, "account_id") {
+	if !ok || !s.admit(c) {
+		return
+	}
+	defer releaseSubmit(c)
+	if !s.ownsSource(c, r.FromAccountID, "account_id") {
 		return
 	}
 	s.submit(c, r)

@@ -64,6 +64,9 @@ type Service struct {
 	closedSince time.Time
 	retry       map[uuid.UUID]struct{}
 	sweeps      int
+	// fullDue says a full sweep is due and none has succeeded since: a failed one is tried again
+	// at the next sweep, not fullSweepEvery sweeps later.
+	fullDue bool
 }
 
 // Options tunes how the service starts workflows.
@@ -386,10 +389,14 @@ func (s *Service) Reconcile(ctx context.Context, idle time.Duration) (ReconcileR
 	sweepStart := time.Now()
 	idleBefore := sweepStart.Add(-idle)
 	after := transfer.Key{}
+	// The two passes run whatever the other's error: one that keeps failing (a statement timeout on
+	// a large backlog, say) must not hold up the other.
+	var errs []error
 	for ctx.Err() == nil {
 		ts, err := s.store.PendingTransfers(ctx, idleBefore, after, reconcileBatch)
 		if err != nil {
-			return r, fmt.Errorf("service: reconcile: %w", err)
+			errs = append(errs, fmt.Errorf("service: reconcile: pending transfers: %w", err))
+			break
 		}
 		for _, t := range ts {
 			fix(t.ID)
@@ -402,7 +409,11 @@ func (s *Service) Reconcile(ctx context.Context, idle time.Duration) (ReconcileR
 	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus != 'Running' AND %s IN ('%s', '%s', '%s')",
 		workflows.WorkflowName, workflows.AttrStatus.GetName(), transfer.StatusPending, transfer.StatusReserved, transfer.StatusDebited)
 	s.sweeps++
-	if !s.closedSince.IsZero() && s.sweeps%fullSweepEvery != 0 {
+	if s.sweeps%fullSweepEvery == 0 {
+		s.fullDue = true
+	}
+	full := s.closedSince.IsZero() || s.fullDue
+	if !full {
 		query += fmt.Sprintf(" AND CloseTime > '%s'", s.closedSince.Add(-closedOverlap).UTC().Format(time.RFC3339Nano))
 	}
 	err := s.listWorkflows(ctx, query, reconcileBatch, func(runs []transfer.ClosedWorkflow) error {
@@ -422,13 +433,21 @@ func (s *Service) Reconcile(ctx context.Context, idle time.Duration) (ReconcileR
 		return nil
 	})
 	if err != nil {
-		return r, fmt.Errorf("service: reconcile: closed workflows: %w", err)
+		s.log.WarnContext(ctx, "reconcile: could not list the closed workflows; the next sweep lists them again", "full", full, "err", err)
+		errs = append(errs, fmt.Errorf("service: reconcile: closed workflows: %w", err))
+	} else {
+		s.closedSince = sweepStart
+		if full {
+			s.fullDue = false
+		}
 	}
-	s.closedSince = sweepStart
 	if err := s.store.PruneStepFailures(ctx); err != nil {
 		s.log.WarnContext(ctx, "reconcile: could not prune the failures of steps that have since gone through", "err", err)
 	}
-	return r, first
+	if first != nil {
+		errs = append(errs, first)
+	}
+	return r, errors.Join(errs...)
 }
 
 // RepairAll repairs every transfer that is not final and has no running workflow, asking Temporal
@@ -461,6 +480,10 @@ func (s *Service) RepairAll(ctx context.Context) (ReconcileReport, error) {
 			break
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		// Stopped between batches: what is left was not looked at, which is not success.
+		return r, errors.Join(err, first)
+	}
 	return r, first
 }
 
@@ -473,8 +496,10 @@ func (s *Service) listWorkflows(ctx context.Context, query string, pageSize int3
 	var token []byte
 	dc := converter.GetDefaultDataConverter()
 	for {
+		// Through the raw service, not client.ListWorkflow: the SDK caps a call's deadline at 10 s
+		// whatever its context says, which is the limit this minute is here to lift.
 		pageCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		resp, err := s.temporal.ListWorkflow(pageCtx, &workflowservice.ListWorkflowExecutionsRequest{
+		resp, err := s.temporal.WorkflowService().ListWorkflowExecutions(pageCtx, &workflowservice.ListWorkflowExecutionsRequest{
 			Namespace: s.namespace(), Query: query, PageSize: pageSize, NextPageToken: token})
 		cancel()
 		if err != nil {
