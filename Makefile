@@ -4,7 +4,7 @@ PKGS      := ./...
 # The fuzz seed corpora run as ordinary tests; `make fuzz` explores beyond them.
 FUZZTIME  ?= 30s
 
-.PHONY: all build run bench test test-short chaos lint compose-config image fuzz migrate worker audit clean
+.PHONY: all build run cluster bench test test-short chaos lint compose-config image fuzz migrate worker audit clean
 
 all: build
 
@@ -16,6 +16,14 @@ build:
 # and migrates if missing. State lives in ./.data; Ctrl-C stops it, and a restart resumes transfers.
 run: build
 	./bin/transferd dev
+
+# cluster runs a production-shaped Temporal cluster in the foreground (internal/tcluster): the
+# official temporal-server of go.mod's version as four processes (frontend, history, matching, worker)
+# on the PostgreSQL of 127.0.0.1:5432, databases temporal and temporal_visibility (made with
+# temporal-sql-tool, kept), frontend on 127.0.0.1:7233, Web UI on 127.0.0.1:8233, the namespace and
+# search attributes registered. The first run builds the two executables (minutes); Ctrl-C stops it.
+cluster:
+	$(GO) run ./internal/tcluster/cmd/tcluster $(CLUSTER_FLAGS)
 
 # test runs every test: unit, workflow, ledger on real PostgreSQL and end-to-end with an in-process
 # Temporal server. It needs PostgreSQL on 127.0.0.1:5432 (or TRANSFERD_TEST_DATABASE_URL).
