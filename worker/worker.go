@@ -166,7 +166,7 @@ func SetupNamespace(ctx context.Context, c client.Client, namespace string, rete
 	for {
 		err := EnsureSearchAttributes(ctx, c, namespace)
 		if err == nil {
-			return did + "; search attributes registered", nil
+			return did + "; transferd's search attributes are registered", nil
 		}
 		var notFound *serviceerror.NamespaceNotFound
 		if !errors.As(err, &notFound) {

@@ -72,8 +72,9 @@ type Options struct {
 	// FrontendPort is the frontend's gRPC port on 127.0.0.1; default a free one. The other ports
 	// are always free ones.
 	FrontendPort int
-	// MaxConns is each service's pool size for the default store (SQL_MAX_CONNS); visibility gets
-	// half of it (SQL_VIS_MAX_CONNS); default 10.
+	// MaxConns is each service's pool size for the default store (SQL_MAX_CONNS, idle ones kept);
+	// visibility gets half of it (SQL_VIS_MAX_CONNS), at least one; default 4. A service holds up
+	// to both pools: the default's 4 and 2 make at most 24 connections for the cluster.
 	MaxConns int
 	// Dir receives each service's log (<service>.log) and the dynamic config file; default a new
 	// temporary directory that Close removes.
@@ -188,7 +189,7 @@ func newCluster(o Options) (*Cluster, error) {
 		o.HistoryShards = 4
 	}
 	if o.MaxConns <= 0 {
-		o.MaxConns = 10
+		o.MaxConns = 4
 	}
 	c := &Cluster{opts: o, admin: admin, namespace: o.Namespace, procs: map[Service]*process{}}
 	suffix := randomHex(4)
@@ -213,6 +214,10 @@ func newCluster(o Options) (*Cluster, error) {
 		}
 		c.tempDir = true
 	} else if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("tcluster: %w", err)
+	}
+	// The services run in the directory, and the dynamic config's path must mean the same to them.
+	if c.dir, err = filepath.Abs(c.dir); err != nil {
 		return nil, fmt.Errorf("tcluster: %w", err)
 	}
 	dc, err := renderDynamicConfig(o.DynamicConfig)

@@ -21,7 +21,7 @@ import (
 // echo is the workflow of the test: it waits on a timer, so a run spans the faults, and returns its
 // input.
 func echo(ctx workflow.Context, s string) (string, error) {
-	if err := workflow.Sleep(ctx, 2*time.Second); err != nil {
+	if err := workflow.Sleep(ctx, time.Second); err != nil {
 		return "", err
 	}
 	return s, nil

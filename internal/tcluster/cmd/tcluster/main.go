@@ -45,6 +45,7 @@ func run(ctx context.Context) error {
 	flag.IntVar(&o.FrontendPort, "frontend-port", 7233, "frontend gRPC port on 127.0.0.1 (the other services take free ports)")
 	flag.StringVar(&o.Namespace, "namespace", "default", "namespace to register with transferd's search attributes")
 	flag.DurationVar(&o.Retention, "retention", worker.DefaultRetention, "the namespace's retention of closed workflows")
+	flag.IntVar(&o.MaxConns, "max-conns", 4, "SQL_MAX_CONNS of each service (visibility's pool is half of it)")
 	flag.StringVar(&o.Dir, "dir", ".data/cluster", "directory of the services' logs and dynamic config")
 	flag.StringVar(&uiAddr, "ui-addr", "127.0.0.1:8233", "address of the Temporal Web UI; empty for none")
 	flag.Parse()
