@@ -27,8 +27,11 @@ cluster:
 
 # test runs every test: unit, workflow, ledger on real PostgreSQL and end-to-end with an in-process
 # Temporal server. It needs PostgreSQL on 127.0.0.1:5432 (or TRANSFERD_TEST_DATABASE_URL).
+# Before the tests it builds temporal-server and temporal-sql-tool for the PostgreSQL cluster of the
+# end-to-end tests (internal/tcluster), so that a first build (minutes) is not under their timeout.
 test:
 	$(GO) vet $(PKGS)
+	$(GO) run ./internal/tcluster/cmd/tcluster --build-only
 	$(GO) test -count=1 -timeout 12m $(PKGS)
 
 # bench runs floor, sql, the saga (three modes and a fixed rate) and the naive saga one after the

@@ -2,7 +2,9 @@
 // foreground, for a person (make cluster): temporal-server's four services as processes on the
 // PostgreSQL of --admin-url, in the databases temporal and temporal_visibility (created, upgraded and
 // kept), with the namespace and transferd's search attributes registered, and the Temporal Web UI.
-// Ctrl-C stops it; a restart resumes every workflow.
+// Ctrl-C stops it; a restart resumes every workflow. With --build-only it only builds the two
+// executables, as make test does before the tests so that a first build (minutes) does not count
+// against their timeout.
 package main
 
 import (
@@ -37,6 +39,7 @@ func main() {
 func run(ctx context.Context) error {
 	var o tcluster.Options
 	var uiAddr string
+	var buildOnly bool
 	flag.StringVar(&o.AdminURL, "admin-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL URL of a user who may create databases")
 	flag.StringVar(&o.PostgresAddr, "postgres-addr", "", "host:port the services connect to (default: the admin URL's)")
 	flag.StringVar(&o.Database, "database", "temporal", "database of the default store")
@@ -48,7 +51,18 @@ func run(ctx context.Context) error {
 	flag.IntVar(&o.MaxConns, "max-conns", 4, "SQL_MAX_CONNS of each service (visibility's pool is half of it)")
 	flag.StringVar(&o.Dir, "dir", ".data/cluster", "directory of the services' logs and dynamic config")
 	flag.StringVar(&uiAddr, "ui-addr", "127.0.0.1:8233", "address of the Temporal Web UI; empty for none")
+	flag.BoolVar(&buildOnly, "build-only", false, "build temporal-server and temporal-sql-tool if needed, print where they are, and exit")
 	flag.Parse()
+
+	if buildOnly {
+		start := time.Now()
+		bin, err := tcluster.Build(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("tcluster: %s\ntcluster: %s\n(%s, %s)\n", bin.Server, bin.SQLTool, bin.Version, time.Since(start).Round(time.Millisecond))
+		return nil
+	}
 
 	start := time.Now()
 	fmt.Printf("tcluster: building temporal-server and temporal-sql-tool if needed, setting up %s and %s\n", o.Database, o.VisibilityDatabase)
