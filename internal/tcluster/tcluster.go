@@ -69,9 +69,12 @@ type Options struct {
 	// HistoryShards is NUM_HISTORY_SHARDS; default 4. It is fixed when the databases are first used:
 	// a cluster started later on the same databases must give the same number.
 	HistoryShards int
-	// FrontendPort is the frontend's gRPC port on 127.0.0.1; default a free one. The other ports
-	// are always free ones.
-	FrontendPort int
+	// DefaultPorts runs the services on the config template's default ports, those of
+	// docker-compose.yml (gRPC: frontend 7233, history 7234, matching 7235, worker 7239; membership
+	// 6933, 6934, 6935, 6939; the frontend's HTTP API 7243), instead of free ones. A cluster started
+	// again on kept databases needs the ports of its last run: the membership table still lists that
+	// run's addresses, and a service that finds only dead ones there waits out ringpop's 30 s join.
+	DefaultPorts bool
 	// MaxConns is each service's pool size for the default store (SQL_MAX_CONNS, idle ones kept);
 	// visibility gets half of it (SQL_VIS_MAX_CONNS), at least one; default 4. A service holds up
 	// to both pools: the default's 4 and 2 make at most 24 connections for the cluster.
@@ -204,7 +207,14 @@ func newCluster(o Options) (*Cluster, error) {
 		c.pers.VisibilityDatabase = "temporal_visibility_" + suffix
 		c.drop = append(c.drop, c.pers.VisibilityDatabase)
 	}
-	if c.ports, err = pickPorts(o.FrontendPort); err != nil {
+	if o.DefaultPorts {
+		c.ports = defaultPorts
+		for _, name := range portVars {
+			if !portFree(c.ports[name]) {
+				return nil, fmt.Errorf("tcluster: 127.0.0.1:%d (%s) is in use (is another Temporal running?)", c.ports[name], name)
+			}
+		}
+	} else if c.ports, err = pickPorts(); err != nil {
 		return nil, err
 	}
 	c.dir = o.Dir
@@ -281,22 +291,21 @@ var portVars = []string{
 // ports (one container takes the defaults) and the broadcast address (its entrypoint derives it).
 var perProcessVars = append([]string{"TEMPORAL_BROADCAST_ADDRESS"}, portVars...)
 
-// pickPorts picks a free port on 127.0.0.1 for each of portVars, frontend's gRPC port being
-// frontend when not 0. They come from below Linux's ephemeral range (32768 and up), so that no
-// outgoing connection takes one between the pick and the service's listen.
-func pickPorts(frontend int) (map[string]int, error) {
+// defaultPorts are the config template's defaults of portVars.
+var defaultPorts = map[string]int{
+	"FRONTEND_GRPC_PORT": 7233, "FRONTEND_HTTP_PORT": 7243, "FRONTEND_MEMBERSHIP_PORT": 6933,
+	"HISTORY_GRPC_PORT": 7234, "HISTORY_MEMBERSHIP_PORT": 6934,
+	"MATCHING_GRPC_PORT": 7235, "MATCHING_MEMBERSHIP_PORT": 6935,
+	"WORKER_GRPC_PORT": 7239, "WORKER_MEMBERSHIP_PORT": 6939,
+}
+
+// pickPorts picks a free port on 127.0.0.1 for each of portVars. They come from below Linux's
+// ephemeral range (32768 and up), so that no outgoing connection takes one between the pick and the
+// service's listen.
+func pickPorts() (map[string]int, error) {
 	ports := map[string]int{}
 	used := map[int]bool{}
-	if frontend > 0 {
-		if !portFree(frontend) {
-			return nil, fmt.Errorf("tcluster: 127.0.0.1:%d is in use", frontend)
-		}
-		ports["FRONTEND_GRPC_PORT"], used[frontend] = frontend, true
-	}
 	for _, name := range portVars {
-		if _, ok := ports[name]; ok {
-			continue
-		}
 		for tries := 0; ; tries++ {
 			if tries == 1000 {
 				return nil, errors.New("tcluster: found no free port")

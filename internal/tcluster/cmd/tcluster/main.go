@@ -39,13 +39,13 @@ func main() {
 func run(ctx context.Context) error {
 	var o tcluster.Options
 	var uiAddr string
-	var buildOnly bool
+	var buildOnly, freePorts bool
 	flag.StringVar(&o.AdminURL, "admin-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL URL of a user who may create databases")
 	flag.StringVar(&o.PostgresAddr, "postgres-addr", "", "host:port the services connect to (default: the admin URL's)")
 	flag.StringVar(&o.Database, "database", "temporal", "database of the default store")
 	flag.StringVar(&o.VisibilityDatabase, "visibility-database", "temporal_visibility", "database of SQL visibility")
 	flag.IntVar(&o.HistoryShards, "history-shards", 4, "NUM_HISTORY_SHARDS: fixed at the databases' first use, never changeable")
-	flag.IntVar(&o.FrontendPort, "frontend-port", 7233, "frontend gRPC port on 127.0.0.1 (the other services take free ports)")
+	flag.BoolVar(&freePorts, "free-ports", false, "run the services on free ports instead of the config template's defaults (frontend 7233; 7234-7243, 6933-6939); a restart on the same databases then waits about 30 s for the membership")
 	flag.StringVar(&o.Namespace, "namespace", "default", "namespace to register with transferd's search attributes")
 	flag.DurationVar(&o.Retention, "retention", worker.DefaultRetention, "the namespace's retention of closed workflows")
 	flag.IntVar(&o.MaxConns, "max-conns", 4, "SQL_MAX_CONNS of each service (visibility's pool is half of it)")
@@ -53,6 +53,7 @@ func run(ctx context.Context) error {
 	flag.StringVar(&uiAddr, "ui-addr", "127.0.0.1:8233", "address of the Temporal Web UI; empty for none")
 	flag.BoolVar(&buildOnly, "build-only", false, "build temporal-server and temporal-sql-tool if needed, print where they are, and exit")
 	flag.Parse()
+	o.DefaultPorts = !freePorts
 
 	if buildOnly {
 		start := time.Now()
