@@ -4,7 +4,7 @@ PKGS      := ./...
 # The fuzz seed corpora run as ordinary tests; `make fuzz` explores beyond them.
 FUZZTIME  ?= 30s
 
-.PHONY: all build run bench test test-short chaos lint compose-config image fuzz migrate worker audit clean
+.PHONY: all build run cluster bench test test-short chaos lint compose-config image fuzz migrate worker audit clean
 
 all: build
 
@@ -17,10 +17,21 @@ build:
 run: build
 	./bin/transferd dev
 
+# cluster runs a production-shaped Temporal cluster in the foreground (internal/tcluster): the
+# official temporal-server of go.mod's version as four processes (frontend, history, matching, worker)
+# on the PostgreSQL of 127.0.0.1:5432, databases temporal and temporal_visibility (made with
+# temporal-sql-tool, kept), frontend on 127.0.0.1:7233, Web UI on 127.0.0.1:8233, the namespace and
+# search attributes registered. The first run builds the two executables (minutes); Ctrl-C stops it.
+cluster:
+	$(GO) run ./internal/tcluster/cmd/tcluster $(CLUSTER_FLAGS)
+
 # test runs every test: unit, workflow, ledger on real PostgreSQL and end-to-end with an in-process
 # Temporal server. It needs PostgreSQL on 127.0.0.1:5432 (or TRANSFERD_TEST_DATABASE_URL).
+# Before the tests it builds temporal-server and temporal-sql-tool for the PostgreSQL cluster of the
+# end-to-end tests (internal/tcluster), so that a first build (minutes) is not under their timeout.
 test:
 	$(GO) vet $(PKGS)
+	$(GO) run ./internal/tcluster/cmd/tcluster --build-only
 	$(GO) test -count=1 -timeout 12m $(PKGS)
 
 # bench runs floor, sql, the saga (three modes and a fixed rate) and the naive saga one after the

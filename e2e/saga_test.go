@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"testing"
 
@@ -13,8 +14,11 @@ import (
 	"github.com/transferd/transferd/workflows"
 )
 
-func TestSagaPaths(t *testing.T) {
-	s := newStack(t)
+// TestSagaPaths runs every path of the saga end to end, on the dev server and on the PostgreSQL
+// cluster.
+func TestSagaPaths(t *testing.T) { forEachBackend(t, testSagaPaths) }
+
+func testSagaPaths(t *testing.T, s *stack) {
 	ctx := context.Background()
 	a := s.account("USD")
 	b := s.account("USD")
@@ -234,8 +238,11 @@ func TestReconcileStartsLostWorkflows(t *testing.T) {
 	s.audit()
 }
 
-func TestSearchAttributesAndQuery(t *testing.T) {
-	s := newStack(t)
+// TestSearchAttributesAndQuery checks the status query and the visibility queries of the README and
+// the runbook, on the dev server and on the PostgreSQL cluster's SQL visibility.
+func TestSearchAttributesAndQuery(t *testing.T) { forEachBackend(t, testSearchAttributesAndQuery) }
+
+func testSearchAttributesAndQuery(t *testing.T, s *stack) {
 	ctx := context.Background()
 	a := s.account("GBP")
 	b := s.account("GBP")
@@ -256,7 +263,46 @@ func TestSearchAttributesAndQuery(t *testing.T) {
 	if len(runs) != 1 || runs[0].GetExecution().GetWorkflowId() != tr.ID.String() {
 		t.Errorf("list %q: got %d executions, want the transfer's one", query, len(runs))
 	}
-	if runs := s.listWorkflows("TransferStatus = 'reserved'", 0); len(runs) != 0 {
-		t.Errorf("transfers stuck in reserved: got %d, want 0", len(runs))
+
+	// The README's queries, each on transfers made to match it and others made not to.
+	usd, usd2 := s.account("USD"), s.account("USD")
+	bigDeposit := s.deposit(usd, 2_000_000)
+	big := s.submit(transfer.Request{FromAccountID: usd.ID, ToAccountID: usd2.ID, Amount: 1_500_000, Currency: "USD"})
+	small := s.submit(transfer.Request{FromAccountID: usd.ID, ToAccountID: usd2.ID, Amount: 10, Currency: "USD"})
+	failedUSD := s.submit(transfer.Request{FromAccountID: usd2.ID, ToAccountID: usd.ID, Amount: 900_000_000, Currency: "USD"})
+	failedGBP := s.submit(transfer.Request{FromAccountID: b.ID, ToAccountID: a.ID, Amount: 1_000, Currency: "GBP"})
+	if failedUSD.Status != transfer.StatusFailed || failedGBP.Status != transfer.StatusFailed {
+		t.Fatalf("overdrafts: got %s and %s, want failed", failedUSD.Status, failedGBP.Status)
+	}
+	// A workflow an operator terminated while its transfer was pending (the runbook's query).
+	terminated, _, _ := s.strand(t, transfer.StatusPending)
+	if err := s.temporal.TerminateWorkflow(ctx, terminated.ID.String(), "", "operator pressed Terminate"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		query string
+		want  []uuid.UUID
+	}{
+		{"TransferStatus = 'reserved'", nil},
+		{fmt.Sprintf("FromAccountId = '%s'", usd.ID), []uuid.UUID{big.ID, small.ID}},
+		{"TransferStatus = 'failed' AND Currency = 'USD'", []uuid.UUID{failedUSD.ID}},
+		// The terminated transfer moved 250, under the line; the failed overdraft counts.
+		{"AmountMinor > 1000000", []uuid.UUID{bigDeposit.ID, big.ID, failedUSD.ID}},
+		{"ExecutionStatus = 'Terminated' AND TransferStatus IN ('pending', 'reserved', 'debited')", []uuid.UUID{terminated.ID}},
+	} {
+		runs := s.listWorkflows(c.query, len(c.want))
+		var got []string
+		for _, r := range runs {
+			got = append(got, r.GetExecution().GetWorkflowId())
+		}
+		var want []string
+		for _, id := range c.want {
+			want = append(want, id.String())
+		}
+		sort.Strings(got)
+		sort.Strings(want)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("list %q: got %v, want %v", c.query, got, want)
+		}
 	}
 }

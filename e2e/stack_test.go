@@ -10,7 +10,6 @@ import (
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/server/temporaltest"
 
 	"github.com/transferd/transferd/activities"
 	"github.com/transferd/transferd/internal/pgtest"
@@ -33,7 +32,15 @@ type stack struct {
 	gate      *sagatest.Gate
 }
 
+// newStack builds t's stack on the dev server.
 func newStack(t *testing.T) *stack {
+	t.Helper()
+	return newStackOn(t, devServer)
+}
+
+// newStackOn builds t's stack on a backend: a ledger database of its own, a namespace of its own
+// with transferd's search attributes, a worker on it and the service.
+func newStackOn(t *testing.T, b backend) *stack {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: starts a Temporal server")
@@ -47,15 +54,7 @@ func newStack(t *testing.T) *stack {
 	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	ts := temporaltest.NewServer(temporaltest.WithT(t))
-	c := ts.GetDefaultClient()
-	if err := worker.EnsureSearchAttributes(ctx, c, ts.GetDefaultNamespace()); err != nil {
-		t.Fatalf("search attributes: %v", err)
-	}
-	// A second call finds them all and changes nothing.
-	if err := worker.EnsureSearchAttributes(ctx, c, ts.GetDefaultNamespace()); err != nil {
-		t.Fatalf("search attributes again: %v", err)
-	}
+	c, namespace := b.temporal(t)
 	gate := sagatest.NewGate(store)
 	w := worker.New(c, &activities.Activities{Store: gate}, worker.Options{TaskQueue: taskQueue})
 	if err := w.Start(); err != nil {
@@ -63,9 +62,9 @@ func newStack(t *testing.T) *stack {
 	}
 	t.Cleanup(w.Stop)
 	log := slog.New(slog.DiscardHandler)
-	return &stack{t: t, store: store, temporal: c, namespace: ts.GetDefaultNamespace(),
+	return &stack{t: t, store: store, temporal: c, namespace: namespace,
 		svc: service.New(store, c, taskQueue, log).WithOptions(service.Options{WorkflowTaskTimeout: sagatest.WorkflowTaskTimeout,
-			Namespace: ts.GetDefaultNamespace()}),
+			Namespace: namespace}),
 		gate: gate}
 }
 
@@ -135,11 +134,12 @@ func (s *stack) audit() {
 	}
 }
 
-// listWorkflows lists the workflows that match a visibility query, polling for up to 10 s until it
-// finds want of them, since visibility trails the workflows a little.
+// listWorkflows lists the workflows that match a visibility query, polling for up to 20 s until it
+// finds want of them, since visibility trails the workflows (by a little on the dev server's SQLite,
+// by the history service's visibility queue on the cluster's PostgreSQL).
 func (s *stack) listWorkflows(query string, want int) []*workflowpb.WorkflowExecutionInfo {
 	s.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := s.temporal.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
 			Namespace: s.namespace, Query: query})

@@ -10,11 +10,14 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	namespacepb "go.temporal.io/api/namespace/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/transferd/transferd/activities"
 	"github.com/transferd/transferd/workflows"
@@ -113,6 +116,68 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		return fmt.Errorf("worker: add search attributes: %w", err)
 	}
 	return nil
+}
+
+// DefaultRetention is how long a namespace set up for transferd keeps closed workflows: a week, in
+// which `transferd audit` checks every completed workflow's result against its row (invariant 8)
+// and operators find finished transfers in the Web UI.
+const DefaultRetention = 7 * 24 * time.Hour
+
+// EnsureNamespace registers the namespace with the given retention (how long Temporal keeps closed
+// workflows) if it does not exist, and sets the retention of one that exists with another. It says
+// what it did, for the log.
+func EnsureNamespace(ctx context.Context, c client.Client, namespace string, retention time.Duration) (string, error) {
+	ws := c.WorkflowService()
+	desc, err := ws.DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: namespace})
+	var notFound *serviceerror.NamespaceNotFound
+	switch {
+	case errors.As(err, &notFound):
+		_, err = ws.RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{
+			Namespace: namespace, WorkflowExecutionRetentionPeriod: durationpb.New(retention),
+			Description: "transferd's transfers",
+		})
+		var exists *serviceerror.NamespaceAlreadyExists
+		if err != nil && !errors.As(err, &exists) {
+			return "", fmt.Errorf("worker: register namespace %s: %w", namespace, err)
+		}
+		return fmt.Sprintf("registered namespace %s with retention %s", namespace, retention), nil
+	case err != nil:
+		return "", fmt.Errorf("worker: describe namespace %s: %w", namespace, err)
+	}
+	if got := desc.GetConfig().GetWorkflowExecutionRetentionTtl().AsDuration(); got == retention {
+		return fmt.Sprintf("namespace %s exists with retention %s", namespace, retention), nil
+	}
+	_, err = ws.UpdateNamespace(ctx, &workflowservice.UpdateNamespaceRequest{Namespace: namespace,
+		Config: &namespacepb.NamespaceConfig{WorkflowExecutionRetentionTtl: durationpb.New(retention)}})
+	if err != nil {
+		return "", fmt.Errorf("worker: set the retention of namespace %s: %w", namespace, err)
+	}
+	return fmt.Sprintf("namespace %s: retention set to %s", namespace, retention), nil
+}
+
+// SetupNamespace makes a namespace ready for transferd: EnsureNamespace, then
+// EnsureSearchAttributes, retried every half second until ctx ends while the frontend does not know
+// a namespace registered a moment ago (its namespace cache refreshes every few seconds).
+func SetupNamespace(ctx context.Context, c client.Client, namespace string, retention time.Duration) (string, error) {
+	did, err := EnsureNamespace(ctx, c, namespace, retention)
+	if err != nil {
+		return "", err
+	}
+	for {
+		err := EnsureSearchAttributes(ctx, c, namespace)
+		if err == nil {
+			return did + "; transferd's search attributes are registered", nil
+		}
+		var notFound *serviceerror.NamespaceNotFound
+		if !errors.As(err, &notFound) {
+			return "", err
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w (waiting for namespace %s: %w)", err, namespace, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // NewFloor returns a worker that runs only the bench's empty FloorWorkflow on taskQueue.

@@ -7,6 +7,7 @@
 //	transferd server    serve the HTTP API
 //	transferd dev       run everything in one process: Temporal with its Web UI, worker and API
 //	transferd temporal  run only the Temporal dev server and Web UI, for separate server and workers
+//	transferd temporal-setup  register the namespace and search attributes on a Temporal cluster
 //	transferd users     create users, admins included (users create --admin)
 //
 // Every setting is a flag and an environment variable; see config.go.
@@ -51,6 +52,7 @@ commands:
   server    serve the HTTP API (default :8080)
   dev       run everything in one process: Temporal dev server and Web UI, worker, API
   temporal  run only the Temporal dev server and Web UI (SQLite in --data-dir)
+  temporal-setup  register the namespace (--retention) and search attributes on a Temporal cluster
   users     users create --email E --password P [--name N] [--admin]
   healthcheck  exit 0 when --url (default the API's /readyz) answers 200
   bench     bench suite: floor, sql and saga side by side; writes docs/benchmarks.md
@@ -79,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDev(ctx, rest, stdout, stderr)
 	case "temporal":
 		return runTemporal(ctx, rest, stdout, stderr)
+	case "temporal-setup":
+		return runTemporalSetup(ctx, rest, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, rest, stdout, stderr)
 	case "bench":
