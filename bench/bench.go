@@ -3,6 +3,11 @@
 // processes under test. Targets are the real saga through the HTTP API, and two baselines on the same
 // Temporal server and PostgreSQL: floor (an empty workflow per item) and sql (the saga's statements
 // in one transaction, no Temporal).
+//
+// Suite is `transferd bench suite`: it runs the targets one after another on a Stack (where transferd
+// and its Temporal server run: DevStack is `transferd dev` as a process), adds the split run
+// (`transferd server` and `transferd worker` as two processes) and the growth runs, audits the
+// ledger, and writes the report. cmd/transferd parses the flags and hands it the executables.
 package bench
 
 import (

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +33,22 @@ type devProcess struct {
 	api      string
 	password string // the bootstrap admin's, when this start created it
 	stderr   *bytes.Buffer
+}
+
+// freeTCPAddrOutside returns a free loopback address whose port is none of taken (the bench has its
+// own, for the processes it starts).
+func freeTCPAddrOutside(taken []int) (string, error) {
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !slices.Contains(taken, port) {
+			return ln.Addr().String(), nil
+		}
+	}
 }
 
 func portOf(addr string) int {

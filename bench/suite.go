@@ -1,0 +1,262 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/transferd/transferd/ledger"
+	"github.com/transferd/transferd/service"
+	"github.com/transferd/transferd/worker"
+)
+
+// Settings are the suite's loads, as the flags of `transferd bench suite` give them.
+type Settings struct {
+	// Count is the transfers of each closed-loop run, Concurrency those it keeps in flight, and
+	// Accounts those each run sets up.
+	Count, Concurrency, Accounts int
+	// Rate and RateFor are the saga's fixed-rate run: transfers per second, and for how long.
+	Rate    float64
+	RateFor time.Duration
+	// SplitRate and SplitFor are the split run's.
+	SplitRate float64
+	SplitFor  time.Duration
+	// Quick marks a run of a few seconds that only shows the tool works: the report says so, and
+	// the growth runs stop at 10,000 entries.
+	Quick bool
+}
+
+// Shorten returns s for a run of a few seconds (--quick). The split run keeps its length when
+// keepSplitFor, as it does when --split-for is given.
+func (s Settings) Shorten(keepSplitFor bool) Settings {
+	s.Quick = true
+	s.Count, s.Concurrency, s.Accounts, s.Rate, s.RateFor = 40, 4, 8, 10, 2*time.Second
+	if !keepSplitFor {
+		s.SplitFor = QuickSplitFor
+	}
+	return s
+}
+
+// growthSizes are the journal sizes of the growth runs.
+func (s Settings) growthSizes() []int {
+	if s.Quick {
+		return []int{1_000, 10_000}
+	}
+	return []int{1_000, 10_000, 100_000, 1_000_000}
+}
+
+// Suite is `transferd bench suite`: floor, sql, the saga in each mode and at a fixed rate, the split
+// run and the naive saga, one after another on one stack and one database; the audit after them; the
+// growth runs on a database of their own; and the report.
+type Suite struct {
+	Settings
+	// DatabaseURL names the PostgreSQL server on which the suite creates, and drops, its databases.
+	DatabaseURL string
+	// Stack runs what the suite drives; the suite starts it, starts it again for the naive saga,
+	// and closes it.
+	Stack Stack
+	// Split is the transferd executable of the split run.
+	Split Binary
+	// Out and JSONOut are where the Markdown report and the JSON results go.
+	Out, JSONOut string
+	// PrintAudit writes the audit's report as `transferd audit` prints it.
+	PrintAudit func(w io.Writer, r ledger.AuditReport)
+	// Stdout gets what the suite says as it goes: what it started, the results' table, the audit.
+	// Progress gets the progress bars and lines.
+	Stdout, Progress io.Writer
+}
+
+// ErrViolations is Run's error when the audit after the runs finds violations, which PrintAudit has
+// written; the report is not written.
+var ErrViolations = errors.New("bench: the audit after the runs found violations")
+
+// Run runs the suite and writes its report. Whatever it started is stopped, and the databases it
+// created dropped, when it returns, whether it succeeded or failed.
+func (s *Suite) Run(ctx context.Context) error {
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	dsn, drop, err := throwawayDatabase(ctx, s.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer drop()
+	defer s.Stack.Close()
+	dep, err := s.Stack.Start(ctx, StackStart{Database: dsn})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.Stdout, "bench: %s\n", dep.Summary)
+
+	store, err := ledger.Open(ctx, dsn, ledger.Options{MaxOpenConns: 40})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	results, err := s.runShipped(ctx, dep, dsn, store)
+	if err != nil {
+		return err
+	}
+
+	// The naive variant: the same saga with a regular activity and a search-attribute upsert per
+	// step, as Temporal's money-transfer sample is built, on the stack started again to run it. The
+	// transfers still in flight resume on it.
+	_ = s.Stack.Stop()
+	if dep, err = s.Stack.Start(ctx, StackStart{Database: dsn, SagaVariant: "naive"}); err != nil {
+		return err
+	}
+	tc, err := client.DialContext(ctx, dep.Temporal)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	naive := &API{URL: dep.API, Email: dep.AdminEmail, Password: dep.AdminPassword, Label: "naive"}
+	res, err := Run(ctx, naive, s.closed(ModeRandom, dep))
+	if err != nil {
+		return err
+	}
+	results = append(results, res)
+	WriteTable(s.Stdout, results)
+
+	audit, err := store.Audit(ctx, service.New(store, tc, dep.TaskQueue, log))
+	if err != nil {
+		return err
+	}
+	if s.PrintAudit != nil {
+		s.PrintAudit(s.Stdout, audit)
+	}
+	if !audit.OK() {
+		return ErrViolations
+	}
+
+	// Growth: lists and audit as the journal grows, on a database of their own.
+	growth, err := runGrowth(ctx, s.DatabaseURL, s.growthSizes(), s.Progress)
+	if err != nil {
+		return err
+	}
+	rep := Report{Settings: s.Settings, Results: results, Audit: audit, Growth: growth, Split: s.Split}
+	if err := rep.Write(s.Out, s.JSONOut); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.Stdout, "bench: wrote %s and %s\n", s.Out, s.JSONOut)
+	return nil
+}
+
+// runShipped runs, on the stack as first started, floor, sql, the saga as shipped in each mode and at
+// a fixed rate, and the split run.
+func (s *Suite) runShipped(ctx context.Context, dep Deployment, dsn string, store *ledger.Store) ([]Result, error) {
+	tc, err := client.DialContext(ctx, dep.Temporal)
+	if err != nil {
+		return nil, err
+	}
+	defer tc.Close()
+	floorWorker := worker.NewFloor(tc, "bench-floor")
+	if err := floorWorker.Start(); err != nil {
+		return nil, err
+	}
+	defer floorWorker.Stop()
+
+	api := &API{URL: dep.API, Email: dep.AdminEmail, Password: dep.AdminPassword}
+	steady := Config{Accounts: s.Accounts, Mode: ModeRandom, Rate: s.Rate, Duration: s.RateFor, Processes: dep.Processes, Progress: s.Progress}
+	runs := []struct {
+		target Target
+		cfg    Config
+	}{
+		{&Floor{Client: tc, TaskQueue: "bench-floor"}, s.closed(ModeRandom, dep)},
+		{&SQL{Ledger: store}, s.closed(ModeRandom, dep)},
+		{api, s.closed(ModeRandom, dep)},
+		{api, s.closed(ModeHot, dep)},
+		{api, s.closed(ModeOpposite, dep)},
+		{api, steady},
+	}
+	var results []Result
+	for _, r := range runs {
+		res, err := Run(ctx, r.target, r.cfg)
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, res)
+	}
+	// A fixed rate above what the machine sustains leaves a backlog: let it drain before the next run.
+	if err := drain(ctx, store, 5*time.Minute, s.Progress); err != nil {
+		return nil, err
+	}
+	split, err := runSplit(ctx, tc, store, splitRun{binary: s.Split.Path, dsn: dsn, dep: dep,
+		accounts: s.Accounts, rate: s.SplitRate, duration: s.SplitFor}, s.Stdout, s.Progress)
+	if err != nil {
+		return nil, err
+	}
+	return append(results, split), nil
+}
+
+// closed is a closed-loop run in mode on dep, measuring its processes.
+func (s *Suite) closed(mode string, dep Deployment) Config {
+	return Config{Accounts: s.Accounts, Mode: mode, Concurrency: s.Concurrency, Count: s.Count, Processes: dep.Processes, Progress: s.Progress}
+}
+
+// drain waits until no transfer is in flight, for at most patience.
+func drain(ctx context.Context, store *ledger.Store, patience time.Duration, progress io.Writer) error {
+	deadline := time.Now().Add(patience)
+	for {
+		inFlight, err := store.InFlightTransfers(ctx, time.Now().Add(time.Hour), 100000)
+		if err != nil {
+			return err
+		}
+		if len(inFlight) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: %d transfers still in flight after %s", len(inFlight), patience)
+		}
+		fmt.Fprintf(progress, "\rdraining: %d transfers in flight   ", len(inFlight))
+		time.Sleep(time.Second)
+	}
+}
+
+// runGrowth runs the growth measurements on a throwaway, migrated database.
+func runGrowth(ctx context.Context, databaseURL string, sizes []int, progress io.Writer) ([]GrowthPoint, error) {
+	dsn, drop, err := throwawayDatabase(ctx, databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+	if _, err := ledger.CreateDatabase(ctx, dsn); err != nil {
+		return nil, err
+	}
+	store, err := ledger.Open(ctx, dsn, ledger.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	if _, err := store.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	audit := func(ctx context.Context) error {
+		r, err := store.Audit(ctx, nil)
+		if err == nil && !r.OK() {
+			err = fmt.Errorf("audit: %d violations, first: %v", len(r.Violations), r.Violations[0])
+		}
+		return err
+	}
+	return Growth(ctx, store, audit, GrowthConfig{Sizes: sizes, Progress: progress})
+}
+
+// throwawayDatabase names a database that does not exist yet on the server of dsn, and returns a
+// function that drops it.
+func throwawayDatabase(ctx context.Context, dsn string) (string, func(), error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", nil, fmt.Errorf("bench: --database-url: %w", err)
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := "transferd_bench_" + hex.EncodeToString(b[:])
+	u.Path = "/" + name
+	return u.String(), func() { _ = ledger.DropDatabase(context.WithoutCancel(ctx), u.String()) }, nil
+}
