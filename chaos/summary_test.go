@@ -103,8 +103,8 @@ const rowHeader = `| when (UTC) | seed | worker kills (after a debit: still debi
 
 // clusterRowHeader is the header of the table of the runs on the Temporal cluster, in
 // docs/reliability.md.
-const clusterRowHeader = `| when (UTC) | seed | worker kills | API kills | PG outages (ledger) | history kills | matching kills | frontend restarts | Temporal PG outages (conns cut) | submitted | 2xx | operator cancels landed (won/lost/during a task) | terminations landed (repaired) | results ≠ row | lost | applied twice | not final | balance errors | audit violations | load | drain | verdict |
-|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|`
+const clusterRowHeader = `| when (UTC) | seed | worker kills (after a debit: still debited) | API kills | PG outages (ledger) | source freezes (refused) | history kills | matching kills | frontend restarts | Temporal PG outages (conns cut) | submitted | 2xx | operator cancels landed (won/lost/during a task) | terminations landed (repaired) | results ≠ row | lost | applied twice | not final | balance errors | audit violations | load | drain | verdict |
+|---|---|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|`
 
 // header is the header of the table that row's lines belong to.
 func (s summary) header() string {
@@ -121,9 +121,10 @@ func (s summary) row(failed bool) string {
 		verdict = "FAIL"
 	}
 	if s.temporal == clusterPG {
-		return fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d | %d | %d (%d) | %d | %d | %d (%d/%d/%d) | %d (%d) | %d | %d | %d | %d | %d | %s | %.0f s | %.1f s | %s |",
+		return fmt.Sprintf("| %s | %d | %d + %d (%d/%d) | %d | %d | %d (%d) | %d | %d | %d | %d (%d) | %d | %d | %d (%d/%d/%d) | %d (%d) | %d | %d | %d | %d | %d | %s | %.0f s | %.1f s | %s |",
 			time.Now().UTC().Format("2006-01-02 15:04"), s.seed,
-			s.faults[workerKill], s.faults[apiKill], s.faults[pgOutage], s.faults[historyKill], s.faults[matchingKill],
+			s.faults[workerKill], s.faults[debitKill], s.stillDebited, s.debitKills, s.faults[apiKill], s.faults[pgOutage],
+			s.faults[sourceFreeze], s.frozenRefused, s.faults[historyKill], s.faults[matchingKill],
 			s.faults[frontendRestart], s.faults[temporalPGOutage], s.temporalOutageConns, s.submitted, s.accepted,
 			s.opCancelsLanded, s.opCancelsWon, s.opCancelsLost, s.duringTask, s.terminationsLanded, s.repaired, s.resultMismatches,
 			s.lost, s.duplicated, s.unanswered+s.stuck, s.balanceErrors, s.audit.violationsCell(), s.loadTook.Seconds(), s.drainTook.Seconds(), verdict)
