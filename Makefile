@@ -47,14 +47,20 @@ bench: build
 # and slows PostgreSQL, freezes sources, and cancels and terminates workflows as an operator would,
 # then checks that every accepted transfer ended exactly once and every workflow's result equals its
 # row. CHAOS_RUNS=5 runs the suite five times; each run appends its summary row to CHAOS_REPORT. make
-# test runs a small schedule of it. Last, the upgrade test (chaos/TestUpgrade) runs a load on the
+# test runs a small schedule of it. Then the same suite on the production-shaped Temporal cluster
+# (chaos/TestChaosCluster: internal/tcluster's four temporal-server processes on PostgreSQL, behind a
+# fault proxy of their own) SIGKILLs history and matching, restarts the frontend and cuts Temporal off
+# from PostgreSQL, besides killing workers and the API and cutting the ledger's connections; its
+# summary rows go to CHAOS_CLUSTER_REPORT. Last, the upgrade test (chaos/TestUpgrade) runs a load on the
 # previous release's binaries (chaos/testdata/previous-release, or the newest tag), migrates the live
 # database and replaces the workers and the API with this checkout's mid-load, then checks the same.
 CHAOS_RUNS   ?= 1
 CHAOS_REPORT ?= chaos-report.md
+CHAOS_CLUSTER_REPORT ?= chaos-cluster-report.md
 chaos:
 	$(GO) test -count=1 -timeout 60m -run '^TestSagaProperty$$' ./workflows/ -args -saga.seeds=3000 -saga.first=$$(date +%s)
 	$(GO) test -count=$(CHAOS_RUNS) -timeout 90m -v -run '^TestChaos$$' ./chaos/ -args -chaos.full -chaos.report=$(abspath $(CHAOS_REPORT))
+	$(GO) test -count=$(CHAOS_RUNS) -timeout 60m -v -run '^TestChaosCluster$$' ./chaos/ -args -chaos.full -chaos.report=$(abspath $(CHAOS_CLUSTER_REPORT))
 	$(GO) test -count=1 -timeout 30m -v -run '^TestUpgrade$$' ./chaos/ -args -chaos.full
 
 # test-short skips the end-to-end tests that start a Temporal server.

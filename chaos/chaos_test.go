@@ -13,21 +13,26 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/transferd/transferd/internal/tcluster"
 )
 
 var (
-	full       = flag.Bool("chaos.full", false, "run make chaos's full fault schedule instead of make test's small one")
-	seedFlag   = flag.Uint64("chaos.seed", 0, "seed of the load and of the fault schedule; 0 picks one, which the test logs")
-	reportFile = flag.String("chaos.report", "", "append the run's summary, a markdown table row, to this file")
+	full             = flag.Bool("chaos.full", false, "run make chaos's full fault schedule instead of make test's small one")
+	seedFlag         = flag.Uint64("chaos.seed", 0, "seed of the load and of the fault schedule; 0 picks one, which the test logs")
+	clusterSmallFlag = flag.Bool("chaos.cluster", false, "run TestChaosCluster's small schedule, which make test skips (-chaos.full runs its full one)")
+	reportFile       = flag.String("chaos.report", "", "append the run's summary, a markdown table row, to this file")
 )
 
 // plan is a run's load and faults.
 type plan struct {
-	name    string
-	load    time.Duration
-	clients int
-	workers int
-	faults  map[fault]int
+	name string
+	// temporal is the Temporal the run is on.
+	temporal temporalKind
+	load     time.Duration
+	clients  int
+	workers  int
+	faults   map[fault]int
 	// slowFor is how long the PostgreSQL latency phase lasts.
 	slowFor time.Duration
 }
@@ -45,16 +50,33 @@ const (
 	pgRestart       fault = "PostgreSQL restart (immediate: crash recovery)"
 	debitKill       fault = "every worker SIGKILLed right after a debit"
 	sourceFreeze    fault = "source frozen by an admin, then unfrozen"
+	// The cluster's faults.
+	historyKill      fault = "Temporal history SIGKILL"
+	matchingKill     fault = "Temporal matching SIGKILL"
+	frontendRestart  fault = "Temporal frontend restart"
+	temporalPGOutage fault = "Temporal's PostgreSQL outage (4 s)"
 )
 
 // faultOrder is the order of the summary's fault columns.
-var faultOrder = []fault{workerKill, debitKill, apiKill, temporalRestart, pgOutage, pgRestart, pgSlow, pgStall, sourceFreeze}
+var faultOrder = []fault{workerKill, debitKill, apiKill, temporalRestart, pgOutage, pgRestart, pgSlow, pgStall, sourceFreeze,
+	historyKill, matchingKill, frontendRestart, temporalPGOutage}
 
 var (
-	small = plan{name: "small (make test)", load: 45 * time.Second, clients: 6, workers: 2, slowFor: 4 * time.Second, faults: map[fault]int{
+	small = plan{name: "small (make test)", temporal: devServer, load: 45 * time.Second, clients: 6, workers: 2, slowFor: 4 * time.Second, faults: map[fault]int{
 		workerKill: 1, debitKill: 2, apiKill: 1, temporalRestart: 1, pgOutage: 1, pgRestart: 1, pgSlow: 1, pgStall: 1, sourceFreeze: 1}}
-	fullPlan = plan{name: "full (make chaos)", load: 150 * time.Second, clients: 8, workers: 3, slowFor: 8 * time.Second, faults: map[fault]int{
+	fullPlan = plan{name: "full (make chaos)", temporal: devServer, load: 150 * time.Second, clients: 8, workers: 3, slowFor: 8 * time.Second, faults: map[fault]int{
 		workerKill: 10, debitKill: 4, apiKill: 3, temporalRestart: 1, pgOutage: 2, pgRestart: 2, pgSlow: 1, pgStall: 1, sourceFreeze: 2}}
+	// The cluster's schedules: the cluster's own faults, and of the dev server's the kills, the
+	// ledger's outage and the freezes. Not the Temporal restart (of the dev server), nor the
+	// PostgreSQL crash: the ledger and Temporal share the PostgreSQL server, so it would be an outage
+	// of Temporal's persistence too, a fault of its own. Nor the latency and the stall, which test the
+	// ledger's steps and would lengthen the run for nothing the cluster changes. Two kills after a
+	// debit, as in the small schedule: the operator may terminate the run whose task a kill lost
+	// before the task times out, and the run then shows no lost task.
+	clusterSmall = plan{name: "cluster small", temporal: clusterPG, load: 60 * time.Second, clients: 6, workers: 2, faults: map[fault]int{
+		workerKill: 1, debitKill: 2, apiKill: 1, pgOutage: 1, sourceFreeze: 1, historyKill: 1, matchingKill: 1, frontendRestart: 1, temporalPGOutage: 1}}
+	clusterFull = plan{name: "cluster full (make chaos)", temporal: clusterPG, load: 150 * time.Second, clients: 8, workers: 3, faults: map[fault]int{
+		workerKill: 4, debitKill: 2, apiKill: 2, pgOutage: 1, sourceFreeze: 1, historyKill: 2, matchingKill: 2, frontendRestart: 2, temporalPGOutage: 2}}
 )
 
 // The operator's share of the load: the percentage of accepted transfers that a client cancels
@@ -96,12 +118,36 @@ const (
 // end, and checks that money moved exactly once, that every workflow's result is its row, and that
 // every fault scheduled happened and hit something.
 func TestChaos(t *testing.T) {
-	if testing.Short() {
-		t.Skip("chaos: builds and runs the transferd binaries")
-	}
 	p := small
 	if *full {
 		p = fullPlan
+	}
+	runChaos(t, p)
+}
+
+// TestChaosCluster is TestChaos on the production-shaped Temporal cluster (internal/tcluster)
+// instead of the dev server, its persistence behind a fault proxy of its own: it SIGKILLs history
+// and matching mid-load and starts them again, restarts the frontend, and cuts Temporal off from
+// PostgreSQL for a while, besides killing workers and the API and cutting the ledger's connections.
+//
+// make chaos runs its full schedule. Its small one (-chaos.cluster) would take make test about two
+// minutes more on two cores, for faults that internal/tcluster's TestCluster already injects there
+// without load, so make test skips it.
+func TestChaosCluster(t *testing.T) {
+	p := clusterSmall
+	switch {
+	case *full:
+		p = clusterFull
+	case !*clusterSmallFlag:
+		t.Skip("chaos on the Temporal cluster: make chaos runs it (-chaos.full); -chaos.cluster runs its small schedule")
+	}
+	runChaos(t, p)
+}
+
+// runChaos runs the plan: load, faults, operator, drain and checks.
+func runChaos(t *testing.T, p plan) {
+	if testing.Short() {
+		t.Skip("chaos: builds and runs the transferd binaries")
 	}
 	seed := *seedFlag
 	if seed == 0 {
@@ -109,8 +155,10 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("plan %s, seed %d (rerun with -args -chaos.seed=%d)", p.name, seed, seed)
 
+	// On the Temporal cluster too: the cluster's connections and the processes' pools then do not
+	// count against the limit of a PostgreSQL server that other tests share.
 	pg, why := ownCluster(t)
-	if pg == nil {
+	if pg == nil && p.faults[pgRestart] > 0 {
 		// CI runs as root with Debian's tools precisely so that this fault runs: there, a run that
 		// cannot crash PostgreSQL has not tested what it says it tested.
 		if os.Getenv("CI") != "" {
@@ -120,7 +168,7 @@ func TestChaos(t *testing.T) {
 		p.faults = maps.Clone(p.faults)
 		delete(p.faults, pgRestart)
 	}
-	s := startStack(t, p.workers, pg)
+	s := startStackOn(t, p.temporal, p.workers, pg, "")
 	ctx := context.Background()
 	// The setup's deposits wait up to 30 s for their outcome; the load's requests are short.
 	setupClient := &api{base: s.apiURL, http: &http.Client{Timeout: 40 * time.Second}, until: time.Now().Add(2 * time.Minute)}
@@ -131,7 +179,7 @@ func TestChaos(t *testing.T) {
 	s.world = w
 	client := &api{base: s.apiURL, http: &http.Client{Timeout: 5 * time.Second}}
 	s.admin = &api{base: s.apiURL, http: &http.Client{Timeout: 5 * time.Second}}
-	op := dialOperator(t, s.temporalAddr, s.db)
+	op := dialOperator(t, s.temporalAddr, s.namespace, s.db)
 	before := s.totals()
 
 	start := time.Now()
@@ -157,7 +205,7 @@ func TestChaos(t *testing.T) {
 	stuck := s.drain(3 * time.Minute)
 	drainTook := time.Since(drainStart)
 	sum := s.check(b, w, before)
-	sum.plan, sum.seed, sum.faults, sum.stuck = p.name, seed, done, stuck
+	sum.plan, sum.temporal, sum.seed, sum.faults, sum.stuck = p.name, p.temporal, seed, done, stuck
 	sum.loadTook, sum.plannedLoad, sum.drainTook = loadTook, p.load, drainTook
 	s.checkOperated(ctx, op, b, &sum)
 	s.checkFaultsHappened(p, done, &sum)
@@ -170,7 +218,7 @@ func TestChaos(t *testing.T) {
 		}
 		defer f.Close()
 		if st, err := f.Stat(); err == nil && st.Size() == 0 {
-			fmt.Fprintln(f, rowHeader)
+			fmt.Fprintln(f, sum.header())
 		}
 		fmt.Fprintln(f, sum.row(t.Failed()))
 	}
@@ -400,6 +448,22 @@ func (s *stack) inject(ctx context.Context, p plan, f fault, r *rand.Rand) bool 
 		s.evidence.later(stallTimeoutsObservedIn, func(e *evidence) { e.stallTimeouts += s.stepsPastTimeout() - before })
 	case sourceFreeze:
 		return s.freezeSource(ctx, r)
+	case historyKill:
+		return s.killService(ctx, tcluster.History, pause(200*time.Millisecond, 2*time.Second))
+	case matchingKill:
+		return s.killService(ctx, tcluster.Matching, pause(200*time.Millisecond, 2*time.Second))
+	case frontendRestart:
+		return s.restartFrontend(ctx)
+	case temporalPGOutage:
+		stats := func() int64 { st := s.pgTemporal.Stats(); return st.Cut + st.Refused }
+		before := stats()
+		s.pgTemporal.Cut()
+		time.Sleep(4 * time.Second)
+		s.pgTemporal.Restore()
+		n := stats() - before
+		s.t.Logf("         Temporal's PostgreSQL connections cut or refused: %d", n)
+		s.evidence.add(func(e *evidence) { e.temporalOutageConns += n })
+		return n > 0
 	}
 	return true
 }

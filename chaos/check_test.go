@@ -135,7 +135,7 @@ func (a auditResult) violationsCell() string {
 // transfer not final has a running workflow) and invariant 8 (every completed workflow's result is
 // its row's).
 func (s *stack) audit(ctx context.Context) auditResult {
-	cmd := exec.CommandContext(ctx, testbin.Transferd(s.t), "audit", "--json", "--database-url", s.directURL, "--temporal-address", s.temporalAddr)
+	cmd := exec.CommandContext(ctx, testbin.Transferd(s.t), "audit", "--json", "--database-url", s.directURL, "--temporal-address", s.temporalAddr, "--temporal-namespace", s.namespace)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/transferd/transferd/internal/tcluster"
 )
 
 // evidence is what the faults left behind that shows they hit something: a fault that ran and hit
@@ -30,6 +32,9 @@ type evidence struct {
 	// frozenRefused counts the transfers that the ledger refused because an admin had frozen their
 	// source.
 	frozenRefused int
+	// temporalOutageConns counts the connections between Temporal's services and PostgreSQL that
+	// the outages of the cluster's persistence cut or refused.
+	temporalOutageConns int64
 }
 
 // add records evidence.
@@ -173,12 +178,51 @@ func (s *stack) freezeSource(ctx context.Context, r *rand.Rand) bool {
 	return n > 0
 }
 
+// killService SIGKILLs the cluster's svc, which must be running, and starts it again after pause,
+// on the same ports; it returns once the service is ready again. It reports whether the kill found
+// the service running and left it dead.
+func (s *stack) killService(ctx context.Context, svc tcluster.Service, pause time.Duration) bool {
+	if !s.tc.Running(svc) {
+		s.t.Errorf("Temporal's %s was not running when its kill came: it had exited by itself", svc)
+		return false
+	}
+	s.tc.Kill(svc)
+	killed := !s.tc.Running(svc)
+	time.Sleep(pause)
+	start := time.Now()
+	if err := s.tc.StartService(ctx, svc); err != nil {
+		s.t.Fatalf("start Temporal's %s again: %v\n%s", svc, err, s.tc.LogTail(30))
+	}
+	s.t.Logf("         %s killed, started again %.1fs later, ready %.1fs after its start", svc, pause.Seconds(), time.Since(start).Seconds())
+	return killed
+}
+
+// restartFrontend stops the cluster's frontend gracefully, as a rolling deploy would, and starts it
+// again; it returns once the frontend is ready. It reports whether the frontend was running and
+// stopped.
+func (s *stack) restartFrontend(ctx context.Context) bool {
+	if !s.tc.Running(tcluster.Frontend) {
+		s.t.Errorf("Temporal's frontend was not running when its restart came: it had exited by itself")
+		return false
+	}
+	start := time.Now()
+	s.tc.Stop(tcluster.Frontend)
+	stopped := !s.tc.Running(tcluster.Frontend)
+	stoppedIn := time.Since(start)
+	if err := s.tc.StartService(ctx, tcluster.Frontend); err != nil {
+		s.t.Fatalf("start Temporal's frontend again: %v\n%s", err, s.tc.LogTail(30))
+	}
+	s.t.Logf("         frontend stopped in %.1fs, ready again %.1fs later", stoppedIn.Seconds(), (time.Since(start) - stoppedIn).Seconds())
+	return stopped
+}
+
 // checkFaultsHappened fails the run for every fault that was scheduled and did not happen or hit
 // nothing, and for every check that did not run.
 func (s *stack) checkFaultsHappened(p plan, done map[fault]int, sum *summary) {
 	s.evidence.add(func(e *evidence) {
 		sum.outageConns, sum.stallTimeouts = e.outageConns, e.stallTimeouts
 		sum.debitKills, sum.stillDebited, sum.frozenRefused = len(e.debitKilled), e.stillDebited, e.frozenRefused
+		sum.temporalOutageConns = e.temporalOutageConns
 	})
 	miss := func(format string, args ...any) { sum.missing = append(sum.missing, fmt.Sprintf(format, args...)) }
 	for _, f := range faultOrder {
@@ -191,6 +235,9 @@ func (s *stack) checkFaultsHappened(p plan, done map[fault]int, sum *summary) {
 	}
 	if p.faults[pgOutage] > 0 && sum.outageConns == 0 {
 		miss("the PostgreSQL outages cut no connection")
+	}
+	if p.faults[temporalPGOutage] > 0 && sum.temporalOutageConns == 0 {
+		miss("the outages of Temporal's PostgreSQL cut no connection")
 	}
 	if p.faults[debitKill] > 0 && sum.lostTasks == 0 {
 		miss("no kill after a debit lost the workflow task that ran the debit")

@@ -67,21 +67,23 @@ type operatorAction struct {
 type operator struct {
 	t  *testing.T
 	tc client.Client
+	// namespace is the namespace of the transfers' workflows.
+	namespace string
 	// db reads the ledger, for the actions timed by a transfer's row.
 	db *sql.DB
 	// until bounds the retries of an action while Temporal is restarting.
 	until time.Time
 }
 
-func dialOperator(t *testing.T, addr string, db *sql.DB) *operator {
+func dialOperator(t *testing.T, addr, namespace string, db *sql.DB) *operator {
 	t.Helper()
-	tc, err := client.Dial(client.Options{HostPort: addr, Namespace: "default",
+	tc, err := client.Dial(client.Options{HostPort: addr, Namespace: namespace,
 		Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 	if err != nil {
 		t.Fatalf("operator: dial Temporal: %v", err)
 	}
 	t.Cleanup(tc.Close)
-	return &operator{t: t, tc: tc, db: db, until: time.Now().Add(10 * time.Minute)}
+	return &operator{t: t, tc: tc, namespace: namespace, db: db, until: time.Now().Add(10 * time.Minute)}
 }
 
 // act does a's action to the transfer's workflow, sending it again while Temporal does not answer
@@ -149,7 +151,7 @@ func (op *operator) whenReserved(ctx context.Context, id string) {
 // runs returns the run ids of the transfer's workflow, as visibility lists them.
 func (op *operator) runs(ctx context.Context, id string) ([]string, error) {
 	resp, err := op.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Namespace: "default", Query: fmt.Sprintf("WorkflowId = '%s'", id), PageSize: 100})
+		Namespace: op.namespace, Query: fmt.Sprintf("WorkflowId = '%s'", id), PageSize: 100})
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +171,7 @@ func (op *operator) sweep(ctx context.Context, b *book, r *rand.Rand, clock *loa
 		time.Sleep(sweepEvery/2 + time.Duration(r.Int64N(int64(sweepEvery))))
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		resp, err := op.tc.ListWorkflow(rctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Namespace: "default", Query: query, PageSize: 200})
+			Namespace: op.namespace, Query: query, PageSize: 200})
 		cancel()
 		if err != nil {
 			continue // Temporal is restarting; the next sweep looks again.

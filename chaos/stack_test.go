@@ -24,6 +24,7 @@ import (
 	"github.com/transferd/transferd/devtemporal"
 	"github.com/transferd/transferd/internal/faultproxy"
 	"github.com/transferd/transferd/internal/pgtest"
+	"github.com/transferd/transferd/internal/tcluster"
 	"github.com/transferd/transferd/internal/testbin"
 )
 
@@ -35,9 +36,10 @@ const (
 	adminPassword = "chaos-admin-password"
 )
 
-// stack is the system under test: a Temporal dev server, the API and the workers as separate
-// transferd processes, the API and the workers each reaching PostgreSQL through a fault proxy of
-// their own, and a direct connection for the suite's checks.
+// stack is the system under test: Temporal (a dev server, or the production-shaped cluster of
+// internal/tcluster reaching PostgreSQL through a fault proxy of its own), the API and the workers as
+// separate transferd processes, the API and the workers each reaching PostgreSQL through a fault
+// proxy of their own, and a direct connection for the suite's checks.
 type stack struct {
 	t         *testing.T
 	dir       string
@@ -48,11 +50,18 @@ type stack struct {
 
 	pgAPI, pgWorkers *faultproxy.Proxy
 
+	// temporal is the dev server's process, nil on the cluster.
 	temporal     *proc
 	temporalAddr string
-	api          *proc
-	apiURL       string
-	workers      []*proc
+	namespace    string
+	// tc is the Temporal cluster, nil on the dev server; pgTemporal is the fault proxy between its
+	// services and PostgreSQL.
+	tc         *tcluster.Cluster
+	pgTemporal *faultproxy.Proxy
+
+	api     *proc
+	apiURL  string
+	workers []*proc
 
 	// world is what the load runs on, and admin the API client of the admin's own requests (the
 	// freezes), once the setup has run.
@@ -76,9 +85,31 @@ func startStack(t *testing.T, workers int, pg *cluster) *stack {
 // the transferd binary bin (this checkout's when empty); Temporal is always this checkout's.
 func startStackOf(t *testing.T, workers int, pg *cluster, bin string) *stack {
 	t.Helper()
+	return startStackOn(t, devServer, workers, pg, bin)
+}
+
+// temporalKind is the Temporal a stack runs on.
+type temporalKind string
+
+const (
+	// devServer is `transferd temporal`, one process on SQLite.
+	devServer temporalKind = "dev"
+	// clusterPG is internal/tcluster: the official temporal-server as four processes on PostgreSQL.
+	clusterPG temporalKind = "cluster"
+)
+
+// clusterNamespace is the namespace of the stacks on the cluster: not "default", so that a process
+// or a check that would not be told the namespace finds nothing there.
+const clusterNamespace = "chaos"
+
+// startStackOn is startStackOf on the Temporal of kind. The cluster's databases are on the same
+// PostgreSQL server as the ledger's (pg's, or the shared one), its services reaching it through a
+// fault proxy of their own.
+func startStackOn(t *testing.T, kind temporalKind, workers int, pg *cluster, bin string) *stack {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s := &stack{t: t, dir: t.TempDir(), pg: pg, bin: bin}
+	s := &stack{t: t, dir: t.TempDir(), pg: pg, bin: bin, namespace: "default"}
 	if pg != nil {
 		s.directURL = pg.newDatabase(t)
 	} else {
@@ -105,17 +136,26 @@ func startStackOf(t *testing.T, workers int, pg *cluster, bin string) *stack {
 	s.run(ctx, "migrate", "--database-url", s.directURL)
 	s.run(ctx, "users", "create", "--database-url", s.directURL, "--email", adminEmail, "--password", adminPassword, "--admin", "--bcrypt-cost", "4")
 
-	port, err := devtemporal.FreeFrontendPort("127.0.0.1")
-	if err != nil {
-		t.Fatalf("temporal port: %v", err)
+	if kind == clusterPG {
+		s.startCluster()
+	} else {
+		port, err := devtemporal.FreeFrontendPort("127.0.0.1")
+		if err != nil {
+			t.Fatalf("temporal port: %v", err)
+		}
+		s.temporalAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		s.temporal = newProc(t, s.dir, "temporal", nil, "temporal", "--addr", s.temporalAddr, "--ui-addr", "", "--data-dir", s.dir+"/temporal")
+		s.temporal.ready = func(ctx context.Context) error { return s.temporal.waitLog(ctx, "ready:") }
+		s.temporal.launch(ctx)
 	}
-	s.temporalAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s.temporal = newProc(t, s.dir, "temporal", nil, "temporal", "--addr", s.temporalAddr, "--ui-addr", "", "--data-dir", s.dir+"/temporal")
-	s.temporal.ready = func(ctx context.Context) error { return s.temporal.waitLog(ctx, "ready:") }
-	s.temporal.launch(ctx)
 
 	// Ten connections a process keep the suite well under a shared server's default limit of 100.
 	common := []string{"TRANSFERD_TEMPORAL_ADDRESS=" + s.temporalAddr, "TRANSFERD_TASK_QUEUE=" + taskQueue, "TRANSFERD_DB_MAX_CONNS=10"}
+	if kind == clusterPG {
+		// Only here: a previous release's binaries (the upgrade test, on the dev server) may not
+		// know the variable, and the dev server's namespace is their default.
+		common = append(common, "TRANSFERD_TEMPORAL_NAMESPACE="+s.namespace)
+	}
 	apiAddr := freeAddr(t)
 	s.apiURL = "http://" + apiAddr
 	s.api = newProc(t, s.dir, "api", append(common, "TRANSFERD_DATABASE_URL="+viaProxy(dsn, s.pgAPI),
@@ -138,6 +178,38 @@ func startStackOf(t *testing.T, workers int, pg *cluster, bin string) *stack {
 	return s
 }
 
+// startCluster starts the Temporal cluster on the ledger's PostgreSQL server, behind a fault proxy
+// of its own; the schemas are created and dropped directly (AdminURL).
+func (s *stack) startCluster() {
+	t := s.t
+	t.Helper()
+	adminURL := os.Getenv("TRANSFERD_TEST_DATABASE_URL")
+	if s.pg != nil {
+		adminURL = s.pg.url("postgres")
+	} else if adminURL == "" {
+		adminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	admin, err := url.Parse(adminURL)
+	if err != nil {
+		t.Fatalf("admin URL: %v", err)
+	}
+	host := admin.Host
+	if admin.Port() == "" {
+		host = net.JoinHostPort(admin.Hostname(), "5432")
+	}
+	// Registered before the cluster's Close, so it closes after it.
+	if s.pgTemporal, err = faultproxy.New(host); err != nil {
+		t.Fatalf("fault proxy: %v", err)
+	}
+	t.Cleanup(func() { s.pgTemporal.Close() })
+	s.tc = tcluster.ForTest(t, tcluster.Options{AdminURL: adminURL, PostgresAddr: s.pgTemporal.Addr(),
+		Namespace: clusterNamespace, Dir: filepath.Join(s.dir, "tcluster"),
+		// The operator lists workflows every 1.5 s and reads the history of every one it acted on,
+		// and the audit lists them all: past the default 10 visibility requests a second.
+		DynamicConfig: map[string]any{"frontend.namespaceRPS.visibility": 100}})
+	s.temporalAddr, s.namespace = s.tc.HostPort(), s.tc.Namespace()
+}
+
 // run runs a transferd command to its end, failing the test if it fails.
 func (s *stack) run(ctx context.Context, args ...string) {
 	s.t.Helper()
@@ -157,9 +229,20 @@ const restartTimeout = time.Minute
 // allRunning fails the test for each process that exited by itself.
 func (s *stack) allRunning() {
 	s.t.Helper()
-	for _, p := range append([]*proc{s.temporal, s.api}, s.workers...) {
+	procs := append([]*proc{s.api}, s.workers...)
+	if s.temporal != nil {
+		procs = append(procs, s.temporal)
+	}
+	for _, p := range procs {
 		if !p.running() || p.crashes > 0 {
 			s.t.Errorf("%s exited by itself (%d times before a kill found it gone)", p.name, p.crashes)
+		}
+	}
+	if s.tc != nil {
+		for _, svc := range tcluster.Services {
+			if !s.tc.Running(svc) {
+				s.t.Errorf("Temporal's %s exited by itself", svc)
+			}
 		}
 	}
 }
@@ -291,11 +374,15 @@ func (c *cluster) ctl(action string, opts ...string) error {
 // starts it again.
 func (c *cluster) restart() error { return c.ctl("restart", "-m", "immediate") }
 
+// url is the URL of the cluster's database db.
+func (c *cluster) url(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
+}
+
 // newDatabase creates a database on the cluster and returns its URL.
 func (c *cluster) newDatabase(t *testing.T) string {
 	t.Helper()
-	base := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%%s?sslmode=disable", c.port)
-	admin, err := sql.Open("pgx", fmt.Sprintf(base, "postgres"))
+	admin, err := sql.Open("pgx", c.url("postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,5 +390,5 @@ func (c *cluster) newDatabase(t *testing.T) string {
 	if _, err := admin.Exec("CREATE DATABASE transferd_chaos"); err != nil {
 		t.Fatalf("create database: %v", err)
 	}
-	return fmt.Sprintf(base, "transferd_chaos")
+	return c.url("transferd_chaos")
 }

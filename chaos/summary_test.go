@@ -11,6 +11,7 @@ import (
 // summary is a run's outcome.
 type summary struct {
 	plan                         string
+	temporal                     temporalKind
 	seed                         uint64
 	faults                       map[fault]int
 	loadTook, plannedLoad        time.Duration
@@ -60,6 +61,9 @@ type summary struct {
 	// and outageConns the connections the PostgreSQL outages cut or refused.
 	stallTimeouts int
 	outageConns   int64
+	// temporalOutageConns counts the connections between the cluster and PostgreSQL that the
+	// outages of Temporal's persistence cut or refused.
+	temporalOutageConns int64
 	// missing lists the faults and checks that were scheduled and did not happen.
 	missing []string
 
@@ -68,7 +72,7 @@ type summary struct {
 
 func (s summary) text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "chaos %s, seed %d: load %.0fs (planned %.0fs), drain %.1fs\n", s.plan, s.seed, s.loadTook.Seconds(), s.plannedLoad.Seconds(), s.drainTook.Seconds())
+	fmt.Fprintf(&b, "chaos %s on Temporal %s, seed %d: load %.0fs (planned %.0fs), drain %.1fs\n", s.plan, s.temporal, s.seed, s.loadTook.Seconds(), s.plannedLoad.Seconds(), s.drainTook.Seconds())
 	for _, f := range faultOrder {
 		fmt.Fprintf(&b, "  %-48s %d\n", f, s.faults[f])
 	}
@@ -82,6 +86,9 @@ func (s summary) text() string {
 		s.byTiming[atOnce], s.byTiming[midTask], s.byTiming[shortly], s.byTiming[later], s.resultsRead, s.resultMismatches)
 	fmt.Fprintf(&b, "  debited when every worker died %d (still not credited %d, workflow task lost %d); refused while frozen %d; steps past their timeout in the stall %d; connections cut by outages %d\n",
 		s.debitKills, s.stillDebited, s.lostTasks, s.frozenRefused, s.stallTimeouts, s.outageConns)
+	if s.temporal == clusterPG {
+		fmt.Fprintf(&b, "  connections between Temporal and PostgreSQL cut by its outages %d\n", s.temporalOutageConns)
+	}
 	fmt.Fprintf(&b, "  lost %d, invented %d, applied twice %d, ended by a fault %d, refused %d, unanswered %d, not final %d, balance errors %d, totals conserved %v, audit %s",
 		s.lost, s.invented, s.duplicated, s.faultEnded, s.refused, s.unanswered, s.stuck, s.balanceErrors, s.conserved, s.audit)
 	if len(s.missing) > 0 {
@@ -94,11 +101,33 @@ func (s summary) text() string {
 const rowHeader = `| when (UTC) | seed | worker kills (after a debit: still debited) | API kills | Temporal restarts | PG outages | PG crashes | PG slow/stall (steps timed out) | source freezes (refused) | submitted | 2xx | operator cancels landed (won/lost/during a task) | terminations landed (repaired) | results ≠ row | lost | applied twice | not final | balance errors | audit violations | load | drain | verdict |
 |---|---|---|---:|---:|---:|---:|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|`
 
-// row is the summary as a markdown table row under rowHeader.
+// clusterRowHeader is the header of the table of the runs on the Temporal cluster, in
+// docs/reliability.md.
+const clusterRowHeader = `| when (UTC) | seed | worker kills (after a debit: still debited) | API kills | PG outages (ledger) | source freezes (refused) | history kills | matching kills | frontend restarts | Temporal PG outages (conns cut) | submitted | 2xx | operator cancels landed (won/lost/during a task) | terminations landed (repaired) | results ≠ row | lost | applied twice | not final | balance errors | audit violations | load | drain | verdict |
+|---|---|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|`
+
+// header is the header of the table that row's lines belong to.
+func (s summary) header() string {
+	if s.temporal == clusterPG {
+		return clusterRowHeader
+	}
+	return rowHeader
+}
+
+// row is the summary as a markdown table row under header.
 func (s summary) row(failed bool) string {
 	verdict := "pass"
 	if failed {
 		verdict = "FAIL"
+	}
+	if s.temporal == clusterPG {
+		return fmt.Sprintf("| %s | %d | %d + %d (%d/%d) | %d | %d | %d (%d) | %d | %d | %d | %d (%d) | %d | %d | %d (%d/%d/%d) | %d (%d) | %d | %d | %d | %d | %d | %s | %.0f s | %.1f s | %s |",
+			time.Now().UTC().Format("2006-01-02 15:04"), s.seed,
+			s.faults[workerKill], s.faults[debitKill], s.stillDebited, s.debitKills, s.faults[apiKill], s.faults[pgOutage],
+			s.faults[sourceFreeze], s.frozenRefused, s.faults[historyKill], s.faults[matchingKill],
+			s.faults[frontendRestart], s.faults[temporalPGOutage], s.temporalOutageConns, s.submitted, s.accepted,
+			s.opCancelsLanded, s.opCancelsWon, s.opCancelsLost, s.duringTask, s.terminationsLanded, s.repaired, s.resultMismatches,
+			s.lost, s.duplicated, s.unanswered+s.stuck, s.balanceErrors, s.audit.violationsCell(), s.loadTook.Seconds(), s.drainTook.Seconds(), verdict)
 	}
 	return fmt.Sprintf("| %s | %d | %d + %d (%d/%d) | %d | %d | %d | %d | %d/%d (%d) | %d (%d) | %d | %d | %d (%d/%d/%d) | %d (%d) | %d | %d | %d | %d | %d | %s | %.0f s | %.1f s | %s |",
 		time.Now().UTC().Format("2006-01-02 15:04"), s.seed,

@@ -63,7 +63,7 @@ func TestUpgrade(t *testing.T) {
 	}
 	s.world = w
 	client := &api{base: s.apiURL, http: &http.Client{Timeout: 5 * time.Second}}
-	op := dialOperator(t, s.temporalAddr, s.db)
+	op := dialOperator(t, s.temporalAddr, s.namespace, s.db)
 	before := s.totals()
 
 	seed := *seedFlag
@@ -136,7 +136,7 @@ func (s *stack) replayOldRuns(ctx context.Context, op *operator, from, to time.T
 	n := 0
 	var token []byte
 	for {
-		page, err := op.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default", Query: query, PageSize: 200, NextPageToken: token})
+		page, err := op.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: op.namespace, Query: query, PageSize: 200, NextPageToken: token})
 		if err != nil {
 			t.Fatalf("list the old workers' runs: %v", err)
 		}

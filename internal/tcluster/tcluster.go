@@ -154,7 +154,14 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		}
 	}
 	for _, svc := range Services {
-		if err := c.waitReady(ctx, svc); err != nil {
+		err := c.waitReady(ctx, svc)
+		if err != nil && c.lostMetadataRace(svc) {
+			// Started again, it finds the cluster's metadata written.
+			if err = c.launch(svc); err == nil {
+				err = c.waitReady(ctx, svc)
+			}
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -162,6 +169,19 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// lostMetadataRace reports whether svc exited at start because another service wrote the cluster's
+// metadata first. The services start together, and on new databases each tries to write it; one
+// that loses exits, its SaveClusterMetadata refused ("encountered version mismatch", or a
+// duplicate key), as the worker and the history service did in two of seven starts of the chaos
+// suite on two busy cores. Compose's single process writes it once for all.
+func (c *Cluster) lostMetadataRace(svc Service) bool {
+	if c.Running(svc) {
+		return false
+	}
+	log, err := os.ReadFile(c.LogFile(svc))
+	return err == nil && bytes.Contains(log, []byte("SaveClusterMetadata"))
 }
 
 // newCluster settles the options, the ports, the directory and the environment of a cluster.
