@@ -19,6 +19,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/transferd/transferd/transfer"
 	"github.com/transferd/transferd/workflows"
@@ -487,6 +489,41 @@ func (s *Service) RepairAll(ctx context.Context) (ReconcileReport, error) {
 	return r, first
 }
 
+// listPage asks visibility for one page, for up to a minute. It calls the raw workflow service,
+// not client.ListWorkflow, which caps a call at 10 s whatever its context says (the limit this
+// minute is here to lift); the raw call has none of the client's retries either, so a page that
+// Temporal answers busy (the dev server's persistence rate limit, under load) or unavailable is
+// asked for again after a backoff, within the minute.
+func (s *Service) listPage(ctx context.Context, req *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
+	pageCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	backoff := 100 * time.Millisecond
+	for {
+		resp, err := s.temporal.WorkflowService().ListWorkflowExecutions(pageCtx, req)
+		if err == nil || !transient(err) {
+			return resp, err
+		}
+		select {
+		case <-pageCtx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// transient reports whether Temporal said it was busy or unavailable, which a later call may not be.
+func transient(err error) bool {
+	var busy *serviceerror.ResourceExhausted
+	var unavailable *serviceerror.Unavailable
+	switch {
+	case errors.As(err, &busy), errors.As(err, &unavailable):
+		return true
+	}
+	code := status.Code(err)
+	return code == codes.ResourceExhausted || code == codes.Unavailable
+}
+
 // listWorkflows calls page with each page of pageSize transfer workflow runs that the visibility
 // query finds: each run's transfer id, run id and last recorded TransferStatus. Runs whose workflow
 // id is not a transfer id are skipped. Each page has a deadline of its own, a minute: a page of
@@ -496,12 +533,8 @@ func (s *Service) listWorkflows(ctx context.Context, query string, pageSize int3
 	var token []byte
 	dc := converter.GetDefaultDataConverter()
 	for {
-		// Through the raw service, not client.ListWorkflow: the SDK caps a call's deadline at 10 s
-		// whatever its context says, which is the limit this minute is here to lift.
-		pageCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		resp, err := s.temporal.WorkflowService().ListWorkflowExecutions(pageCtx, &workflowservice.ListWorkflowExecutionsRequest{
+		resp, err := s.listPage(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 			Namespace: s.namespace(), Query: query, PageSize: pageSize, NextPageToken: token})
-		cancel()
 		if err != nil {
 			return err
 		}
