@@ -97,7 +97,7 @@ func (d *DevStack) pick() error {
 		return err
 	}
 	reserved := devtemporal.Ports(port)
-	addr, err := freeAddrOutside(reserved)
+	addr, err := devtemporal.FreeAddrOutside(reserved)
 	if err != nil {
 		os.RemoveAll(dir)
 		return err

@@ -2,9 +2,7 @@ package bench
 
 import (
 	"fmt"
-	"net"
 	"os/exec"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -90,19 +88,4 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.buf)
-}
-
-// freeAddrOutside returns a free loopback address whose port is none of taken.
-func freeAddrOutside(taken []int) (string, error) {
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if !slices.Contains(taken, port) {
-			return ln.Addr().String(), nil
-		}
-	}
 }

@@ -19,6 +19,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/transferd/transferd/devtemporal"
 	"github.com/transferd/transferd/ledger"
 )
 
@@ -97,7 +98,7 @@ type splitRun struct {
 // poll, so the split worker runs every workflow the split API starts. Both are stopped on every path;
 // the run fails unless both were measured, transfers completed, and both stopped cleanly.
 func runSplit(ctx context.Context, tc client.Client, store *ledger.Store, s splitRun, stdout, progress io.Writer) (Result, error) {
-	apiAddr, err := freeAddrOutside(s.dep.Reserved)
+	apiAddr, err := devtemporal.FreeAddrOutside(s.dep.Reserved)
 	if err != nil {
 		return Result{}, err
 	}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -246,6 +247,22 @@ func (o Options) ports() []int { return Ports(o.FrontendPort) }
 func Ports(frontend int) []int {
 	p := frontend
 	return []int{p, p + 1, p + 2, p + 3, p + 10, p + 100, p + 101, p + 102, p + 103}
+}
+
+// FreeAddrOutside returns a loopback address whose port is free now and none of taken: the API's and
+// the Web UI's beside a dev server's Ports, which the server binds again when it restarts.
+func FreeAddrOutside(taken []int) (string, error) {
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !slices.Contains(taken, port) {
+			return ln.Addr().String(), nil
+		}
+	}
 }
 
 // FreeFrontendPort finds a frontend port on ip whose every port (Ports) is free now.

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,22 +32,6 @@ type devProcess struct {
 	api      string
 	password string // the bootstrap admin's, when this start created it
 	stderr   *bytes.Buffer
-}
-
-// freeTCPAddrOutside returns a free loopback address whose port is none of taken (the bench has its
-// own, for the processes it starts).
-func freeTCPAddrOutside(taken []int) (string, error) {
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if !slices.Contains(taken, port) {
-			return ln.Addr().String(), nil
-		}
-	}
 }
 
 func portOf(addr string) int {
@@ -144,11 +127,11 @@ func TestDevSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	temporalAddr := fmt.Sprintf("127.0.0.1:%d", temporalPort)
-	apiAddr, err := freeTCPAddrOutside(devtemporal.Ports(temporalPort))
+	apiAddr, err := devtemporal.FreeAddrOutside(devtemporal.Ports(temporalPort))
 	if err != nil {
 		t.Fatal(err)
 	}
-	uiAddr, err := freeTCPAddrOutside(append(devtemporal.Ports(temporalPort), portOf(apiAddr)))
+	uiAddr, err := devtemporal.FreeAddrOutside(append(devtemporal.Ports(temporalPort), portOf(apiAddr)))
 	if err != nil {
 		t.Fatal(err)
 	}
