@@ -170,17 +170,7 @@ func runChaos(t *testing.T, p plan) {
 	}
 	s := startStackOn(t, p.temporal, p.workers, pg, "")
 	ctx := context.Background()
-	// The setup's deposits wait up to 30 s for their outcome; the load's requests are short.
-	setupClient := &api{base: s.apiURL, http: &http.Client{Timeout: 40 * time.Second}, until: time.Now().Add(2 * time.Minute)}
-	w, err := setup(ctx, setupClient)
-	if err != nil {
-		t.Fatalf("setup: %v", err)
-	}
-	s.world = w
-	client := &api{base: s.apiURL, http: &http.Client{Timeout: 5 * time.Second}}
-	s.admin = &api{base: s.apiURL, http: &http.Client{Timeout: 5 * time.Second}}
-	op := dialOperator(t, s.temporalAddr, s.namespace, s.db)
-	before := s.totals()
+	w, client, op, before := s.prepareLoad(ctx)
 
 	start := time.Now()
 	clock := &loadClock{plannedEnd: start.Add(p.load), faultsOver: make(chan struct{})}
@@ -222,6 +212,23 @@ func runChaos(t *testing.T, p plan) {
 		}
 		fmt.Fprintln(f, sum.row(t.Failed()))
 	}
+}
+
+// prepareLoad sets up the world the load runs on (s.world) and the admin's client (s.admin), and
+// returns the world, the load's API client, the operator and the money per currency before the load.
+func (s *stack) prepareLoad(ctx context.Context) (*world, *api, *operator, map[string]int64) {
+	s.t.Helper()
+	// The setup's deposits wait up to 30 s for their outcome; the load's requests are short.
+	setupClient := &api{base: s.apiURL, http: &http.Client{Timeout: 40 * time.Second}, until: time.Now().Add(2 * time.Minute)}
+	w, err := setup(ctx, setupClient)
+	if err != nil {
+		s.t.Fatalf("setup: %v", err)
+	}
+	s.world = w
+	client := &api{base: s.apiURL, http: &http.Client{Timeout: 5 * time.Second}}
+	s.admin = &api{base: s.apiURL, http: &http.Client{Timeout: 5 * time.Second}}
+	op := dialOperator(s.t, s.temporalAddr, s.namespace, s.db)
+	return w, client, op, s.totals()
 }
 
 // outcome is what the clients saw of one transfer id.

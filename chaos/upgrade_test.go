@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,15 +55,7 @@ func TestUpgrade(t *testing.T) {
 
 	s := startStackOf(t, 2, nil, old)
 	ctx := context.Background()
-	setupClient := &api{base: s.apiURL, http: &http.Client{Timeout: 40 * time.Second}, until: time.Now().Add(2 * time.Minute)}
-	w, err := setup(ctx, setupClient)
-	if err != nil {
-		t.Fatalf("setup: %v", err)
-	}
-	s.world = w
-	client := &api{base: s.apiURL, http: &http.Client{Timeout: 5 * time.Second}}
-	op := dialOperator(t, s.temporalAddr, s.namespace, s.db)
-	before := s.totals()
+	w, client, op, before := s.prepareLoad(ctx)
 
 	seed := *seedFlag
 	if seed == 0 {
