@@ -115,7 +115,23 @@ type Result struct {
 	Final           Latency          `json:"submit_to_final_latency"`
 	Errors          map[string]int64 `json:"errors"`
 	PeakRSSMiB      map[string]int64 `json:"peak_rss_mib,omitempty"`
+	// CPUSeconds is the CPU time each process used over the run, by name (sampleCPU); CPUPerTransfer
+	// is that, in milliseconds, per transfer that ended.
+	CPUSeconds     map[string]float64 `json:"cpu_seconds,omitempty"`
+	CPUPerTransfer map[string]float64 `json:"cpu_ms_per_transfer,omitempty"`
+	// Server names the Temporal server of the stack the run ran on: ServerDev or ServerCluster.
+	Server string `json:"server,omitempty"`
+	// Workers is how many worker processes ran the saga, on the cluster stack.
+	Workers int `json:"workers,omitempty"`
 }
+
+// The servers the suite runs on.
+const (
+	// ServerDev is `transferd dev`'s embedded Temporal server on SQLite (DevStack).
+	ServerDev = "dev"
+	// ServerCluster is a Temporal cluster on PostgreSQL (ClusterStack).
+	ServerCluster = "cluster"
+)
 
 // Run sets the target up and drives it as cfg says.
 func Run(ctx context.Context, t Target, cfg Config) (Result, error) {
@@ -185,6 +201,7 @@ func (r *run) drive(ctx context.Context) (Result, error) {
 		deadline = time.Now().Add(r.cfg.Duration)
 	}
 	rss := sampleRSS(r.cfg.Processes)
+	cpu := sampleCPU(r.cfg.Processes)
 	progressDone := r.progress(deadline)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -225,7 +242,13 @@ func (r *run) drive(ctx context.Context) (Result, error) {
 	<-progressDone
 	res := Result{Target: r.target.Name(), Mode: r.cfg.Mode, Accounts: len(r.accounts), Rate: r.cfg.Rate,
 		Submitted: r.accepted.Load() + sum(r.errors), Accepted: r.accepted.Load(), Completed: r.completed.Load(),
-		Failed: r.failed.Load(), Seconds: elapsed.Seconds(), Errors: r.errors, PeakRSSMiB: rss()}
+		Failed: r.failed.Load(), Seconds: elapsed.Seconds(), Errors: r.errors, PeakRSSMiB: rss(), CPUSeconds: cpu()}
+	if ended := res.Completed + res.Failed; ended > 0 {
+		res.CPUPerTransfer = map[string]float64{}
+		for name, s := range res.CPUSeconds {
+			res.CPUPerTransfer[name] = s * 1000 / float64(ended)
+		}
+	}
 	if r.cfg.Rate == 0 {
 		res.Concurrency = r.cfg.Concurrency
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/transferd/transferd/devtemporal"
@@ -125,15 +127,18 @@ func runSplit(ctx context.Context, tc client.Client, store *ledger.Store, s spli
 	}
 	defer api.stop()
 	apiURL := "http://" + apiAddr
-	if err := waitSplitReady(ctx, tc, apiURL, api, wrk); err != nil {
+	if err := waitReady(ctx, tc, splitTaskQueue, apiURL, api, wrk); err != nil {
 		return Result{}, err
 	}
 	fmt.Fprintf(stdout, "bench: split run: transferd server (pid %d) on %s, transferd worker (pid %d), task queue %s\n",
 		api.pid(), apiURL, wrk.pid(), splitTaskQueue)
 
 	target := &API{URL: apiURL, Email: s.dep.AdminEmail, Password: s.dep.AdminPassword, Label: "split"}
+	// The stack's processes too: they run the Temporal server the two use.
+	procs := maps.Clone(s.dep.Processes)
+	procs[splitAPI], procs[splitWorker] = api.pid(), wrk.pid()
 	res, err := Run(ctx, target, Config{Accounts: s.accounts, Mode: ModeRandom, Rate: s.rate, Duration: s.duration,
-		Processes: map[string]int{splitAPI: api.pid(), splitWorker: wrk.pid()}, Progress: progress})
+		Processes: procs, Progress: progress})
 	if err != nil {
 		return res, err
 	}
@@ -166,10 +171,11 @@ func checkSplit(r Result) error {
 	return nil
 }
 
-// waitSplitReady waits until the split API answers /readyz with 200 and the split worker polls its
-// task queue, for at most 90 seconds: a little more than the minute each waits for its dependencies.
-// It fails at once if either process exits.
-func waitSplitReady(ctx context.Context, tc client.Client, apiURL string, api, wrk *process) error {
+// waitReady waits until the API answers /readyz with 200 and each of the workers polls taskQueue,
+// for at most 90 seconds: a little more than the minute each waits for its dependencies. A worker is
+// known among the task queue's pollers by its identity, which the SDK begins with its pid (pollers of
+// stopped workers stay listed for minutes). It fails at once if any of the processes exits.
+func waitReady(ctx context.Context, tc client.Client, taskQueue, apiURL string, api *process, workers ...*process) error {
 	hc := &http.Client{Timeout: 2 * time.Second}
 	apiReady := func() bool {
 		req, err := http.NewRequestWithContext(ctx, "GET", apiURL+"/readyz", nil)
@@ -183,27 +189,38 @@ func waitSplitReady(ctx context.Context, tc client.Client, apiURL string, api, w
 		res.Body.Close()
 		return res.StatusCode == http.StatusOK
 	}
-	workerPolling := func() bool {
-		d, err := tc.DescribeTaskQueue(ctx, splitTaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
-		return err == nil && len(d.GetPollers()) > 0
+	polling := func() int {
+		d, err := tc.DescribeTaskQueue(ctx, taskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		if err != nil {
+			return 0
+		}
+		n := 0
+		for _, w := range workers {
+			if slices.ContainsFunc(d.GetPollers(), func(p *taskqueuepb.PollerInfo) bool {
+				return strings.HasPrefix(p.GetIdentity(), fmt.Sprintf("%d@", w.pid()))
+			}) {
+				n++
+			}
+		}
+		return n
 	}
 	const patience = 90 * time.Second
 	deadline := time.Now().Add(patience)
 	for {
-		for _, p := range []*process{api, wrk} {
+		for _, p := range append([]*process{api}, workers...) {
 			select {
 			case <-p.exited:
 				return fmt.Errorf("bench: transferd %s exited before it was ready (%v); its last words:\n%s", p.name, p.err, p.stderr.String())
 			default:
 			}
 		}
-		a, w := apiReady(), workerPolling()
-		if a && w {
+		a, w := apiReady(), polling()
+		if a && w == len(workers) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("bench: the split run was not ready after %s (API ready: %t, worker polling: %t); the API's last words:\n%s\nthe worker's:\n%s",
-				patience, a, w, api.stderr.String(), wrk.stderr.String())
+			return fmt.Errorf("bench: not ready after %s (API ready: %t, workers polling: %d of %d); the API's last words:\n%s",
+				patience, a, w, len(workers), api.stderr.String())
 		}
 		select {
 		case <-ctx.Done():

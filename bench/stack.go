@@ -8,8 +8,8 @@ import (
 
 // Stack is where the suite runs what it drives: transferd's API and worker over the suite's
 // database, and the Temporal server they use. DevStack runs `transferd dev`, which holds all three in
-// one process; a stack on an external Temporal cluster, given by its address, would start the API and
-// the worker as processes of their own on it. The suite runs the same sequence on either.
+// one process; ClusterStack runs a Temporal cluster on PostgreSQL and the API and the workers as
+// processes of their own on it. The suite runs the same sequence on either.
 type Stack interface {
 	// Start starts the API and the worker, and the Temporal server where the stack runs one, and
 	// returns once the API answers. A Start after Stop runs on the same Temporal state at the same
@@ -30,6 +30,9 @@ type StackStart struct {
 	// SagaVariant is the saga the worker runs: empty for transferd's as shipped, "naive" for the
 	// same saga built as Temporal's money-transfer sample is (--saga-variant).
 	SagaVariant string
+	// Workers is how many worker processes a stack that runs its workers apart from the API
+	// starts; default 1. DevStack runs its worker in dev's process, and ignores it.
+	Workers int
 }
 
 // Deployment is a started stack, as the suite reaches it.
@@ -48,6 +51,9 @@ type Deployment struct {
 	// Reserved are loopback ports the stack holds or binds again when it starts again, which the
 	// suite's own listeners leave free.
 	Reserved []int
+	// Pprof are the addresses of the pprof handlers (/debug/pprof/) of the stack's processes that
+	// serve them, by name.
+	Pprof map[string]string
 	// Summary says in a line what runs where, for the suite's output.
 	Summary string
 }

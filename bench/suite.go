@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,7 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -60,9 +66,16 @@ type Suite struct {
 	Settings
 	// DatabaseURL names the PostgreSQL server on which the suite creates, and drops, its databases.
 	DatabaseURL string
-	// Stack runs what the suite drives; the suite starts it, starts it again for the naive saga,
-	// and closes it.
+	// Stack runs what the suite drives on the dev server; the suite starts it, starts it again for
+	// the naive saga, and closes it.
 	Stack Stack
+	// Cluster, when not nil, runs the suite's second part on a Temporal cluster on PostgreSQL
+	// (ClusterStack): floor, the saga closed-loop and at the split run's rate and length with one
+	// worker process, the saga again with two, and the naive saga, on a database of its own.
+	Cluster Stack
+	// ProfileDir, when not empty, receives 30-second CPU profiles of every process of the cluster
+	// stack that serves them (Deployment.Pprof), taken during its fixed-rate run: <name>.pprof.
+	ProfileDir string
 	// Split is the transferd executable of the split run.
 	Split Binary
 	// Out and JSONOut are where the Markdown report and the JSON results go.
@@ -81,27 +94,55 @@ var ErrViolations = errors.New("bench: the audit after the runs found violations
 // Run runs the suite and writes its report. Whatever it started is stopped, and the databases it
 // created dropped, when it returns, whether it succeeded or failed.
 func (s *Suite) Run(ctx context.Context) error {
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	dsn, drop, err := throwawayDatabase(ctx, s.DatabaseURL)
+	results, audit, err := s.runDev(ctx)
 	if err != nil {
 		return err
+	}
+	rep := Report{Settings: s.Settings, Results: results, Audit: audit, Split: s.Split}
+	if s.Cluster != nil {
+		cluster, audit, err := s.runCluster(ctx)
+		if err != nil {
+			return err
+		}
+		rep.Results = append(rep.Results, cluster...)
+		rep.ClusterAudit = &audit
+	}
+	WriteTable(s.Stdout, rep.Results)
+
+	// Growth: lists and audit as the journal grows, on a database of their own.
+	if rep.Growth, err = runGrowth(ctx, s.DatabaseURL, s.growthSizes(), s.Progress); err != nil {
+		return err
+	}
+	if err := rep.Write(s.Out, s.JSONOut); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.Stdout, "bench: wrote %s and %s\n", s.Out, s.JSONOut)
+	return nil
+}
+
+// runDev runs the suite's first part on the dev stack, and audits its database.
+func (s *Suite) runDev(ctx context.Context) ([]Result, ledger.AuditReport, error) {
+	var none ledger.AuditReport
+	dsn, drop, err := throwawayDatabase(ctx, s.DatabaseURL)
+	if err != nil {
+		return nil, none, err
 	}
 	defer drop()
 	defer s.Stack.Close()
 	dep, err := s.Stack.Start(ctx, StackStart{Database: dsn})
 	if err != nil {
-		return err
+		return nil, none, err
 	}
 	fmt.Fprintf(s.Stdout, "bench: %s\n", dep.Summary)
 
 	store, err := ledger.Open(ctx, dsn, ledger.Options{MaxOpenConns: 40})
 	if err != nil {
-		return err
+		return nil, none, err
 	}
 	defer store.Close()
 	results, err := s.runShipped(ctx, dep, dsn, store)
 	if err != nil {
-		return err
+		return nil, none, err
 	}
 
 	// The naive variant: the same saga with a regular activity and a search-attribute upsert per
@@ -109,43 +150,178 @@ func (s *Suite) Run(ctx context.Context) error {
 	// transfers still in flight resume on it.
 	_ = s.Stack.Stop()
 	if dep, err = s.Stack.Start(ctx, StackStart{Database: dsn, SagaVariant: "naive"}); err != nil {
-		return err
+		return nil, none, err
 	}
-	tc, err := client.DialContext(ctx, dep.Temporal)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
 	naive := &API{URL: dep.API, Email: dep.AdminEmail, Password: dep.AdminPassword, Label: "naive"}
 	res, err := Run(ctx, naive, s.closed(ModeRandom, dep))
 	if err != nil {
-		return err
+		return nil, none, err
 	}
 	results = append(results, res)
-	WriteTable(s.Stdout, results)
+	for i := range results {
+		results[i].Server = ServerDev
+	}
+	audit, err := s.audit(ctx, store, dep)
+	return results, audit, err
+}
 
+// audit audits the ledger of a stack, its workflows included, and prints the report; it fails on a
+// violation.
+func (s *Suite) audit(ctx context.Context, store *ledger.Store, dep Deployment) (ledger.AuditReport, error) {
+	tc, err := client.DialContext(ctx, dep.Temporal)
+	if err != nil {
+		return ledger.AuditReport{}, err
+	}
+	defer tc.Close()
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	audit, err := store.Audit(ctx, service.New(store, tc, dep.TaskQueue, log))
 	if err != nil {
-		return err
+		return audit, err
 	}
 	if s.PrintAudit != nil {
 		s.PrintAudit(s.Stdout, audit)
 	}
 	if !audit.OK() {
-		return ErrViolations
+		return audit, ErrViolations
 	}
+	return audit, nil
+}
 
-	// Growth: lists and audit as the journal grows, on a database of their own.
-	growth, err := runGrowth(ctx, s.DatabaseURL, s.growthSizes(), s.Progress)
+// runCluster runs the suite's second part on the cluster stack, on a database of its own: floor and
+// the saga, closed-loop and then at the split run's rate and length, with one worker process; the
+// saga closed-loop with two; the naive saga with two; then the audit.
+func (s *Suite) runCluster(ctx context.Context) ([]Result, ledger.AuditReport, error) {
+	var none ledger.AuditReport
+	dsn, drop, err := throwawayDatabase(ctx, s.DatabaseURL)
+	if err != nil {
+		return nil, none, err
+	}
+	defer drop()
+	defer s.Cluster.Close()
+	dep, err := s.Cluster.Start(ctx, StackStart{Database: dsn, Workers: 1})
+	if err != nil {
+		return nil, none, err
+	}
+	fmt.Fprintf(s.Stdout, "bench: %s\n", dep.Summary)
+	store, err := ledger.Open(ctx, dsn, ledger.Options{MaxOpenConns: 10})
+	if err != nil {
+		return nil, none, err
+	}
+	defer store.Close()
+	tc, err := client.DialContext(ctx, dep.Temporal)
+	if err != nil {
+		return nil, none, err
+	}
+	defer tc.Close()
+	floorWorker := worker.NewFloor(tc, "bench-floor")
+	if err := floorWorker.Start(); err != nil {
+		return nil, none, err
+	}
+	defer floorWorker.Stop()
+
+	var results []Result
+	run := func(t Target, cfg Config, workers int) error {
+		res, err := Run(ctx, t, cfg)
+		res.Server, res.Workers = ServerCluster, workers
+		results = append(results, res)
+		return err
+	}
+	api := func(dep Deployment, label string) *API {
+		return &API{URL: dep.API, Email: dep.AdminEmail, Password: dep.AdminPassword, Label: label}
+	}
+	for _, eager := range []bool{false, true} {
+		if err := run(&Floor{Client: tc, TaskQueue: "bench-floor", Eager: eager}, s.closed(ModeRandom, dep), 0); err != nil {
+			return nil, none, err
+		}
+	}
+	if err := run(api(dep, "saga"), s.closed(ModeRandom, dep), 1); err != nil {
+		return nil, none, err
+	}
+	profiled := s.profile(ctx, dep)
+	err = run(api(dep, "saga"), Config{Accounts: s.Accounts, Mode: ModeRandom, Rate: s.SplitRate, Duration: s.SplitFor,
+		Processes: dep.Processes, Progress: s.Progress}, 1)
+	if perr := profiled(); err == nil {
+		err = perr
+	}
+	if err != nil {
+		return nil, none, err
+	}
+	if err := drain(ctx, store, 5*time.Minute, s.Progress); err != nil {
+		return nil, none, err
+	}
+	for _, variant := range []string{"", "naive"} {
+		if err := s.Cluster.Stop(); err != nil {
+			return nil, none, err
+		}
+		if dep, err = s.Cluster.Start(ctx, StackStart{Database: dsn, Workers: 2, SagaVariant: variant}); err != nil {
+			return nil, none, err
+		}
+		if err := run(api(dep, cmp.Or(variant, "saga")), s.closed(ModeRandom, dep), 2); err != nil {
+			return nil, none, err
+		}
+	}
+	audit, err := s.audit(ctx, store, dep)
+	return results, audit, err
+}
+
+// profile takes a 30-second CPU profile of each of dep's processes that serve them, into
+// ProfileDir, beginning a third of the way into the fixed-rate run (at most a minute in); the
+// returned function waits for them and reports the first failure. It does nothing without a
+// ProfileDir.
+func (s *Suite) profile(ctx context.Context, dep Deployment) func() error {
+	if s.ProfileDir == "" || len(dep.Pprof) == 0 {
+		return func() error { return nil }
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for name, addr := range dep.Pprof {
+		wg.Go(func() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(time.Minute, s.SplitFor/3)):
+			}
+			err := fetchProfile(ctx, addr, filepath.Join(s.ProfileDir, strings.ReplaceAll(name, " ", "-")+".pprof"))
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		})
+	}
+	return func() error {
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+}
+
+// fetchProfile saves a 30-second CPU profile of the pprof handlers at addr to path.
+func fetchProfile(ctx context.Context, addr, path string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/debug/pprof/profile?seconds=30", nil)
 	if err != nil {
 		return err
 	}
-	rep := Report{Settings: s.Settings, Results: results, Audit: audit, Growth: growth, Split: s.Split}
-	if err := rep.Write(s.Out, s.JSONOut); err != nil {
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("bench: profile of %s: %w", addr, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("bench: profile of %s: %s", addr, res.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	fmt.Fprintf(s.Stdout, "bench: wrote %s and %s\n", s.Out, s.JSONOut)
-	return nil
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, res.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // runShipped runs, on the stack as first started, floor, sql, the saga as shipped in each mode and at
@@ -169,6 +345,7 @@ func (s *Suite) runShipped(ctx context.Context, dep Deployment, dsn string, stor
 		cfg    Config
 	}{
 		{&Floor{Client: tc, TaskQueue: "bench-floor"}, s.closed(ModeRandom, dep)},
+		{&Floor{Client: tc, TaskQueue: "bench-floor", Eager: true}, s.closed(ModeRandom, dep)},
 		{&SQL{Ledger: store}, s.closed(ModeRandom, dep)},
 		{api, s.closed(ModeRandom, dep)},
 		{api, s.closed(ModeHot, dep)},

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,8 +27,11 @@ type API struct {
 	Currency             transfer.Currency
 	// Label names the target in reports; default "saga".
 	Label string
-	http  *http.Client
-	token string
+	// Waiters bounds the requests held open at once to learn outcomes; default 64.
+	Waiters int
+	http    *http.Client
+	token   string
+	waiters chan struct{}
 }
 
 // Name implements Target.
@@ -75,6 +79,7 @@ func (a *API) call(ctx context.Context, method, path string, body, out any) (int
 
 // Setup signs in, creates a few users and n accounts owned by them, and deposits into each.
 func (a *API) Setup(ctx context.Context, n int) ([]string, error) {
+	a.waiters = make(chan struct{}, cmp.Or(a.Waiters, waiters))
 	a.http = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second}}
 	if a.Currency == "" {
@@ -125,17 +130,33 @@ func (a *API) Setup(ctx context.Context, n int) ([]string, error) {
 	return ids, nil
 }
 
+// waiters is how many requests an API target holds open at once to learn outcomes (API.Waiters).
+const waiters = 64
+
 // Submit posts the transfer and, for its outcome, posts it again with ?wait=: the repeat is answered
-// from the same transfer once it has ended.
+// from the same transfer once it has ended, or when the wait runs out, and then asked again. At most
+// Waiters such requests are open at once, whatever the backlog: the API's memory stays the API's,
+// not that of thousands of held requests. A transfer whose outcome is asked while every waiter is
+// busy is seen late, so under a backlog the final latency includes the wait for a waiter.
 func (a *API) Submit(ctx context.Context, id uuid.UUID, from, to string, amount int64) (func(context.Context) (string, error), error) {
 	body := map[string]any{"id": id.String(), "from_account_id": from, "to_account_id": to, "amount": amount, "currency": a.Currency}
 	if _, err := a.call(ctx, "POST", "/v1/transfers", body, nil); err != nil {
 		return nil, err
 	}
 	return func(ctx context.Context) (string, error) {
-		var t struct{ Status string }
-		_, err := a.call(ctx, "POST", "/v1/transfers?wait=30s", body, &t)
-		return t.Status, err
+		for {
+			var t struct{ Status string }
+			select {
+			case a.waiters <- struct{}{}:
+			case <-ctx.Done():
+				return "unobserved", nil
+			}
+			_, err := a.call(ctx, "POST", "/v1/transfers?wait=10s", body, &t)
+			<-a.waiters
+			if err != nil || t.Status == "completed" || t.Status == "failed" || t.Status == "cancelled" || ctx.Err() != nil {
+				return t.Status, err
+			}
+		}
 	}, nil
 }
 
@@ -144,10 +165,18 @@ func (a *API) Submit(ctx context.Context, id uuid.UUID, from, to string, amount 
 type Floor struct {
 	Client    client.Client
 	TaskQueue string
+	// Eager starts each workflow eagerly: its first task comes back in the start's answer to a
+	// worker of Client's, not through matching. The floor's worker runs on Client, so it can.
+	Eager bool
 }
 
 // Name implements Target.
-func (f *Floor) Name() string { return "floor" }
+func (f *Floor) Name() string {
+	if f.Eager {
+		return "floor-eager"
+	}
+	return "floor"
+}
 
 // Setup implements Target; the floor needs no accounts.
 func (f *Floor) Setup(ctx context.Context, n int) ([]string, error) {
@@ -160,7 +189,7 @@ func (f *Floor) Setup(ctx context.Context, n int) ([]string, error) {
 
 // Submit starts the empty workflow; its outcome is the workflow's end.
 func (f *Floor) Submit(ctx context.Context, id uuid.UUID, _, _ string, _ int64) (func(context.Context) (string, error), error) {
-	run, err := f.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "floor-" + id.String(), TaskQueue: f.TaskQueue},
+	run, err := f.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "floor-" + id.String(), TaskQueue: f.TaskQueue, EnableEagerStart: f.Eager},
 		workflows.FloorWorkflowName)
 	if err != nil {
 		return nil, &CodedError{Code: "start_failed", Err: err}

@@ -31,9 +31,9 @@ func TestReportSplit(t *testing.T) {
 	for _, want := range []string{
 		"| split | random | 50/s |",
 		"api 54 MiB, worker 151 MiB",
-		"| peak RSS of the API process (`transferd server`), split run | 54 MiB | < 150 MB at 50/s for 5 min: met |",
-		"| peak RSS of the worker process (`transferd worker`), split run | 151 MiB | < 150 MB at 50/s for 5 min: **not met** |",
-		"| peak RSS of `transferd dev` | 280 MiB |",
+		"| dev, split run | peak RSS of the API process (`transferd server`) | 54 MiB | < 150 MB at 50/s for 5 min: met |",
+		"| dev, split run | peak RSS of the worker process (`transferd worker`) | 151 MiB | < 150 MB at 50/s for 5 min: **not met** |",
+		"| dev | peak RSS of `transferd dev` | 280 MiB |",
 		"`transferd worker` (built here)",
 		"**The split run**",
 	} {

@@ -10,11 +10,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
 
 	"github.com/transferd/transferd/bench"
+	"github.com/transferd/transferd/internal/tcluster"
 )
 
 // runBench runs `transferd bench suite` (bench.Suite): it starts its own `transferd dev` from this
@@ -22,12 +24,12 @@ import (
 // same Temporal server and PostgreSQL, audits the ledger, and writes the report.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "suite" {
-		fmt.Fprintln(stderr, "usage: transferd bench suite [--quick] [--out docs/benchmarks.md] [--count N] [--concurrency N] [--accounts N] [--split-for 5m] [--split-binary PATH]")
+		fmt.Fprintln(stderr, "usage: transferd bench suite [--quick] [--servers dev,cluster] [--out docs/benchmarks.md] [--count N] [--concurrency N] [--accounts N] [--split-for 5m] [--split-binary PATH] [--profile-dir DIR]")
 		return exitError(2)
 	}
 	var c config
 	var s bench.Settings
-	var out, jsonOut, splitBinary string
+	var out, jsonOut, splitBinary, servers, profileDir string
 	var quick bool
 	fs := c.flagSet("bench suite", stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&out, "out", "docs/benchmarks.md", "where to write the Markdown report")
@@ -40,6 +42,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.DurationVar(&s.RateFor, "rate-for", 30*time.Second, "length of the fixed-rate run")
 		fs.Float64Var(&s.SplitRate, "split-rate", bench.SplitTargetRate, "transfers per second of the split run (transferd server and transferd worker as two processes)")
 		fs.DurationVar(&s.SplitFor, "split-for", bench.SplitTargetFor, "length of the split run")
+		fs.StringVar(&servers, "servers", "dev,cluster", "the Temporal servers to run on: dev (transferd dev's embedded server), cluster (a Temporal cluster on PostgreSQL, with the API and the workers as processes of their own), or both")
+		fs.StringVar(&profileDir, "profile-dir", "", "save 30-second CPU profiles of the cluster's processes (temporal services, API, workers), taken during its fixed-rate run, in this directory; empty for none")
 		fs.StringVar(&splitBinary, "split-binary", "", "the transferd binary the split run starts, built with -tags nodev as the image's is; empty to build one with go build from the module in the working directory")
 	})
 	if err := fs.Parse(args[1:]); err != nil {
@@ -50,6 +54,23 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		splitForSet := false
 		fs.Visit(func(f *flag.Flag) { splitForSet = splitForSet || f.Name == "split-for" })
 		s = s.Shorten(splitForSet)
+	}
+	withDev, withCluster := false, false
+	for _, name := range strings.Split(servers, ",") {
+		switch strings.TrimSpace(name) {
+		case bench.ServerDev:
+			withDev = true
+		case bench.ServerCluster:
+			withCluster = true
+		default:
+			fmt.Fprintf(stderr, "bench suite: --servers: unknown server %q (dev, cluster)\n", name)
+			return exitError(2)
+		}
+	}
+	if !withDev {
+		// The dev server's part holds the suite's baselines (sql, growth); it always runs.
+		fmt.Fprintln(stderr, "bench suite: --servers must include dev, whose runs hold the baselines")
+		return exitError(2)
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -82,7 +103,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		},
 	}
 	suite := &bench.Suite{Settings: s, DatabaseURL: c.DatabaseURL, Stack: dev, Split: split, Out: out, JSONOut: jsonOut,
-		PrintAudit: printReport, Stdout: stdout, Progress: stderr}
+		PrintAudit: printReport, Stdout: stdout, Progress: stderr, ProfileDir: profileDir}
+	if withCluster {
+		// The cluster's databases are created on the suite's PostgreSQL server, and dropped after.
+		suite.Cluster = &bench.ClusterStack{Binary: split.Path, AdminEmail: bootstrapAdminEmail, Pprof: profileDir != "",
+			Cluster: tcluster.Options{AdminURL: c.DatabaseURL}}
+	}
 	if err := suite.Run(ctx); errors.Is(err, bench.ErrViolations) {
 		return exitError(1)
 	} else if err != nil {

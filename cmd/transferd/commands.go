@@ -58,6 +58,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := c.flagSet("worker", stderr, func(fs *flag.FlagSet) {
 		c.temporalFlags(fs)
 		c.workerFlags(fs)
+		c.pprofFlag(fs)
 		fs.StringVar(&c.MetricsAddr, "metrics-addr", env("METRICS_ADDR", ":9090"), "address of the worker's Prometheus /metrics; empty for none (TRANSFERD_METRICS_ADDR)")
 	})
 	if err := fs.Parse(args); err != nil {
@@ -69,6 +70,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	c.print(stderr, fs)
+	if c.PprofAddr != "" {
+		go servePprof(ctx, c.PprofAddr, log)
+	}
 	deps, err := connect(ctx, &c, opts, "transferd-worker", log)
 	if err != nil {
 		return err

@@ -55,6 +55,8 @@ type config struct {
 	// MaxSubmits and SubmitQueueWait shed submissions beyond the bound with 503s (server.Config).
 	MaxSubmits      int
 	SubmitQueueWait time.Duration
+	// PprofAddr serves Go's profiles (server, worker, dev).
+	PprofAddr string
 	// Audit.
 	JSON       bool
 	NoTemporal bool

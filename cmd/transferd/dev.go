@@ -13,12 +13,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -37,7 +34,7 @@ const bootstrapAdminEmail = "admin@transferd.local"
 // missing. A restart resumes the transfers that were in flight.
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
-	var dataDir, uiAddr, pprofAddr string
+	var dataDir, uiAddr string
 	fs := c.flagSet("dev", stderr, func(fs *flag.FlagSet) {
 		c.authFlags(fs)
 		c.workerFlags(fs)
@@ -45,7 +42,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fs.StringVar(&c.TemporalAddress, "temporal-address", env("DEV_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "address of the embedded Temporal server's frontend (TRANSFERD_DEV_TEMPORAL_ADDRESS)")
 		fs.StringVar(&uiAddr, "ui-addr", env("UI_ADDR", "127.0.0.1:8233"), "address of the Temporal Web UI; empty for none (TRANSFERD_UI_ADDR)")
 		c.sagaFlags(fs)
-		fs.StringVar(&pprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve Go's pprof profiles on this address; empty for none (TRANSFERD_PPROF_ADDR)")
+		c.pprofFlag(fs)
 		fs.StringVar(&dataDir, "data-dir", env("DATA_DIR", ".data"), "where the Temporal server keeps its SQLite database and dev keeps its token secret (TRANSFERD_DATA_DIR)")
 	})
 	if err := fs.Parse(args); err != nil {
@@ -76,8 +73,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else if len(applied) > 0 {
 		log.Info("migrated the database", "applied", strings.Join(applied, ","))
 	}
-	if pprofAddr != "" {
-		go servePprof(ctx, pprofAddr, log)
+	if c.PprofAddr != "" {
+		go servePprof(ctx, c.PprofAddr, log)
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("dev: data dir: %w", err)
@@ -239,22 +236,5 @@ func rootCause(err error) error {
 			return err
 		}
 		err = next
-	}
-}
-
-// servePprof serves Go's profiles on addr until ctx ends, for finding what bounds throughput.
-func servePprof(ctx context.Context, addr string, log *slog.Logger) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	log.Info("pprof listening", "addr", addr)
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Error("pprof stopped", "err", err)
 	}
 }

@@ -252,8 +252,10 @@ func TestDevSurvivesSIGKILL(t *testing.T) {
 	}
 }
 
-// TestBenchQuick runs `transferd bench suite --quick` to keep the tool working: every target runs,
-// the audit after them is clean, and the report is written. The figures are not asserted.
+// TestBenchQuick runs `transferd bench suite --quick` to keep the tool working: every target runs on
+// both servers (the dev server, and a Temporal cluster on PostgreSQL with the API and the workers as
+// processes of their own), both audits after them are clean, and the report is written with every
+// row, CPU per transfer included. The figures are not asserted.
 func TestBenchQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs transferd dev")
@@ -267,14 +269,18 @@ func TestBenchQuick(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("bench suite: %v\n%s", err, stdout.String())
 	}
-	if !strings.Contains(stdout.String(), "audit: OK, no violations") {
-		t.Errorf("bench output lacks a clean audit:\n%s", stdout.String())
+	if n := strings.Count(stdout.String(), "audit: OK, no violations"); n != 2 {
+		t.Errorf("bench output has %d clean audits, want 2 (dev and cluster)", n)
 	}
 	report, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, row := range []string{"| floor | random |", "| sql | random |", "| saga | random |", "| saga | hot |", "| saga | opposite |", "| naive | random |", "| split | random |", "peak RSS of the API process", "peak RSS of the worker process", "saga / floor", "saga / naive"} {
+	for _, row := range []string{"| dev | floor | random |", "| dev | sql | random |", "| dev | saga | random |", "| dev | saga | hot |", "| dev | saga | opposite |",
+		"| dev | naive | random |", "| dev | split | random |", "peak RSS of the API process", "peak RSS of the worker process", "saga / floor", "saga / naive",
+		"| cluster | floor | random | c=4 |", "| cluster, 1 worker | saga | random | c=4 |", "| cluster, 1 worker | saga | random | 50/s |",
+		"| cluster, 2 workers | saga | random | c=4 |", "| cluster, 2 workers | naive | random | c=4 |", "| cluster | saga (1 worker) / floor", "| dev | floor-eager | random |", "| cluster | floor-eager | random |",
+		"| cluster | p50 submit-to-completed at 50/s |", "Audit after the cluster's runs: ", "## CPU per transfer", "temporal history"} {
 		if !strings.Contains(string(report), row) {
 			t.Errorf("report lacks %q", row)
 		}

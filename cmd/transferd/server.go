@@ -40,6 +40,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.DurationVar(&c.SubmitQueueWait, "submit-queue-wait", envDuration("SUBMIT_QUEUE_WAIT", time.Second), "how long a submission waits for a slot before a 503 (TRANSFERD_SUBMIT_QUEUE_WAIT)")
 		fs.BoolVar(&c.WithWorker, "with-worker", envBool("WITH_WORKER", false), "also run a worker in this process, which lets the API start workflows eagerly; the worker flags apply to it (TRANSFERD_WITH_WORKER)")
 		c.workerFlags(fs)
+		c.pprofFlag(fs)
 		c.sagaFlags(fs)
 	})
 	if err := fs.Parse(args); err != nil {
@@ -51,6 +52,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	c.print(stderr, fs)
+	if c.PprofAddr != "" {
+		go servePprof(ctx, c.PprofAddr, log)
+	}
 	proxies, err := server.ParseTrustedProxies(c.TrustedProxies)
 	if err != nil {
 		return err

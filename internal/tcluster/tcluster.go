@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -85,6 +86,9 @@ type Options struct {
 	// DynamicConfig adds dynamic config values, each for every namespace and task queue, to the ones
 	// of dynamicconfig.yaml (which they may not repeat).
 	DynamicConfig map[string]any
+	// Pprof serves Go's pprof profiles from each service on a port of its own (the template's
+	// PPROF_PORT), at PprofAddr.
+	Pprof bool
 }
 
 // Persistence is where the cluster keeps its state: what temporal-server's services are given.
@@ -109,6 +113,7 @@ type Cluster struct {
 	admin     *url.URL
 	pers      Persistence
 	ports     map[string]int
+	pprof     map[Service]int // each service's PPROF_PORT, with Options.Pprof
 	env       []string
 	namespace string
 
@@ -236,6 +241,17 @@ func newCluster(o Options) (*Cluster, error) {
 		}
 	} else if c.ports, err = pickPorts(); err != nil {
 		return nil, err
+	}
+	if o.Pprof {
+		c.pprof = map[Service]int{}
+		for _, svc := range Services {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return nil, fmt.Errorf("tcluster: pprof port: %w", err)
+			}
+			c.pprof[svc] = l.Addr().(*net.TCPAddr).Port
+			l.Close()
+		}
 	}
 	c.dir = o.Dir
 	if c.dir == "" {
@@ -417,6 +433,9 @@ func (c *Cluster) launch(svc Service) error {
 	fmt.Fprintf(logFile, "=== tcluster: starting %s at %s\n", svc, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(c.bin.Server, "start", "--service", string(svc))
 	cmd.Env = c.env
+	if port, ok := c.pprof[svc]; ok {
+		cmd.Env = append(slices.Clone(c.env), "PPROF_PORT="+strconv.Itoa(port))
+	}
 	cmd.Dir = c.dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = sysProcAttr()
@@ -504,6 +523,25 @@ func (c *Cluster) HostPort() string {
 // Address is svc's gRPC address.
 func (c *Cluster) Address(svc Service) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.ports[strings.ToUpper(string(svc))+"_GRPC_PORT"]))
+}
+
+// Pid is the process id of svc's process, or 0 when it is not running.
+func (c *Cluster) Pid(svc Service) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.procs[svc]; p != nil && !p.exited() {
+		return p.cmd.Process.Pid
+	}
+	return 0
+}
+
+// PprofAddr is the address of svc's pprof handlers (/debug/pprof/), or "" unless Options.Pprof.
+func (c *Cluster) PprofAddr(svc Service) string {
+	port, ok := c.pprof[svc]
+	if !ok {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // Namespace is the namespace Start registered.
