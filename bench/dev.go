@@ -33,6 +33,8 @@ type DevStack struct {
 	ReadBanner func(stdout io.Reader) (api, password string, err error)
 	// TemporalOptions are the options of a client of the dev server whose frontend is at hostPort.
 	TemporalOptions func(hostPort string) (client.Options, error)
+	// Pprof serves Go's pprof profiles from dev's process (Deployment.Pprof).
+	Pprof bool
 
 	// dataDir, temporal, addr and reserved are set by the first start and kept by the next.
 	dataDir, temporal, addr string
@@ -57,6 +59,15 @@ func (d *DevStack) Start(ctx context.Context, in StackStart) (Deployment, error)
 	if in.SagaVariant != "" {
 		args = append(args, "--saga-variant", in.SagaVariant)
 	}
+	pprof := map[string]string{}
+	if d.Pprof {
+		a, err := devtemporal.FreeAddrOutside(d.reserved)
+		if err != nil {
+			return Deployment{}, err
+		}
+		pprof[devProcess] = a
+		args = append(args, "--pprof-addr", a)
+	}
 	p := newProcess("dev", exec.CommandContext(ctx, d.Binary, args...))
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -80,7 +91,7 @@ func (d *DevStack) Start(ctx context.Context, in StackStart) (Deployment, error)
 		return Deployment{}, err
 	}
 	return Deployment{API: api, AdminEmail: d.AdminEmail, AdminPassword: d.password, Temporal: opts, TaskQueue: devTaskQueue,
-		Processes: map[string]int{devProcess: p.pid()}, Reserved: d.reserved,
+		Processes: map[string]int{devProcess: p.pid()}, Reserved: d.reserved, Pprof: pprof,
 		Summary: fmt.Sprintf("transferd dev (pid %d) on %s, Temporal %s", p.pid(), api, d.temporal)}, nil
 }
 

@@ -44,6 +44,10 @@ const (
 	SplitTargetFor  = 5 * time.Minute
 	// QuickSplitFor is the split run's length with --quick: enough to start, measure and stop both.
 	QuickSplitFor = 3 * time.Second
+	// DevSplitRate is the dev server's split run's rate by default: what dev's SQLite-backed server
+	// sustains here when every workflow goes through its matching (at 50/s it falls behind, and
+	// the backlog drains at a transfer or two a second); the target's rate is the cluster's run.
+	DevSplitRate = 20
 )
 
 // Binary is the transferd executable the split run starts as `transferd server` and `transferd
@@ -92,6 +96,8 @@ type splitRun struct {
 	accounts int
 	rate     float64
 	duration time.Duration
+	// profileDir receives CPU profiles of the run's processes and the stack's (startProfiles).
+	profileDir string
 }
 
 // runSplit runs the saga through `transferd server` and `transferd worker` started as two processes,
@@ -115,13 +121,36 @@ func runSplit(ctx context.Context, tc client.Client, store *ledger.Store, s spli
 	// leave room under PostgreSQL's default limit of 100 for the stack's pool and the bench's own.
 	common := []string{"--database-url", s.dsn, "--db-max-conns", "10", "--temporal-address", s.dep.Temporal.HostPort,
 		"--temporal-namespace", s.dep.Temporal.Namespace, "--task-queue", splitTaskQueue}
-	wrk, err := startProcess(s.binary, splitWorker, env, slices.Concat([]string{"worker"}, common, []string{"--metrics-addr", ""}))
+	pprof := maps.Clone(s.dep.Pprof)
+	if pprof == nil {
+		pprof = map[string]string{}
+	}
+	profiling := func(name string, args []string) ([]string, error) {
+		if s.profileDir == "" {
+			return args, nil
+		}
+		a, err := devtemporal.FreeAddrOutside(s.dep.Reserved)
+		if err != nil {
+			return nil, err
+		}
+		pprof[name] = a
+		return append(args, "--pprof-addr", a), nil
+	}
+	wargs, err := profiling(splitWorker, slices.Concat([]string{"worker"}, common, []string{"--metrics-addr", ""}))
+	if err != nil {
+		return Result{}, err
+	}
+	wrk, err := startProcess(s.binary, splitWorker, env, wargs)
 	if err != nil {
 		return Result{}, err
 	}
 	defer wrk.stop()
-	api, err := startProcess(s.binary, splitAPI, env, slices.Concat([]string{"server"}, common,
+	aargs, err := profiling(splitAPI, slices.Concat([]string{"server"}, common,
 		[]string{"--addr", apiAddr, "--with-worker=false", "--saga-variant", "fast", "--bcrypt-cost", "4"}))
+	if err != nil {
+		return Result{}, err
+	}
+	api, err := startProcess(s.binary, splitAPI, env, aargs)
 	if err != nil {
 		return Result{}, err
 	}
@@ -137,8 +166,12 @@ func runSplit(ctx context.Context, tc client.Client, store *ledger.Store, s spli
 	// The stack's processes too: they run the Temporal server the two use.
 	procs := maps.Clone(s.dep.Processes)
 	procs[splitAPI], procs[splitWorker] = api.pid(), wrk.pid()
+	profiled := startProfiles(ctx, s.profileDir, "dev-", pprof, profileDelay(s.duration))
 	res, err := Run(ctx, target, Config{Accounts: s.accounts, Mode: ModeRandom, Rate: s.rate, Duration: s.duration,
 		Processes: procs, Progress: progress})
+	if perr := profiled(); err == nil {
+		err = perr
+	}
 	if err != nil {
 		return res, err
 	}

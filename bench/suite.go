@@ -32,9 +32,11 @@ type Settings struct {
 	// Rate and RateFor are the saga's fixed-rate run: transfers per second, and for how long.
 	Rate    float64
 	RateFor time.Duration
-	// SplitRate and SplitFor are the split run's.
-	SplitRate float64
-	SplitFor  time.Duration
+	// SplitRate and SplitFor are the split run's on the dev server; ClusterRate is the rate of the
+	// cluster's fixed-rate run, which lasts SplitFor too.
+	SplitRate   float64
+	SplitFor    time.Duration
+	ClusterRate float64
 	// Quick marks a run of a few seconds that only shows the tool works: the report says so, and
 	// the growth runs stop at 10,000 entries.
 	Quick bool
@@ -73,8 +75,9 @@ type Suite struct {
 	// (ClusterStack): floor, the saga closed-loop and at the split run's rate and length with one
 	// worker process, the saga again with two, and the naive saga, on a database of its own.
 	Cluster Stack
-	// ProfileDir, when not empty, receives 30-second CPU profiles of every process of the cluster
-	// stack that serves them (Deployment.Pprof), taken during its fixed-rate run: <name>.pprof.
+	// ProfileDir, when not empty, receives 30-second CPU profiles of every process that serves them
+	// (Deployment.Pprof, and the split run's), taken during the split run and the cluster's
+	// fixed-rate run: dev-<name>.pprof and cluster-<name>.pprof.
 	ProfileDir string
 	// Split is the transferd executable of the split run.
 	Split Binary
@@ -237,8 +240,8 @@ func (s *Suite) runCluster(ctx context.Context) ([]Result, ledger.AuditReport, e
 	if err := run(api(dep, "saga"), s.closed(ModeRandom, dep), 1); err != nil {
 		return nil, none, err
 	}
-	profiled := s.profile(ctx, dep)
-	err = run(api(dep, "saga"), Config{Accounts: s.Accounts, Mode: ModeRandom, Rate: s.SplitRate, Duration: s.SplitFor,
+	profiled := startProfiles(ctx, s.ProfileDir, "cluster-", dep.Pprof, profileDelay(s.SplitFor))
+	err = run(api(dep, "saga"), Config{Accounts: s.Accounts, Mode: ModeRandom, Rate: s.ClusterRate, Duration: s.SplitFor,
 		Processes: dep.Processes, Progress: s.Progress}, 1)
 	if perr := profiled(); err == nil {
 		err = perr
@@ -246,7 +249,8 @@ func (s *Suite) runCluster(ctx context.Context) ([]Result, ledger.AuditReport, e
 	if err != nil {
 		return nil, none, err
 	}
-	if err := drain(ctx, store, 5*time.Minute, s.Progress); err != nil {
+	// Above what the machine sustains, the run leaves a backlog that grows with its length.
+	if err := drain(ctx, store, 10*time.Minute+s.SplitFor, s.Progress); err != nil {
 		return nil, none, err
 	}
 	for _, variant := range []string{"", "naive"} {
@@ -264,12 +268,11 @@ func (s *Suite) runCluster(ctx context.Context) ([]Result, ledger.AuditReport, e
 	return results, audit, err
 }
 
-// profile takes a 30-second CPU profile of each of dep's processes that serve them, into
-// ProfileDir, beginning a third of the way into the fixed-rate run (at most a minute in); the
-// returned function waits for them and reports the first failure. It does nothing without a
-// ProfileDir.
-func (s *Suite) profile(ctx context.Context, dep Deployment) func() error {
-	if s.ProfileDir == "" || len(dep.Pprof) == 0 {
+// startProfiles takes a 30-second CPU profile of each process of addrs (name: the address of its
+// pprof handlers) into dir, as <prefix><name>.pprof, beginning after a delay; the returned function
+// waits for them and reports every failure. It does nothing when dir is empty.
+func startProfiles(ctx context.Context, dir, prefix string, addrs map[string]string, after time.Duration) func() error {
+	if dir == "" || len(addrs) == 0 {
 		return func() error { return nil }
 	}
 	var (
@@ -277,14 +280,14 @@ func (s *Suite) profile(ctx context.Context, dep Deployment) func() error {
 		mu   sync.Mutex
 		errs []error
 	)
-	for name, addr := range dep.Pprof {
+	for name, addr := range addrs {
 		wg.Go(func() {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(min(time.Minute, s.SplitFor/3)):
+			case <-time.After(after):
 			}
-			err := fetchProfile(ctx, addr, filepath.Join(s.ProfileDir, strings.ReplaceAll(name, " ", "-")+".pprof"))
+			err := fetchProfile(ctx, addr, filepath.Join(dir, prefix+strings.ReplaceAll(name, " ", "-")+".pprof"))
 			mu.Lock()
 			errs = append(errs, err)
 			mu.Unlock()
@@ -295,6 +298,10 @@ func (s *Suite) profile(ctx context.Context, dep Deployment) func() error {
 		return errors.Join(errs...)
 	}
 }
+
+// profileDelay is when the profiles of a fixed-rate run of length d begin: a third of the way in, at
+// most a minute.
+func profileDelay(d time.Duration) time.Duration { return min(time.Minute, d/3) }
 
 // fetchProfile saves a 30-second CPU profile of the pprof handlers at addr to path.
 func fetchProfile(ctx context.Context, addr, path string) error {
@@ -365,7 +372,7 @@ func (s *Suite) runShipped(ctx context.Context, dep Deployment, dsn string, stor
 		return nil, err
 	}
 	split, err := runSplit(ctx, tc, store, splitRun{binary: s.Split.Path, dsn: dsn, dep: dep,
-		accounts: s.Accounts, rate: s.SplitRate, duration: s.SplitFor}, s.Stdout, s.Progress)
+		accounts: s.Accounts, rate: s.SplitRate, duration: s.SplitFor, profileDir: s.ProfileDir}, s.Stdout, s.Progress)
 	if err != nil {
 		return nil, err
 	}

@@ -75,7 +75,7 @@ func (rep Report) Write(out, jsonOut string) error {
 	if rep.ClusterAudit != nil {
 		fmt.Fprintf(&b, "- Server `cluster`: the official temporal-server of go.mod's version as four processes (frontend, history, matching, worker; `internal/tcluster`, configured as docker-compose.yml configures its temporal service) on the same PostgreSQL, in databases of their own; "+
 			"`transferd server` (no worker in it, so no eager start) and one, then two, `transferd worker` processes (%s) on a database of their own. The same runs, and the saga at %.0f/s for %s with one worker.\n",
-			rep.Split.from(), rep.SplitRate, secondsText(rep.SplitFor.Seconds()))
+			rep.Split.from(), rep.ClusterRate, secondsText(rep.SplitFor.Seconds()))
 	}
 	fmt.Fprintf(&b, "\n## Results\n\nLatencies in milliseconds. *accept* is the `202` answer of `POST /v1/transfers`; *final* is submit to final status. "+
 		"`floor` starts and awaits an empty workflow per item on the same Temporal server (from the bench's process, not eagerly); `sql` runs the saga's reserve, debit and credit statements in one PostgreSQL transaction per transfer, with no Temporal and no HTTP; "+
@@ -131,10 +131,10 @@ func (rep Report) Write(out, jsonOut string) error {
 		"It needs PostgreSQL on `127.0.0.1:5432` (or `DATABASE_URL`); it creates and drops its own databases, and starts its own `transferd dev` on free ports, "+
 		"and for the split run a `transferd server` and a `transferd worker` on dev's Temporal server; then its own Temporal cluster (`internal/tcluster`, building temporal-server once) with a `transferd server` and `transferd worker` processes on it. "+
 		"It stops each with SIGTERM when its runs end or fail. `--servers dev` leaves the cluster out. "+
-		"`--split-for` and `--split-rate` change the split run and the cluster's fixed-rate run (%s at %d/s by default; %s with `--quick`); "+
+		"`--split-for` changes the length of the split run and of the cluster's fixed-rate run (%s by default; %s with `--quick`), `--split-rate` the split run's rate (%d/s: what the dev server sustains when every workflow goes through its matching) and `--cluster-rate` the cluster's (%d/s); "+
 		"`--profile-dir DIR` saves 30-second CPU profiles of the cluster's processes during its fixed-rate run. "+
 		"The binary of the split processes is built with `go build -tags nodev`, so the bench runs in the module's tree, unless `--split-binary` names one.\n",
-		SplitTargetFor, SplitTargetRate, QuickSplitFor)
+		SplitTargetFor, QuickSplitFor, DevSplitRate, SplitTargetRate)
 	b.WriteString(notes)
 	return os.WriteFile(out, []byte(b.String()), 0o644)
 }

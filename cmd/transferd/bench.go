@@ -40,10 +40,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.IntVar(&s.Accounts, "accounts", 200, "accounts")
 		fs.Float64Var(&s.Rate, "rate", 50, "transfers per second of the fixed-rate run")
 		fs.DurationVar(&s.RateFor, "rate-for", 30*time.Second, "length of the fixed-rate run")
-		fs.Float64Var(&s.SplitRate, "split-rate", bench.SplitTargetRate, "transfers per second of the split run (transferd server and transferd worker as two processes)")
-		fs.DurationVar(&s.SplitFor, "split-for", bench.SplitTargetFor, "length of the split run")
+		fs.Float64Var(&s.SplitRate, "split-rate", bench.DevSplitRate, "transfers per second of the split run on the dev server (transferd server and transferd worker as two processes)")
+		fs.Float64Var(&s.ClusterRate, "cluster-rate", bench.SplitTargetRate, "transfers per second of the fixed-rate run on the cluster")
+		fs.DurationVar(&s.SplitFor, "split-for", bench.SplitTargetFor, "length of the split run and of the cluster's fixed-rate run")
 		fs.StringVar(&servers, "servers", "dev,cluster", "the Temporal servers to run on: dev (transferd dev's embedded server), cluster (a Temporal cluster on PostgreSQL, with the API and the workers as processes of their own), or both")
-		fs.StringVar(&profileDir, "profile-dir", "", "save 30-second CPU profiles of the cluster's processes (temporal services, API, workers), taken during its fixed-rate run, in this directory; empty for none")
+		fs.StringVar(&profileDir, "profile-dir", "", "save 30-second CPU profiles of the processes of the split run (dev, API, worker) and of the cluster's fixed-rate run (temporal services, API, worker), taken during each, in this directory; empty for none")
 		fs.StringVar(&splitBinary, "split-binary", "", "the transferd binary the split run starts, built with -tags nodev as the image's is; empty to build one with go build from the module in the working directory")
 	})
 	if err := fs.Parse(args[1:]); err != nil {
@@ -93,6 +94,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	dev := &bench.DevStack{
 		Binary:     self,
+		Pprof:      profileDir != "",
 		AdminEmail: bootstrapAdminEmail,
 		ReadBanner: func(r io.Reader) (string, string, error) {
 			b, err := readDevBanner(r)
