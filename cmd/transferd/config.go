@@ -35,6 +35,8 @@ type config struct {
 	TemporalTLSCA         string
 	TemporalTLSServerName string
 	TemporalProfile       string
+	// TemporalGRPCCompression is the compression of the requests to Temporal: none or gzip.
+	TemporalGRPCCompression string
 	// Worker.
 	MaxConcurrentActivities int
 	WorkflowTaskPollers     int
@@ -90,6 +92,7 @@ func (c *config) temporalFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TemporalTLSCA, "temporal-tls-ca", env("TEMPORAL_TLS_CA", ""), "CA certificates file (PEM) that the server's certificate must chain to, instead of the system's (TRANSFERD_TEMPORAL_TLS_CA, TEMPORAL_TLS_SERVER_CA_CERT_PATH, the profile's tls.server_ca_cert_path)")
 	fs.StringVar(&c.TemporalTLSServerName, "temporal-tls-server-name", env("TEMPORAL_TLS_SERVER_NAME", ""), "name the server's certificate must carry when it is not the address's host (TRANSFERD_TEMPORAL_TLS_SERVER_NAME, TEMPORAL_TLS_SERVER_NAME, the profile's tls.server_name)")
 	fs.StringVar(&c.TemporalProfile, "temporal-profile", env("TEMPORAL_PROFILE", ""), "profile of the Temporal CLI's temporal.toml (the file TEMPORAL_CONFIG_FILE names, by default $HOME/.config/temporalio/temporal.toml) under these settings; a profile named must exist (TRANSFERD_TEMPORAL_PROFILE, TEMPORAL_PROFILE; default default)")
+	fs.StringVar(&c.TemporalGRPCCompression, "temporal-grpc-compression", env("TEMPORAL_GRPC_COMPRESSION", temporalclient.CompressionNone), "compression of the requests to Temporal: none, or gzip (the Temporal SDK's default, for a link where bytes cost more than CPU) (TRANSFERD_TEMPORAL_GRPC_COMPRESSION)")
 	fs.StringVar(&c.TaskQueue, "task-queue", env("TASK_QUEUE", "transfers"), "Temporal task queue of transfers (TRANSFERD_TASK_QUEUE)")
 }
 
@@ -109,6 +112,7 @@ func (c *config) temporalOptions() (client.Options, error) {
 		TLSCA:         c.TemporalTLSCA,
 		TLSServerName: c.TemporalTLSServerName,
 		Profile:       c.TemporalProfile,
+		Compression:   c.TemporalGRPCCompression,
 	})
 	if err != nil {
 		return client.Options{}, err

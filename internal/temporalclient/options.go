@@ -46,11 +46,25 @@ type Settings struct {
 	// Profile names the temporal.toml profile; empty for TEMPORAL_PROFILE, else "default". A named
 	// profile must exist.
 	Profile string
+	// Compression is the gRPC compression of the client's requests: CompressionNone (the default
+	// here) or CompressionGzip (the SDK's default).
+	Compression string
 	// Isolated ignores the environment and the profiles: for the clients of a Temporal server the
 	// process started itself (transferd dev, the bench), which must not take a production cluster's
 	// credentials from the shell.
 	Isolated bool
 }
+
+// The gRPC compressions of Settings.Compression.
+//
+// transferd's requests to Temporal are small (a transfer's input, a workflow task's few commands),
+// so gzip saves few bytes, and it costs every call a compressor's setup: a tenth of the API's CPU
+// and more of the worker's in the bench's profiles (docs/profile-cluster.md). transferd therefore
+// sends them uncompressed unless told otherwise; gzip is for a link where bytes cost more than CPU.
+const (
+	CompressionNone = "none"
+	CompressionGzip = "gzip"
+)
 
 // Options returns the client options that s, the environment and the profile make, in this order of
 // precedence: s, then the TEMPORAL_* variables (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
@@ -93,6 +107,14 @@ func Options(s Settings) (client.Options, error) {
 	o, err := prof.ToClientOptions(envconfig.ToClientOptionsRequest{})
 	if err != nil {
 		return client.Options{}, fmt.Errorf("temporal: %w", err)
+	}
+	switch s.Compression {
+	case "", CompressionNone:
+		o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+	case CompressionGzip:
+		o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionGzip{}
+	default:
+		return client.Options{}, fmt.Errorf("temporal: gRPC compression %q: want %s or %s", s.Compression, CompressionNone, CompressionGzip)
 	}
 	if certFile != "" {
 		r, err := newCertReloader(certFile, keyFile)

@@ -140,6 +140,7 @@ func TestOptionsErrors(t *testing.T) {
 		{"a certificate file that is not there", nil, temporalclient.Settings{TLSCert: filepath.Join(dir, "missing.pem"), TLSKey: keyFile}, "missing.pem"},
 		{"a certificate with another's key", nil, temporalclient.Settings{TLSCert: certFile, TLSKey: otherKey}, "private key does not match"},
 		{"a CA file that is not there", nil, temporalclient.Settings{TLSCA: filepath.Join(dir, "missing-ca.pem")}, "missing-ca.pem"},
+		{"a compression that is not there", nil, temporalclient.Settings{Compression: "zstd"}, "zstd"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,5 +153,37 @@ func TestOptionsErrors(t *testing.T) {
 				t.Errorf("got %v, want an error naming %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestOptionsCompression: requests go uncompressed unless gzip is asked for, in every mode, the
+// isolated one of dev and the bench included.
+func TestOptionsCompression(t *testing.T) {
+	securetemporal.IsolateEnv(t)
+	for _, tt := range []struct {
+		settings temporalclient.Settings
+		gzip     bool
+	}{
+		{temporalclient.Settings{}, false},
+		{temporalclient.Settings{Isolated: true}, false},
+		{temporalclient.Settings{Compression: temporalclient.CompressionNone}, false},
+		{temporalclient.Settings{Compression: temporalclient.CompressionGzip}, true},
+	} {
+		o, err := temporalclient.Options(tt.settings)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch c := o.ConnectionOptions.GrpcCompression.(type) {
+		case *client.GrpcCompressionGzip:
+			if !tt.gzip {
+				t.Errorf("%+v: gzip, want none", tt.settings)
+			}
+		case *client.GrpcCompressionNone:
+			if tt.gzip {
+				t.Errorf("%+v: none, want gzip", tt.settings)
+			}
+		default:
+			t.Errorf("%+v: compression %T, want it set", tt.settings, c)
+		}
 	}
 }
