@@ -161,6 +161,17 @@ func (s *ClusterStack) Start(ctx context.Context, in StackStart) (Deployment, er
 	return dep, nil
 }
 
+// ClusterOptions are the options of the bench's Temporal cluster on the PostgreSQL server of
+// adminURL: sized as a deployment is, not as the tests' small clusters are. With tcluster's default of
+// 4 connections per service, the history service's persistence queued under a load of 50/s, its
+// calls timed out ("context canceled"), their retries added to the queue, and no workflow task
+// reached a worker until the load stopped. Here each service has 8 connections to its store and 4
+// to visibility (48 for the cluster; docker-compose.yml gives 10 and 5), and 16 history shards:
+// with the API's and two workers' pools of 10 and the bench's, 88 of PostgreSQL's default 100.
+func ClusterOptions(adminURL string) tcluster.Options {
+	return tcluster.Options{AdminURL: adminURL, MaxConns: 8, HistoryShards: 16}
+}
+
 // prepare creates and migrates the database, and creates the admin, as an operator does.
 func (s *ClusterStack) prepare(ctx context.Context, database string, env []string) error {
 	if _, err := ledger.CreateDatabase(ctx, database); err != nil {

@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/transferd/transferd/bench"
-	"github.com/transferd/transferd/internal/tcluster"
 )
 
 // runBench runs `transferd bench suite` (bench.Suite): it starts its own `transferd dev` from this
@@ -109,7 +108,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if withCluster {
 		// The cluster's databases are created on the suite's PostgreSQL server, and dropped after.
 		suite.Cluster = &bench.ClusterStack{Binary: split.Path, AdminEmail: bootstrapAdminEmail, Pprof: profileDir != "",
-			Cluster: tcluster.Options{AdminURL: c.DatabaseURL}}
+			Cluster: bench.ClusterOptions(c.DatabaseURL)}
 	}
 	if err := suite.Run(ctx); errors.Is(err, bench.ErrViolations) {
 		return exitError(1)
