@@ -27,11 +27,12 @@ type API struct {
 	Currency             transfer.Currency
 	// Label names the target in reports; default "saga".
 	Label string
-	// Waiters bounds the requests held open at once to learn outcomes; default 64.
+	// Waiters bounds the requests held open at once to learn outcomes; default 128.
 	Waiters int
 	http    *http.Client
 	token   string
 	waiters chan struct{}
+	ended   sync.Map // transfer id: when the ledger ended it
 }
 
 // Name implements Target.
@@ -54,6 +55,10 @@ func (a *API) call(ctx context.Context, method, path string, body, out any) (int
 	}
 	res, err := a.http.Do(req)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The caller's deadline ran out (a wait for an outcome), not the connection: "timeout".
+			return 0, ctx.Err()
+		}
 		return 0, &CodedError{Code: "http_error", Err: err}
 	}
 	defer res.Body.Close()
@@ -130,14 +135,18 @@ func (a *API) Setup(ctx context.Context, n int) ([]string, error) {
 	return ids, nil
 }
 
-// waiters is how many requests an API target holds open at once to learn outcomes (API.Waiters).
-const waiters = 64
+// waiters is how many requests an API target holds open at once to learn outcomes (API.Waiters),
+// and waitFor how long each holds.
+const (
+	waiters = 128
+	waitFor = "1s"
+)
 
 // Submit posts the transfer and, for its outcome, posts it again with ?wait=: the repeat is answered
-// from the same transfer once it has ended, or when the wait runs out, and then asked again. At most
-// Waiters such requests are open at once, whatever the backlog: the API's memory stays the API's,
-// not that of thousands of held requests. A transfer whose outcome is asked while every waiter is
-// busy is seen late, so under a backlog the final latency includes the wait for a waiter.
+// from the same transfer once it has ended, or when the wait (a second) runs out, and then asked
+// again. At most Waiters such requests are open at once, whatever the backlog: the API's memory
+// stays the API's, not that of thousands of held requests. A transfer's outcome can then be seen
+// late, so its end is the ledger's completed_at (EndedAt), not when the bench saw it.
 func (a *API) Submit(ctx context.Context, id uuid.UUID, from, to string, amount int64) (func(context.Context) (string, error), error) {
 	body := map[string]any{"id": id.String(), "from_account_id": from, "to_account_id": to, "amount": amount, "currency": a.Currency}
 	if _, err := a.call(ctx, "POST", "/v1/transfers", body, nil); err != nil {
@@ -145,19 +154,40 @@ func (a *API) Submit(ctx context.Context, id uuid.UUID, from, to string, amount 
 	}
 	return func(ctx context.Context) (string, error) {
 		for {
-			var t struct{ Status string }
+			var t struct {
+				Status      string
+				CompletedAt *time.Time `json:"completed_at"`
+				UpdatedAt   time.Time  `json:"updated_at"`
+			}
 			select {
 			case a.waiters <- struct{}{}:
 			case <-ctx.Done():
 				return "unobserved", nil
 			}
-			_, err := a.call(ctx, "POST", "/v1/transfers?wait=10s", body, &t)
+			_, err := a.call(ctx, "POST", "/v1/transfers?wait="+waitFor, body, &t)
 			<-a.waiters
-			if err != nil || t.Status == "completed" || t.Status == "failed" || t.Status == "cancelled" || ctx.Err() != nil {
+			final := t.Status == "completed" || t.Status == "failed" || t.Status == "cancelled"
+			if final {
+				ended := t.UpdatedAt
+				if t.CompletedAt != nil {
+					ended = *t.CompletedAt
+				}
+				a.ended.Store(id, ended)
+			}
+			if err != nil || final || ctx.Err() != nil {
 				return t.Status, err
 			}
 		}
 	}, nil
+}
+
+// EndedAt returns, once, when the ledger ended transfer id, as its answer said.
+func (a *API) EndedAt(id uuid.UUID) (time.Time, bool) {
+	v, ok := a.ended.LoadAndDelete(id)
+	if !ok {
+		return time.Time{}, false
+	}
+	return v.(time.Time), true
 }
 
 // Floor starts and awaits an empty workflow per item on the same Temporal server: what one workflow

@@ -325,9 +325,11 @@ const notes = `
 - **When the split run falls behind.** Its workflows are not started eagerly: each goes through
   matching to a worker's poll. If a fixed-rate row's completed/s is under its rate, this machine did
   not keep up, and the backlog cleared once the load stopped. The bench learns each outcome by
-  asking again with ` + "`?wait=10s`" + `, through at most 64 such requests at once: the API's memory is
-  its own, not that of one held request per transfer in flight, but under a backlog a transfer's
-  outcome can be seen late, so its final latency then includes the wait for a free waiter.
+  asking again with ` + "`?wait=1s`" + `, through at most 128 such requests at once: the API's memory is
+  its own, not that of one held request per transfer in flight. Under a backlog an outcome can be
+  seen late, so a transfer's *final* latency runs to the ledger's ` + "`completed_at`" + `, not to when
+  the bench saw it; a transfer not seen final within 60 s counts as ` + "`still_unobserved_after_wait`" + `
+  or ` + "`timeout`" + ` even if it ended later (the audit and the drain after the run see every one end).
 - **The cluster** (` + "`cluster`" + ` rows) is the deployment the README's Production section describes:
   the official temporal-server's four services, each a process, on PostgreSQL (4 history shards,
   ` + "`internal/tcluster`" + `'s default for one machine), with ` + "`transferd server`" + ` and ` + "`transferd worker`" + `
