@@ -128,6 +128,11 @@ type Result struct {
 	Server string `json:"server,omitempty"`
 	// Workers is how many worker processes ran the saga, on the cluster stack.
 	Workers int `json:"workers,omitempty"`
+	// Ledger is the run as the ledger recorded it (LedgerView), for the runs through the API.
+	Ledger *LedgerFigures `json:"ledger,omitempty"`
+	// accepted are the ids of the transfers the target accepted, and began when the run began.
+	accepted []uuid.UUID
+	began    time.Time
 }
 
 // The servers the suite runs on.
@@ -182,6 +187,7 @@ type run struct {
 	failed    atomic.Int64
 
 	mu      sync.Mutex
+	ids     []uuid.UUID
 	accept  []time.Duration
 	final   []time.Duration
 	errors  map[string]int64
@@ -247,7 +253,8 @@ func (r *run) drive(ctx context.Context) (Result, error) {
 	<-progressDone
 	res := Result{Target: r.target.Name(), Mode: r.cfg.Mode, Accounts: len(r.accounts), Rate: r.cfg.Rate,
 		Submitted: r.accepted.Load() + sum(r.errors), Accepted: r.accepted.Load(), Completed: r.completed.Load(),
-		Failed: r.failed.Load(), Seconds: elapsed.Seconds(), Errors: r.errors, PeakRSSMiB: rss(), CPUSeconds: cpu()}
+		Failed: r.failed.Load(), Seconds: elapsed.Seconds(), Errors: r.errors, PeakRSSMiB: rss(), CPUSeconds: cpu(),
+		accepted: r.ids, began: start}
 	if ended := res.Completed + res.Failed; ended > 0 {
 		res.CPUPerTransfer = map[string]float64{}
 		for name, s := range res.CPUSeconds {
@@ -280,6 +287,7 @@ func (r *run) one(ctx context.Context, n int64) {
 		return
 	}
 	r.accepted.Add(1)
+	r.record(func() { r.ids = append(r.ids, id) })
 	fctx, cancel := context.WithTimeout(ctx, r.cfg.FinalTimeout)
 	status, err := final(fctx)
 	cancel()

@@ -63,6 +63,24 @@ func WriteCPUMarkdown(w io.Writer, results []Result) {
 	}
 }
 
+// WriteLedgerMarkdown renders the ledger's view of the results that have one.
+func WriteLedgerMarkdown(w io.Writer, results []Result) {
+	fmt.Fprintln(w, "| server | target | mode | load | accepted | ended | completed | ended in run | ended in run/s | p50 | p90 | p99 | max |")
+	fmt.Fprintln(w, "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range results {
+		l := r.Ledger
+		if l == nil {
+			continue
+		}
+		inRun, perSec := "-", "-"
+		if r.Duration > 0 {
+			inRun, perSec = fmt.Sprint(l.InRun), fmt.Sprintf("%.1f", l.InRunPerSec)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %d | %d | %s | %s | %.1f | %.1f | %.1f | %.1f |\n", server(r), r.Target, r.Mode, load(r),
+			r.Accepted, l.Ended, l.Completed, inRun, perSec, l.Latency.P50, l.Latency.P90, l.Latency.P99, l.Latency.Max)
+	}
+}
+
 // server names the server and worker processes a result ran on.
 func server(r Result) string {
 	s := cmp.Or(r.Server, ServerDev)

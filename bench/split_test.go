@@ -28,7 +28,7 @@ func TestRSSVerdict(t *testing.T) {
 		{"not measured", splitResult(0, 50, 50, full, 49.9), "not measured"},
 		{"short run", splitResult(60, 50, 50, 3, 49.9), "not shown (under the limit, but in a run of 3s at 50/s)"},
 		{"slow rate", splitResult(60, 50, 10, full, 10), "not shown (under the limit, but in a run of 5m0s at 10/s)"},
-		{"backlog", splitResult(60, 50, 50, full, 30), "not shown (under the limit, but 30.0/s completed)"},
+		{"backlog", splitResult(60, 50, 50, full, 30), "not shown (under the limit, but 30.0/s sustained)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

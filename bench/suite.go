@@ -164,6 +164,9 @@ func (s *Suite) runDev(ctx context.Context) ([]Result, ledger.AuditReport, error
 	for i := range results {
 		results[i].Server = ServerDev
 	}
+	if err := addLedgerViews(ctx, store, results); err != nil {
+		return nil, none, err
+	}
 	audit, err := s.audit(ctx, store, dep)
 	return results, audit, err
 }
@@ -264,8 +267,26 @@ func (s *Suite) runCluster(ctx context.Context) ([]Result, ledger.AuditReport, e
 			return nil, none, err
 		}
 	}
+	if err := addLedgerViews(ctx, store, results); err != nil {
+		return nil, none, err
+	}
 	audit, err := s.audit(ctx, store, dep)
 	return results, audit, err
+}
+
+// addLedgerViews reads the ledger's view of each run of results that went through the API.
+func addLedgerViews(ctx context.Context, store *ledger.Store, results []Result) error {
+	for i := range results {
+		if len(results[i].accepted) == 0 || results[i].Target == "floor" || results[i].Target == "floor-eager" || results[i].Target == "sql" {
+			continue
+		}
+		v, err := LedgerView(ctx, store, results[i])
+		if err != nil {
+			return err
+		}
+		results[i].Ledger = v
+	}
+	return nil
 }
 
 // startProfiles takes a 30-second CPU profile of each process of addrs (name: the address of its

@@ -27,7 +27,7 @@ type API struct {
 	Currency             transfer.Currency
 	// Label names the target in reports; default "saga".
 	Label string
-	// Waiters bounds the requests held open at once to learn outcomes; default 128.
+	// Waiters bounds the requests held open at once to learn outcomes; default 64.
 	Waiters int
 	http    *http.Client
 	token   string
@@ -138,12 +138,12 @@ func (a *API) Setup(ctx context.Context, n int) ([]string, error) {
 // waiters is how many requests an API target holds open at once to learn outcomes (API.Waiters),
 // and waitFor how long each holds.
 const (
-	waiters = 128
-	waitFor = "1s"
+	waiters = 64
+	waitFor = "10s"
 )
 
 // Submit posts the transfer and, for its outcome, posts it again with ?wait=: the repeat is answered
-// from the same transfer once it has ended, or when the wait (a second) runs out, and then asked
+// from the same transfer once it has ended, or when the wait (ten seconds) runs out, and then asked
 // again. At most Waiters such requests are open at once, whatever the backlog: the API's memory
 // stays the API's, not that of thousands of held requests. A transfer's outcome can then be seen
 // late, so its end is the ledger's completed_at (EndedAt), not when the bench saw it.

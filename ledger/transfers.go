@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -232,6 +233,19 @@ func page[R, T any](rows []R, limit int, conv func(R) (T, error), next func(R) c
 		out.Items = append(out.Items, item)
 	}
 	return out, nil
+}
+
+// TransfersByID returns those of the transfers that exist, in no particular order.
+func (s *Store) TransfersByID(ctx context.Context, ids []uuid.UUID) ([]transfer.Transfer, error) {
+	var rows []transferRow
+	for chunk := range slices.Chunk(ids, 5000) {
+		var part []transferRow
+		if err := s.db.WithContext(ctx).Raw(`SELECT * FROM transfers WHERE id IN ?`, chunk).Scan(&part).Error; err != nil {
+			return nil, fmt.Errorf("ledger: transfers by id: %w", err)
+		}
+		rows = append(rows, part...)
+	}
+	return domainTransfers(rows)
 }
 
 // InFlightTransfers returns up to limit transfers that are not final and were last updated before
