@@ -167,9 +167,11 @@ func TestSubcommandsOverMTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The worker registers the search attributes a start names; until it has, a start is refused.
+	// The retries send the same id, so a refused start leaves no second transfer for repair to find.
 	var tr transfer.Transfer
+	depositID := uuid.New()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		tr, _, err = svc.Submit(ctx, transfer.Request{ID: uuid.New(), Kind: transfer.KindDeposit, ToAccountID: a.ID, Amount: 700, Currency: "EUR"})
+		tr, _, err = svc.Submit(ctx, transfer.Request{ID: depositID, Kind: transfer.KindDeposit, ToAccountID: a.ID, Amount: 700, Currency: "EUR"})
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
