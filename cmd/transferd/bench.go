@@ -40,7 +40,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.Float64Var(&s.Rate, "rate", 50, "transfers per second of the fixed-rate run")
 		fs.DurationVar(&s.RateFor, "rate-for", 30*time.Second, "length of the fixed-rate run")
 		fs.Float64Var(&s.SplitRate, "split-rate", bench.DevSplitRate, "transfers per second of the split run on the dev server (transferd server and transferd worker as two processes)")
-		fs.Float64Var(&s.ClusterRate, "cluster-rate", bench.SplitTargetRate, "transfers per second of the fixed-rate run on the cluster")
+		fs.Float64Var(&s.ClusterRate, "cluster-rate", bench.ClusterRate, "transfers per second of the fixed-rate run on the cluster; the split deployment's target is shown only by a run at 50/s for 5 minutes (--cluster-rate 50)")
 		fs.DurationVar(&s.SplitFor, "split-for", bench.SplitTargetFor, "length of the split run and of the cluster's fixed-rate run")
 		fs.StringVar(&servers, "servers", "dev,cluster", "the Temporal servers to run on: dev (transferd dev's embedded server), cluster (a Temporal cluster on PostgreSQL, with the API and the workers as processes of their own), or both")
 		fs.StringVar(&profileDir, "profile-dir", "", "save 30-second CPU profiles of the processes of the split run (dev, API, worker) and of the cluster's fixed-rate run (temporal services, API, worker), taken during each, in this directory; empty for none")
