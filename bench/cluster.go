@@ -87,18 +87,6 @@ func (s *ClusterStack) Start(ctx context.Context, in StackStart) (Deployment, er
 		"--temporal-namespace", opts.Namespace, "--task-queue", clusterTaskQueue}
 	dep := Deployment{AdminEmail: s.AdminEmail, AdminPassword: s.password, Temporal: opts, TaskQueue: clusterTaskQueue,
 		Processes: map[string]int{}, Pprof: map[string]string{}}
-	// pprof adds --pprof-addr on a free address to a process's arguments when the stack serves them.
-	pprof := func(name string, args []string) ([]string, error) {
-		if !s.Pprof {
-			return args, nil
-		}
-		a, err := devtemporal.FreeAddrOutside(nil)
-		if err != nil {
-			return nil, err
-		}
-		dep.Pprof[name] = a
-		return append(args, "--pprof-addr", a), nil
-	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -110,7 +98,7 @@ func (s *ClusterStack) Start(ctx context.Context, in StackStart) (Deployment, er
 		if in.Workers > 1 {
 			name = fmt.Sprintf("%s %d", clusterWorker, i+1)
 		}
-		args, err := pprof(name, slices.Concat([]string{"worker"}, common, []string{"--metrics-addr", ""}))
+		args, err := withPprof(s.Pprof, nil, dep.Pprof, name, slices.Concat([]string{"worker"}, common, []string{"--metrics-addr", ""}))
 		if err != nil {
 			return Deployment{}, err
 		}
@@ -129,7 +117,7 @@ func (s *ClusterStack) Start(ctx context.Context, in StackStart) (Deployment, er
 	if in.SagaVariant != "" {
 		args = append(args, "--saga-variant", in.SagaVariant)
 	}
-	if args, err = pprof(clusterAPI, args); err != nil {
+	if args, err = withPprof(s.Pprof, nil, dep.Pprof, clusterAPI, args); err != nil {
 		return Deployment{}, err
 	}
 	if s.api, err = startProcess(s.Binary, clusterAPI, env, args); err != nil {

@@ -60,13 +60,9 @@ func (d *DevStack) Start(ctx context.Context, in StackStart) (Deployment, error)
 		args = append(args, "--saga-variant", in.SagaVariant)
 	}
 	pprof := map[string]string{}
-	if d.Pprof {
-		a, err := devtemporal.FreeAddrOutside(d.reserved)
-		if err != nil {
-			return Deployment{}, err
-		}
-		pprof[devProcess] = a
-		args = append(args, "--pprof-addr", a)
+	args, err := withPprof(d.Pprof, d.reserved, pprof, devProcess, args)
+	if err != nil {
+		return Deployment{}, err
 	}
 	p := newProcess("dev", exec.CommandContext(ctx, d.Binary, args...))
 	stdout, err := p.cmd.StdoutPipe()

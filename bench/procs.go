@@ -6,6 +6,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/transferd/transferd/devtemporal"
 )
 
 // process is a transferd subcommand the bench started, with the tail of its stderr. Its peak RSS is
@@ -66,6 +68,20 @@ func (p *process) stop() error {
 		return fmt.Errorf("bench: transferd %s did not stop cleanly (%v); its last words:\n%s", p.name, p.err, p.stderr.String())
 	}
 	return nil
+}
+
+// withPprof returns args with --pprof-addr on a free loopback address outside reserved, which it
+// records under name in addrs, when on; else args as they are.
+func withPprof(on bool, reserved []int, addrs map[string]string, name string, args []string) ([]string, error) {
+	if !on {
+		return args, nil
+	}
+	a, err := devtemporal.FreeAddrOutside(reserved)
+	if err != nil {
+		return nil, err
+	}
+	addrs[name] = a
+	return append(args, "--pprof-addr", a), nil
 }
 
 // tailBuffer keeps the last 4 KiB written to it.

@@ -130,18 +130,7 @@ func runSplit(ctx context.Context, tc client.Client, store *ledger.Store, s spli
 	if pprof == nil {
 		pprof = map[string]string{}
 	}
-	profiling := func(name string, args []string) ([]string, error) {
-		if s.profileDir == "" {
-			return args, nil
-		}
-		a, err := devtemporal.FreeAddrOutside(s.dep.Reserved)
-		if err != nil {
-			return nil, err
-		}
-		pprof[name] = a
-		return append(args, "--pprof-addr", a), nil
-	}
-	wargs, err := profiling(splitWorker, slices.Concat([]string{"worker"}, common, []string{"--metrics-addr", ""}))
+	wargs, err := withPprof(s.profileDir != "", s.dep.Reserved, pprof, splitWorker, slices.Concat([]string{"worker"}, common, []string{"--metrics-addr", ""}))
 	if err != nil {
 		return Result{}, err
 	}
@@ -150,7 +139,7 @@ func runSplit(ctx context.Context, tc client.Client, store *ledger.Store, s spli
 		return Result{}, err
 	}
 	defer wrk.stop()
-	aargs, err := profiling(splitAPI, slices.Concat([]string{"server"}, common,
+	aargs, err := withPprof(s.profileDir != "", s.dep.Reserved, pprof, splitAPI, slices.Concat([]string{"server"}, common,
 		[]string{"--addr", apiAddr, "--with-worker=false", "--saga-variant", "fast", "--bcrypt-cost", "4"}))
 	if err != nil {
 		return Result{}, err
