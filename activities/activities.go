@@ -97,6 +97,54 @@ type RefundResult struct {
 	Row transfer.Outcome `json:",omitzero"`
 }
 
+// CaptureInput names the manual transfer to capture and how much: zero captures all of the hold.
+type CaptureInput struct {
+	TransferID uuid.UUID
+	Amount     int64 `json:",omitzero"`
+}
+
+// CaptureResult is the ledger's answer: the transfer as it stands after the step.
+type CaptureResult struct {
+	Row transfer.Outcome
+}
+
+// ExpireInput names the manual transfer whose hold's expiry has come.
+type ExpireInput struct{ TransferID uuid.UUID }
+
+// ExpireResult is the ledger's answer: the transfer as it stands after the step.
+type ExpireResult struct {
+	Row transfer.Outcome
+}
+
+// DueInput names the scheduled transfer whose time has come.
+type DueInput struct{ TransferID uuid.UUID }
+
+// DueResult is the ledger's answer: the transfer as it stands after the step.
+type DueResult struct {
+	Row transfer.Outcome
+}
+
+// Capture debits the captured amount of a manual transfer's hold and releases the rest, unless the
+// ledger refuses (a business error carrying the unchanged row: CodeNotCapturable,
+// CodeCaptureExceedsHold, CodeAccountInactive).
+func (a *Activities) Capture(ctx context.Context, in CaptureInput) (CaptureResult, error) {
+	row, err := a.step(ctx, in.TransferID, transfer.StepCapture, transfer.Outcome{CapturedAmount: in.Amount})
+	return CaptureResult{Row: row}, err
+}
+
+// Expire releases a manual transfer's uncaptured hold if the ledger's clock has reached its
+// expiry; otherwise the row comes back unchanged.
+func (a *Activities) Expire(ctx context.Context, in ExpireInput) (ExpireResult, error) {
+	row, err := a.step(ctx, in.TransferID, transfer.StepExpire, transfer.Outcome{})
+	return ExpireResult{Row: row}, err
+}
+
+// Due makes a scheduled transfer pending, so its saga runs; a cancelled one stays cancelled.
+func (a *Activities) Due(ctx context.Context, in DueInput) (DueResult, error) {
+	row, err := a.step(ctx, in.TransferID, transfer.StepDue, transfer.Outcome{})
+	return DueResult{Row: row}, err
+}
+
 // Reserve holds the transfer's amount on its source.
 func (a *Activities) Reserve(ctx context.Context, in ReserveInput) (ReserveResult, error) {
 	row, err := a.step(ctx, in.TransferID, transfer.StepReserve, transfer.Outcome{})

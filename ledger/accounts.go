@@ -110,7 +110,7 @@ func (s *Store) SetAccountStatus(ctx context.Context, id uuid.UUID, status trans
 		if status == transfer.AccountClosed {
 			var inFlight int64
 			if err := tx.Raw(`SELECT count(*) FROM transfers
-				WHERE (from_account_id = ? OR to_account_id = ?) AND status IN ('pending', 'reserved', 'debited')`, id, id).
+				WHERE (from_account_id = ? OR to_account_id = ?) AND status IN ('scheduled', 'pending', 'reserved', 'debited')`, id, id).
 				Scan(&inFlight).Error; err != nil {
 				return err
 			}

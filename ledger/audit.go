@@ -58,14 +58,17 @@ type auditQuery struct {
 }
 
 var auditQueries = []auditQuery{
-	// Between its debit and its credit a transfer's amount is in transit: it has left the source and
+	// Between its debit and its credit a transfer's amount (its captured amount, once captured) is in
+	// transit: it has left the source and
 	// not yet reached the destination. Conservation counts it.
 	{InvConservation, "conservation", `
 		SELECT 'currency ' || b.currency AS subject,
 		       format('sum of balances is %s and %s is in transit, which sum to %s, not 0',
 		              b.total, coalesce(t.total, 0), b.total + coalesce(t.total, 0)) AS detail
 		FROM (SELECT currency, sum(balance) AS total FROM accounts GROUP BY currency) b
-		LEFT JOIN (SELECT currency, sum(amount) AS total FROM transfers WHERE status = 'debited' GROUP BY currency) t
+		LEFT JOIN (SELECT t.currency, sum(coalesce(x.captured_amount, t.amount)) AS total
+		           FROM transfers t LEFT JOIN transfer_terms x ON x.transfer_id = t.id
+		           WHERE t.status = 'debited' GROUP BY t.currency) t
 		       ON t.currency = b.currency
 		WHERE b.total + coalesce(t.total, 0) <> 0`},
 	{InvJournal, "journal equals balance", `
@@ -104,10 +107,11 @@ var auditQueries = []auditQuery{
 		           count(*) FILTER (WHERE en.kind = 'debit') AS debits,
 		           count(*) FILTER (WHERE en.kind = 'credit') AS credits,
 		           count(*) FILTER (WHERE en.kind = 'refund') AS refunds,
-		           bool_and(CASE en.kind WHEN 'debit' THEN en.account_id = t.from_account_id AND en.amount = -t.amount
-		                                 WHEN 'credit' THEN en.account_id = t.to_account_id AND en.amount = t.amount
-		                                 ELSE en.account_id = t.from_account_id AND en.amount = t.amount END) AS right_sides
+		           bool_and(CASE en.kind WHEN 'debit' THEN en.account_id = t.from_account_id AND en.amount = -coalesce(x.captured_amount, t.amount)
+		                                 WHEN 'credit' THEN en.account_id = t.to_account_id AND en.amount = coalesce(x.captured_amount, t.amount)
+		                                 ELSE en.account_id = t.from_account_id AND en.amount = coalesce(x.captured_amount, t.amount) END) AS right_sides
 		    FROM entries en JOIN transfers t ON t.id = en.transfer_id
+		    LEFT JOIN transfer_terms x ON x.transfer_id = t.id
 		    GROUP BY en.transfer_id)
 		SELECT 'transfer ' || t.id AS subject,
 		       format('status %s with %s debits, %s credits, %s refunds (right accounts and amounts: %s), hold %s',
@@ -118,6 +122,7 @@ var auditQueries = []auditQuery{
 		LEFT JOIN holds h ON h.transfer_id = t.id
 		WHERE NOT coalesce(e.right_sides, true)
 		   OR NOT coalesce(CASE t.status
+		       WHEN 'scheduled' THEN e.transfer_id IS NULL AND h.transfer_id IS NULL
 		       WHEN 'pending'   THEN e.transfer_id IS NULL AND h.transfer_id IS NULL
 		       WHEN 'reserved'  THEN e.transfer_id IS NULL AND h.status = 'held'
 		       WHEN 'debited'   THEN e.debits = 1 AND e.credits = 0 AND e.refunds = 0 AND h.status = 'posted'
@@ -125,6 +130,21 @@ var auditQueries = []auditQuery{
 		       ELSE (e.transfer_id IS NULL AND coalesce(h.status, 'released') = 'released')
 		         OR (e.debits = 1 AND e.credits = 0 AND e.refunds = 1 AND h.status = 'posted')
 		   END, false)`},
+	// The terms of holds and schedules (migration 0007): a captured amount is at most the amount
+	// and belongs to a manual transfer that left reserved by its capture; a manual transfer past
+	// reserved, other than one that ended without moving money, was captured; a held transfer has
+	// its expiry; a scheduled transfer has its time.
+	{InvTransferEntries, "hold and schedule terms", `
+		SELECT 'transfer ' || t.id AS subject,
+		       format('status %s, capture method %s, captured %s of %s, hold expires %s, scheduled for %s',
+		              t.status, coalesce(x.capture_method, 'automatic'), coalesce(x.captured_amount::text, 'nothing'),
+		              t.amount, coalesce(x.hold_expires_at::text, 'never'), coalesce(x.scheduled_for::text, 'no time')) AS detail
+		FROM transfers t LEFT JOIN transfer_terms x ON x.transfer_id = t.id
+		WHERE x.captured_amount > t.amount
+		   OR (x.captured_amount IS NOT NULL AND t.status IN ('scheduled', 'pending', 'reserved'))
+		   OR (x.capture_method = 'manual' AND x.captured_amount IS NULL AND t.status IN ('debited', 'completed'))
+		   OR (x.capture_method = 'manual' AND t.status = 'reserved' AND x.hold_expires_at IS NULL)
+		   OR (t.status = 'scheduled' AND x.scheduled_for IS NULL)`},
 	{InvTransferEntries, "entry without transfer", `
 		SELECT 'entry ' || e.id AS subject, 'names transfer ' || e.transfer_id || ', which does not exist' AS detail
 		FROM entries e LEFT JOIN transfers t ON t.id = e.transfer_id WHERE t.id IS NULL`},
@@ -159,15 +179,16 @@ var auditQueries = []auditQuery{
 		                        h.amount, h.account_id, t.amount, t.from_account_id) END AS detail
 		FROM holds h LEFT JOIN transfers t ON t.id = h.transfer_id
 		WHERE t.id IS NULL OR h.account_id <> t.from_account_id OR h.amount <> t.amount`},
-	// A debit is the amount out of the source, a refund the amount back to it, and a credit the
-	// amount into the destination.
+	// A debit is the amount (the captured amount, once captured) out of the source, a refund the
+	// same back to it, and a credit the same into the destination.
 	{InvTransferEntries, "entry matches transfer", `
 		SELECT 'entry ' || e.id AS subject,
 		       format('%s of %s on account %s, but transfer %s is of %s from account %s to account %s',
 		              e.kind, e.amount, e.account_id, t.id, t.amount, t.from_account_id, t.to_account_id) AS detail
 		FROM entries e JOIN transfers t ON t.id = e.transfer_id
+		LEFT JOIN transfer_terms x ON x.transfer_id = t.id
 		WHERE e.account_id <> CASE e.kind WHEN 'credit' THEN t.to_account_id ELSE t.from_account_id END
-		   OR e.amount <> CASE e.kind WHEN 'debit' THEN -t.amount ELSE t.amount END`},
+		   OR e.amount <> CASE e.kind WHEN 'debit' THEN -1 ELSE 1 END * coalesce(x.captured_amount, t.amount)`},
 }
 
 // Audit checks every invariant of ledger.md against the database. With a non-nil checker it also
@@ -193,7 +214,7 @@ func (s *Store) AuditWith(ctx context.Context, wf WorkflowChecker, opts AuditOpt
 	var counts struct{ Accounts, Transfers, Entries, InFlight int64 }
 	if err := db.Raw(`SELECT (SELECT count(*) FROM accounts) AS accounts, (SELECT count(*) FROM transfers) AS transfers,
 		(SELECT count(*) FROM entries) AS entries,
-		(SELECT count(*) FROM transfers WHERE status IN ('pending', 'reserved', 'debited')) AS in_flight`).
+		(SELECT count(*) FROM transfers WHERE status IN ('scheduled', 'pending', 'reserved', 'debited')) AS in_flight`).
 		Scan(&counts).Error; err != nil {
 		return AuditReport{}, fmt.Errorf("ledger: audit: %w", err)
 	}
@@ -217,7 +238,7 @@ func (s *Store) AuditWith(ctx context.Context, wf WorkflowChecker, opts AuditOpt
 		return r, nil
 	}
 	var ids []uuid.UUID
-	if err := db.Raw(`SELECT id FROM transfers WHERE status IN ('pending', 'reserved', 'debited') ORDER BY created_at`).
+	if err := db.Raw(`SELECT id FROM transfers WHERE status IN ('scheduled', 'pending', 'reserved', 'debited') ORDER BY created_at`).
 		Scan(&ids).Error; err != nil {
 		return AuditReport{}, fmt.Errorf("ledger: audit workflows: %w", err)
 	}
@@ -230,7 +251,7 @@ func (s *Store) AuditWith(ctx context.Context, wf WorkflowChecker, opts AuditOpt
 			// The workflow may have finished, or the transfer been accepted, after the list was read:
 			// only a transfer still not final and older than a start's round trip is a violation.
 			var stillOpen int64
-			if err := db.Raw(`SELECT count(*) FROM transfers WHERE id = ? AND status IN ('pending', 'reserved', 'debited')
+			if err := db.Raw(`SELECT count(*) FROM transfers WHERE id = ? AND status IN ('scheduled', 'pending', 'reserved', 'debited')
 				AND created_at < now() - interval '10 seconds'`, id).Scan(&stillOpen).Error; err != nil {
 				return AuditReport{}, fmt.Errorf("ledger: audit workflow %s: %w", id, err)
 			}

@@ -10,15 +10,15 @@ import (
 	"github.com/transferd/transferd/transfer"
 )
 
-// PendingTransfers returns up to limit pending transfers last updated before the time, in
+// PendingTransfers returns up to limit pending and scheduled transfers last updated before the time, in
 // (created_at, id) order after the key (none for a zero key): the transfers whose workflow may
 // never have started. It reads the partial index of transfers in flight, so it costs the pending
 // transfers, not the journal.
 func (s *Store) PendingTransfers(ctx context.Context, updatedBefore time.Time, after transfer.Key, limit int) ([]transfer.Transfer, error) {
 	var rows []transferRow
-	err := s.db.WithContext(ctx).Raw(`SELECT * FROM transfers
-		WHERE status = 'pending' AND updated_at < ? AND (created_at, id) > (?, ?)
-		ORDER BY created_at, id LIMIT ?`, updatedBefore, after.CreatedAt, after.ID, limit).Scan(&rows).Error
+	err := s.db.WithContext(ctx).Raw(`SELECT `+transferColumns+` FROM `+transferTable+`
+		WHERE t.status IN ('scheduled', 'pending') AND t.updated_at < ? AND (t.created_at, t.id) > (?, ?)
+		ORDER BY t.created_at, t.id LIMIT ?`, updatedBefore, after.CreatedAt, after.ID, limit).Scan(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("ledger: pending transfers: %w", err)
 	}
@@ -42,9 +42,9 @@ func domainTransfers(rows []transferRow) ([]transfer.Transfer, error) {
 // order after the key (none for a zero key), through the partial index of transfers in flight.
 func (s *Store) InFlightTransfersAfter(ctx context.Context, after transfer.Key, limit int) ([]transfer.Transfer, error) {
 	var rows []transferRow
-	err := s.db.WithContext(ctx).Raw(`SELECT * FROM transfers
-		WHERE status IN ('pending', 'reserved', 'debited') AND (created_at, id) > (?, ?)
-		ORDER BY created_at, id LIMIT ?`, after.CreatedAt, after.ID, limit).Scan(&rows).Error
+	err := s.db.WithContext(ctx).Raw(`SELECT `+transferColumns+` FROM `+transferTable+`
+		WHERE t.status IN ('scheduled', 'pending', 'reserved', 'debited') AND (t.created_at, t.id) > (?, ?)
+		ORDER BY t.created_at, t.id LIMIT ?`, after.CreatedAt, after.ID, limit).Scan(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("ledger: in-flight transfers: %w", err)
 	}

@@ -76,13 +76,38 @@ type transferRow struct {
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 	CompletedAt    *time.Time
+	// The terms, from transfer_terms (migration 0007), read by every query that selects
+	// transferColumns; NULL for a transfer that has none.
+	CaptureMethod  *string
+	ScheduledFor   *time.Time
+	HoldExpiresAt  *time.Time
+	CapturedAmount *int64
+}
+
+// transferColumns and transferTable read a transfer with its terms, where "t" names the row of
+// transfers: SELECT transferColumns FROM transferTable WHERE ...
+const (
+	transferColumns = "t.*, x.capture_method, x.scheduled_for, x.hold_expires_at, x.captured_amount"
+	transferTable   = "transfers t LEFT JOIN transfer_terms x ON x.transfer_id = t.id"
+)
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
 }
 
 func (r transferRow) domain() (transfer.Transfer, error) {
 	t := transfer.Transfer{ID: r.ID, Kind: transfer.Kind(r.Kind), FromAccountID: r.FromAccountID,
 		ToAccountID: r.ToAccountID, Amount: transfer.Amount(r.Amount), Currency: transfer.Currency(r.Currency),
 		Status: transfer.Status(r.Status), Description: r.Description,
-		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}
+		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), CaptureMethod: transfer.CaptureAutomatic,
+		ScheduledFor: utcPtr(r.ScheduledFor), HoldExpiresAt: utcPtr(r.HoldExpiresAt), CapturedAmount: r.CapturedAmount}
+	if r.CaptureMethod != nil {
+		t.CaptureMethod = transfer.CaptureMethod(*r.CaptureMethod)
+	}
 	if r.FailureCode != nil {
 		t.FailureCode = transfer.Code(*r.FailureCode)
 	}

@@ -101,7 +101,7 @@ func (s *Store) auditStuckSteps(ctx context.Context, after time.Duration) ([]Vio
 		              CASE WHEN f.permanent THEN 'the last error cannot succeed by retrying' ELSE 'transient errors' END,
 		              f.last_error) AS detail
 		FROM step_failures f JOIN transfers t ON t.id = f.transfer_id
-		WHERE t.status IN ('pending', 'reserved', 'debited') AND t.updated_at <= f.first_failed_at
+		WHERE t.status IN ('scheduled', 'pending', 'reserved', 'debited') AND t.updated_at <= f.first_failed_at
 		  AND f.last_failed_at - f.first_failed_at > make_interval(secs => ?)
 		ORDER BY f.first_failed_at`, after.Seconds()).Scan(&rows).Error
 	if err != nil {

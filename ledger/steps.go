@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -27,6 +28,8 @@ type stepAnswer struct {
 	Status         *string
 	FailureCode    *string
 	FailureMessage *string
+	HoldExpiresAt  *time.Time
+	CapturedAmount *int64
 }
 
 // Step runs one saga step of the transfer and answers with where the transfer stands afterwards:
@@ -36,9 +39,12 @@ type stepAnswer struct {
 // the error is that *transfer.Error and the answer is still the row, unchanged. An unknown transfer
 // is CodeNotFound with a zero answer; any other error is transient and worth retrying.
 //
-// o is the outcome of a release (failed with a code, or cancelled) and the code and message of a
-// refund; the other steps ignore it. Release is "release unless debited": a pending or reserved
-// transfer ends with o, one that was debited or ended answers so, and the saga goes on from there.
+// o is the outcome of a release (failed with a code, or cancelled), the code and message of a
+// refund, and in o.CapturedAmount the amount of a capture (zero: all of the hold); the other steps
+// ignore it. Release is "release unless debited": a scheduled, pending or reserved transfer ends
+// with o, one that was debited or ended answers so, and the saga goes on from there. Capture,
+// expire and due are migration 0007's step_capture, step_expire and step_due; a capture that cannot
+// be is refused with CodeNotCapturable, CodeCaptureExceedsHold or CodeAccountInactive.
 func (s *Store) Step(ctx context.Context, id uuid.UUID, step transfer.Step, o transfer.Outcome) (transfer.Outcome, error) {
 	var call string
 	args := []any{id}
@@ -54,11 +60,16 @@ func (s *Store) Step(ctx context.Context, id uuid.UUID, step transfer.Step, o tr
 	case transfer.StepRefund:
 		call = "step_refund(?, ?, ?)"
 		args = append(args, string(o.Code), o.Message)
+	case transfer.StepCapture:
+		call = "step_capture(?, ?)"
+		args = append(args, nullable(o.CapturedAmount))
+	case transfer.StepExpire, transfer.StepDue:
+		call = "step_" + string(step) + "(?)"
 	default:
 		return transfer.Outcome{}, transfer.Errorf(transfer.CodeInternal, "unknown saga step %q", step)
 	}
 	var r []stepAnswer
-	err := s.db.WithContext(ctx).Raw("SELECT code, message, status, failure_code, failure_message FROM "+call, args...).Scan(&r).Error
+	err := s.db.WithContext(ctx).Raw("SELECT code, message, status, failure_code, failure_message, hold_expires_at, captured_amount FROM "+call, args...).Scan(&r).Error
 	if err != nil {
 		return transfer.Outcome{}, stepError(step, fmt.Errorf("%s: %w", id, err))
 	}
@@ -71,6 +82,12 @@ func (s *Store) Step(ctx context.Context, id uuid.UUID, step transfer.Step, o tr
 		return transfer.Outcome{}, transfer.Errorf(transfer.Code(deref(a.Code)), "%s", deref(a.Message))
 	}
 	row := transfer.Outcome{Status: transfer.Status(*a.Status), Code: transfer.Code(deref(a.FailureCode)), Message: deref(a.FailureMessage)}
+	if a.HoldExpiresAt != nil {
+		row.HoldExpiresAt = a.HoldExpiresAt.UTC()
+	}
+	if a.CapturedAmount != nil {
+		row.CapturedAmount = *a.CapturedAmount
+	}
 	if a.Code != nil {
 		return row, transfer.Errorf(transfer.Code(*a.Code), "%s", deref(a.Message))
 	}

@@ -77,12 +77,29 @@ func (s *Store) CreateTransfer(ctx context.Context, r transfer.Request) (t trans
 	// ON CONFLICT names no key: every unique key of transfers begins with id (migration 0004 adds
 	// transfers_id_from_amount_key for the hold's foreign key), and an insert racing one of the same
 	// id, if it named only (id), would fail on that key instead of doing nothing (ON CONFLICT (id)
-	// does not cover it; TestCreateTransferConcurrentlyWithOneID fails with it).
-	err = db.Raw(`INSERT INTO transfers (id, kind, from_account_id, to_account_id, amount, currency, description, labels, request_hash, initiated_by)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?)
-		ON CONFLICT DO NOTHING RETURNING *`,
+	// does not cover it; TestCreateTransferConcurrentlyWithOneID fails with it). The terms of a hold
+	// or a schedule are inserted by the same statement, so a transfer never exists without them.
+	status := transfer.StatusPending
+	if r.ScheduledFor != nil {
+		status = transfer.StatusScheduled
+	}
+	method := transfer.CaptureAutomatic
+	if r.Manual() {
+		method = transfer.CaptureManual
+	}
+	hasTerms := r.Manual() || r.ScheduledFor != nil
+	err = db.Raw(`WITH t AS (
+			INSERT INTO transfers (id, kind, from_account_id, to_account_id, amount, currency, description, labels, request_hash, initiated_by, status)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?, ?)
+			ON CONFLICT DO NOTHING RETURNING *),
+		x AS (
+			INSERT INTO transfer_terms (transfer_id, capture_method, scheduled_for, hold_expires_at)
+			SELECT t.id, ?, ?::timestamptz, ?::timestamptz FROM t WHERE ?
+			RETURNING *)
+		SELECT `+transferColumns+` FROM t LEFT JOIN x ON x.transfer_id = t.id`,
 		r.ID, string(r.Kind), r.FromAccountID, r.ToAccountID, int64(r.Amount), string(r.Currency), r.Description,
-		encodeLabels(r.Labels), hash, nullable(r.InitiatedBy)).Scan(&rows).Error
+		encodeLabels(r.Labels), hash, nullable(r.InitiatedBy), string(status),
+		string(method), r.ScheduledFor, holdExpiry(r), hasTerms).Scan(&rows).Error
 	if err != nil {
 		return transfer.Transfer{}, false, fmt.Errorf("ledger: create transfer: %w", err)
 	}
@@ -95,11 +112,26 @@ func (s *Store) CreateTransfer(ctx context.Context, r transfer.Request) (t trans
 	return t, true, err
 }
 
+// holdExpiry is the hold expiry recorded with a new transfer: the client's, or for a scheduled
+// hold scheduled_for + DefaultHoldFor; nil leaves it to the reserve (DefaultHoldFor from then).
+func holdExpiry(r transfer.Request) *time.Time {
+	switch {
+	case !r.Manual():
+		return nil
+	case r.HoldExpiresAt != nil:
+		return r.HoldExpiresAt
+	case r.ScheduledFor != nil:
+		t := r.ScheduledFor.Add(transfer.DefaultHoldFor)
+		return &t
+	}
+	return nil
+}
+
 // existingTransfer returns the transfer with the id if it exists and was created by a request with
 // the same hash, found = false if it does not exist, and CodeIdempotencyConflict otherwise.
 func (s *Store) existingTransfer(db *gorm.DB, id uuid.UUID, hash []byte) (transfer.Transfer, bool, error) {
 	var rows []transferRow
-	if err := db.Raw(`SELECT * FROM transfers WHERE id = ?`, id).Scan(&rows).Error; err != nil {
+	if err := db.Raw(`SELECT `+transferColumns+` FROM `+transferTable+` WHERE t.id = ?`, id).Scan(&rows).Error; err != nil {
 		return transfer.Transfer{}, false, fmt.Errorf("ledger: transfer: %w", err)
 	}
 	if len(rows) == 0 {
@@ -116,7 +148,7 @@ func (s *Store) existingTransfer(db *gorm.DB, id uuid.UUID, hash []byte) (transf
 // Transfer returns one transfer. An unknown id is CodeNotFound.
 func (s *Store) Transfer(ctx context.Context, id uuid.UUID) (transfer.Transfer, error) {
 	var row transferRow
-	if err := s.db.WithContext(ctx).Raw(`SELECT * FROM transfers WHERE id = ?`, id).Take(&row).Error; err != nil {
+	if err := s.db.WithContext(ctx).Raw(`SELECT `+transferColumns+` FROM `+transferTable+` WHERE t.id = ?`, id).Take(&row).Error; err != nil {
 		return transfer.Transfer{}, notFound(err, transfer.CodeNotFound, "transfer", id)
 	}
 	return row.domain()
@@ -184,7 +216,7 @@ func transfersQuery(f TransferFilter, p transfer.Page, limit int) (string, []any
 	part := func(cond string, args ...any) (string, []any) {
 		where := append([]string{cond}, common...)
 		args = append(append(args, commonArgs...), limit+1)
-		return "SELECT t.* FROM transfers t WHERE " + strings.Join(where, " AND ") + order, args
+		return "SELECT " + transferColumns + " FROM " + transferTable + " WHERE " + strings.Join(where, " AND ") + order, args
 	}
 	// ownedPart is part for each account of the owner, cond naming the account as a.id.
 	ownedPart := func(cond string, owner uuid.UUID, args ...any) (string, []any) {
@@ -240,7 +272,7 @@ func (s *Store) TransfersByID(ctx context.Context, ids []uuid.UUID) ([]transfer.
 	var rows []transferRow
 	for chunk := range slices.Chunk(ids, 5000) {
 		var part []transferRow
-		if err := s.db.WithContext(ctx).Raw(`SELECT * FROM transfers WHERE id IN ?`, chunk).Scan(&part).Error; err != nil {
+		if err := s.db.WithContext(ctx).Raw(`SELECT `+transferColumns+` FROM `+transferTable+` WHERE t.id IN ?`, chunk).Scan(&part).Error; err != nil {
 			return nil, fmt.Errorf("ledger: transfers by id: %w", err)
 		}
 		rows = append(rows, part...)
@@ -252,9 +284,9 @@ func (s *Store) TransfersByID(ctx context.Context, ids []uuid.UUID) ([]transfer.
 // the given time, oldest first: the candidates for a workflow that may never have started.
 func (s *Store) InFlightTransfers(ctx context.Context, updatedBefore time.Time, limit int) ([]transfer.Transfer, error) {
 	var rows []transferRow
-	err := s.db.WithContext(ctx).Raw(`SELECT * FROM transfers
-		WHERE status IN ('pending', 'reserved', 'debited') AND updated_at < ?
-		ORDER BY created_at LIMIT ?`, updatedBefore, limit).Scan(&rows).Error
+	err := s.db.WithContext(ctx).Raw(`SELECT `+transferColumns+` FROM `+transferTable+`
+		WHERE t.status IN ('scheduled', 'pending', 'reserved', 'debited') AND t.updated_at < ?
+		ORDER BY t.created_at LIMIT ?`, updatedBefore, limit).Scan(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("ledger: in-flight transfers: %w", err)
 	}

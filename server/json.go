@@ -84,6 +84,10 @@ type transferJSON struct {
 	CreatedAt      string            `json:"created_at"`
 	UpdatedAt      string            `json:"updated_at"`
 	CompletedAt    *string           `json:"completed_at"`
+	CaptureMethod  string            `json:"capture_method"`
+	HoldExpiresAt  *string           `json:"hold_expires_at"`
+	CapturedAmount *int64            `json:"captured_amount"`
+	ScheduledFor   *string           `json:"scheduled_for"`
 }
 
 // toTransferJSON renders a transfer for a viewer. seesSource says whether the viewer may see its
@@ -94,7 +98,12 @@ func toTransferJSON(t transfer.Transfer, seesSource bool) transferJSON {
 	out := transferJSON{ID: t.ID.String(), Kind: string(t.Kind), FromAccountID: t.FromAccountID.String(),
 		ToAccountID: t.ToAccountID.String(), Amount: int64(t.Amount), Currency: string(t.Currency),
 		Status: string(t.Status), Description: t.Description, Labels: t.Labels,
-		CreatedAt: timestamp(t.CreatedAt), UpdatedAt: timestamp(t.UpdatedAt)}
+		CreatedAt: timestamp(t.CreatedAt), UpdatedAt: timestamp(t.UpdatedAt),
+		CaptureMethod: string(t.CaptureMethod), HoldExpiresAt: optionalTimestamp(t.HoldExpiresAt),
+		CapturedAmount: t.CapturedAmount, ScheduledFor: optionalTimestamp(t.ScheduledFor)}
+	if out.CaptureMethod == "" {
+		out.CaptureMethod = string(transfer.CaptureAutomatic)
+	}
 	if t.FailureCode != "" {
 		code := string(t.FailureCode)
 		out.FailureCode = &code
@@ -131,6 +140,15 @@ func toListJSON[D, J any](l transfer.List[D], conv func(D) J) listJSON[J] {
 		out.NextCursor = &l.NextCursor
 	}
 	return out
+}
+
+// optionalTimestamp formats a time that may be absent (null).
+func optionalTimestamp(t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	ts := timestamp(*t)
+	return &ts
 }
 
 // timestamp formats a time as RFC 3339 in UTC, with microseconds, Postgres's precision.

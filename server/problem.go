@@ -66,6 +66,8 @@ var problems = map[transfer.Code]problemKind{
 	transfer.CodeEmailTaken:          {http.StatusConflict, "Email taken"},
 	transfer.CodeIdempotencyConflict: {http.StatusConflict, "Idempotency conflict"},
 	transfer.CodeNotCancellable:      {http.StatusConflict, "Not cancellable"},
+	transfer.CodeNotCapturable:       {http.StatusConflict, "Not capturable"},
+	transfer.CodeCaptureExceedsHold:  {http.StatusUnprocessableEntity, "Capture exceeds hold"},
 	transfer.CodeAccountNotEmpty:     {http.StatusConflict, "Account not empty"},
 	transfer.CodeExternalIDConflict:  {http.StatusConflict, "External id conflict"},
 	codeRequestTimeout:               {http.StatusRequestTimeout, "Request timeout"},

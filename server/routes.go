@@ -45,6 +45,7 @@ func (s *Server) routes() *gin.Engine {
 	authed.GET("/transfers", s.handleListTransfers)
 	authed.GET("/transfers/:id", s.handleGetTransfer)
 	authed.POST("/transfers/:id/cancel", s.handleCancelTransfer)
+	authed.POST("/transfers/:id/capture", s.handleCaptureTransfer)
 	authed.POST("/deposits", s.handleCreateDeposit)
 	authed.POST("/withdrawals", s.handleCreateWithdrawal)
 	return r

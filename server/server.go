@@ -56,6 +56,10 @@ type Transfers interface {
 	Wait(ctx context.Context, id uuid.UUID, d time.Duration) (transfer.Transfer, error)
 	// Cancel cancels a transfer before its debit; CodeNotCancellable after it, CodeNotFound.
 	Cancel(ctx context.Context, id uuid.UUID, reason string) (transfer.Transfer, error)
+	// Capture captures a manual transfer's hold, all of it (amount 0) or part, and returns the
+	// transfer once the ledger captured it; CodeNotCapturable, CodeCaptureExceedsHold,
+	// CodeAccountInactive, CodeNotFound.
+	Capture(ctx context.Context, id uuid.UUID, amount int64) (transfer.Transfer, error)
 }
 
 // Check is a readiness check of one dependency: nil when it answers.

@@ -28,6 +28,9 @@ type createTransferRequest struct {
 	Currency      string            `json:"currency"`
 	Description   string            `json:"description"`
 	Labels        map[string]string `json:"labels"`
+	CaptureMethod string            `json:"capture_method"`
+	HoldExpiresAt string            `json:"hold_expires_at"`
+	ScheduledFor  string            `json:"scheduled_for"`
 }
 
 // moneyRequest is the body of deposits and withdrawals.
@@ -35,8 +38,9 @@ type moneyRequest struct {
 	ID          string     `json:"id"`
 	AccountID   string     `json:"account_id"`
 	Amount      jsonAmount `json:"amount"`
-	Currency    string     `json:"currency"`
-	Description string     `json:"description"`
+	Currency     string     `json:"currency"`
+	Description  string     `json:"description"`
+	ScheduledFor string     `json:"scheduled_for"`
 }
 
 // parseTransferRequest validates a transfer body into a Request for the caller, with the values of
@@ -56,10 +60,73 @@ func parseTransferRequest(req createTransferRequest, who caller, idempotencyKey 
 	r.Description = req.Description
 	checkLabels(&fe, "labels", req.Labels)
 	r.Labels = req.Labels
+	parseTerms(&fe, &r, req.CaptureMethod, req.HoldExpiresAt, req.ScheduledFor)
 	if err := fe.err(); err != nil {
 		return r, err
 	}
 	return r, curErr
+}
+
+// parseTerms reads a transfer's capture method, hold expiry and schedule into r: their form, and
+// the rules between them that do not depend on the clock (checkWindows has those). hold_expires_at
+// needs capture_method manual.
+func parseTerms(fe *fieldErrors, r *transfer.Request, method, holdExpiresAt, scheduledFor string) {
+	switch transfer.CaptureMethod(method) {
+	case "", transfer.CaptureAutomatic:
+	case transfer.CaptureManual:
+		r.CaptureMethod = transfer.CaptureManual
+	default:
+		fe.add("capture_method", "must be automatic or manual")
+	}
+	r.ScheduledFor = parseOptionalTime(fe, "scheduled_for", scheduledFor)
+	r.HoldExpiresAt = parseOptionalTime(fe, "hold_expires_at", holdExpiresAt)
+	if r.HoldExpiresAt != nil && !r.Manual() {
+		fe.add("hold_expires_at", "is only for capture_method manual")
+	}
+	if r.HoldExpiresAt != nil && r.ScheduledFor != nil && !r.HoldExpiresAt.After(*r.ScheduledFor) {
+		fe.add("hold_expires_at", "must be after scheduled_for")
+	}
+}
+
+// parseOptionalTime parses an RFC 3339 time, kept to microseconds (PostgreSQL's precision) in UTC;
+// nil when empty.
+func parseOptionalTime(fe *fieldErrors, field, raw string) *time.Time {
+	if raw == "" {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, raw)
+	if err != nil {
+		fe.add(field, "must be an RFC 3339 time such as 2026-12-01T09:00:00Z")
+		return nil
+	}
+	t = t.UTC().Truncate(time.Microsecond)
+	return &t
+}
+
+// checkWindows checks the rules of a transfer's times that depend on the clock: scheduled_for in the
+// future and at most a year ahead; hold_expires_at in the future and at most MaxHoldFor after the
+// hold is placed (now, or scheduled_for).
+func checkWindows(r transfer.Request, now time.Time) error {
+	var fe fieldErrors
+	if r.ScheduledFor != nil && !r.ScheduledFor.After(now) {
+		fe.add("scheduled_for", "must be in the future")
+	}
+	if r.ScheduledFor != nil && r.ScheduledFor.After(now.AddDate(1, 0, 0)) {
+		fe.add("scheduled_for", "must be at most a year ahead")
+	}
+	if r.HoldExpiresAt != nil {
+		placed := now
+		if r.ScheduledFor != nil {
+			placed = *r.ScheduledFor
+		}
+		switch {
+		case !r.HoldExpiresAt.After(now):
+			fe.add("hold_expires_at", "must be in the future")
+		case r.HoldExpiresAt.After(placed.Add(transfer.MaxHoldFor)):
+			fe.add("hold_expires_at", "must be at most 30 days after the hold is placed (scheduled_for, or now)")
+		}
+	}
+	return fe.err()
 }
 
 // requestedID returns the transfer id the client chose, from the body's id or the Idempotency-Key
@@ -150,6 +217,7 @@ func (s *Server) parseMoneyRequest(c *gin.Context, kind transfer.Kind) (transfer
 	r.Currency = cur
 	checkText(&fe, "description", body.Description, maxDescription)
 	r.Description = body.Description
+	r.ScheduledFor = parseOptionalTime(&fe, "scheduled_for", body.ScheduledFor)
 	if err := fe.err(); err != nil {
 		abortWithError(c, err)
 		return transfer.Request{}, false
@@ -184,6 +252,21 @@ func (s *Server) submit(c *gin.Context, r transfer.Request) {
 		return
 	}
 	ctx := c.Request.Context()
+	if err := checkWindows(r, time.Now()); err != nil {
+		// A retry of a request that was accepted is answered from its transfer (a replay, or a
+		// conflict), even once its scheduled_for has passed; a new one must be in the windows.
+		if r.ID == uuid.Nil {
+			abortWithError(c, err)
+			return
+		}
+		if _, lerr := s.ledger.Transfer(ctx, r.ID); lerr != nil {
+			if !transfer.IsCode(lerr, transfer.CodeNotFound) {
+				err = lerr
+			}
+			abortWithError(c, err)
+			return
+		}
+	}
 	t, created, err := s.transfers.Submit(ctx, r)
 	releaseSubmit(c)
 	if err != nil {
@@ -281,7 +364,7 @@ func (s *Server) handleListTransfers(c *gin.Context) {
 	f := transfer.TransferFilter{AccountID: parseOptionalID(&fe, "account_id", c.Query("account_id")),
 		Status: transfer.Status(c.Query("status")), Kind: transfer.Kind(c.Query("kind"))}
 	if f.Status != "" && !f.Status.Valid() {
-		fe.add("status", "must be pending, reserved, debited, completed, failed or cancelled")
+		fe.add("status", "must be scheduled, pending, reserved, debited, completed, failed or cancelled")
 	}
 	if f.Kind != "" && !f.Kind.Valid() {
 		fe.add("kind", "must be transfer, deposit or withdrawal")
@@ -343,6 +426,7 @@ var outcomeMessages = map[transfer.Code]string{
 	transfer.CodeAccountInactive:   "the transfer failed: one of its accounts cannot send or receive money",
 	transfer.CodeAccountNotFound:   "the transfer failed: one of its accounts does not exist",
 	transfer.CodeCurrencyMismatch:  "the transfer failed: its currency is not its accounts' currency",
+	transfer.CodeHoldExpired:       "the transfer's hold expired before it was captured",
 }
 
 // outcomeMessage is the neutral failure message of a transfer that ended without moving money: its
@@ -361,14 +445,14 @@ type cancelRequest struct {
 	Reason string `json:"reason"`
 }
 
-// handleCancelTransfer cancels a transfer that has not been debited; the source's owner or an admin.
-// The body is optional.
+// handleCancelTransfer cancels a transfer that has not been debited: the source's owner or an admin,
+// and for a manual transfer (a hold) the owner of either account. The body is optional.
 func (s *Server) handleCancelTransfer(c *gin.Context) {
 	t, ownsSource, ok := s.visibleTransfer(c)
 	if !ok {
 		return
 	}
-	if !ownsSource {
+	if !ownsSource && t.CaptureMethod != transfer.CaptureManual {
 		abortWithProblem(c, codeForbidden, "only the source account's owner or an admin may cancel a transfer")
 		return
 	}
@@ -386,6 +470,50 @@ func (s *Server) handleCancelTransfer(c *gin.Context) {
 	if err != nil {
 		abortWithError(c, err)
 		return
+	}
+	c.JSON(http.StatusOK, toTransferJSON(t, ownsSource))
+}
+
+type captureRequest struct {
+	Amount *jsonAmount `json:"amount"`
+}
+
+// handleCaptureTransfer captures a manual transfer's hold, all of it or the amount asked for; the
+// owner of either account or an admin. The body is optional. It answers 200 with the transfer once
+// the ledger has captured it, or with ?wait= once it has ended or the wait ran out.
+func (s *Server) handleCaptureTransfer(c *gin.Context) {
+	t, ownsSource, ok := s.visibleTransfer(c)
+	if !ok {
+		return
+	}
+	var req captureRequest
+	if c.Request.ContentLength != 0 && !decodeJSON(c, &req) {
+		return
+	}
+	var fe fieldErrors
+	var amount transfer.Amount
+	if req.Amount != nil {
+		amount = req.Amount.check(&fe, "amount")
+	}
+	if err := fe.err(); err != nil {
+		abortWithError(c, err)
+		return
+	}
+	wait, ok := s.parseWait(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	t, err := s.transfers.Capture(ctx, t.ID, int64(amount))
+	if err != nil {
+		abortWithError(c, err)
+		return
+	}
+	if wait > 0 && !t.Status.Final() {
+		if t, err = s.transfers.Wait(ctx, t.ID, wait); err != nil {
+			abortWithError(c, err)
+			return
+		}
 	}
 	c.JSON(http.StatusOK, toTransferJSON(t, ownsSource))
 }

@@ -165,6 +165,12 @@ func (s *Service) start(ctx context.Context, t transfer.Transfer) error {
 func (s *Service) startOptions(t transfer.Transfer) (client.StartWorkflowOptions, workflows.TransferInput) {
 	in := workflows.TransferInput{TransferID: t.ID, Kind: t.Kind, FromAccountID: t.FromAccountID,
 		ToAccountID: t.ToAccountID, Amount: int64(t.Amount), Currency: t.Currency, Naive: s.opts.Naive}
+	if t.CaptureMethod == transfer.CaptureManual {
+		in.CaptureMethod = transfer.CaptureManual
+	}
+	if t.ScheduledFor != nil {
+		in.ScheduledFor = *t.ScheduledFor
+	}
 	opts := workflows.StartOptions(in, s.taskQueue)
 	opts.EnableEagerStart = s.opts.EagerStart
 	opts.WorkflowTaskTimeout = s.opts.WorkflowTaskTimeout
@@ -198,10 +204,10 @@ func (s *Service) Cancel(ctx context.Context, id uuid.UUID, reason string) (tran
 	if err != nil {
 		return transfer.Transfer{}, err
 	}
-	switch t.Status {
-	case transfer.StatusCancelled:
+	switch {
+	case t.Status == transfer.StatusCancelled && t.FailureCode != transfer.CodeHoldExpired:
 		return t, nil
-	case transfer.StatusPending, transfer.StatusReserved:
+	case t.Status.Cancellable():
 	default:
 		return transfer.Transfer{}, notCancellable(t)
 	}
@@ -232,10 +238,98 @@ func (s *Service) Cancel(ctx context.Context, id uuid.UUID, reason string) (tran
 	if err != nil {
 		return transfer.Transfer{}, err
 	}
-	if t.Status != transfer.StatusCancelled {
+	if t.Status != transfer.StatusCancelled || t.FailureCode == transfer.CodeHoldExpired {
 		return transfer.Transfer{}, notCancellable(t)
 	}
 	return t, nil
+}
+
+// Capture captures a manual transfer's hold: amount (zero for all of it) is debited and credited,
+// and the rest of the hold released. The ledger decides, in one statement that locks the transfer
+// (step_capture), whether the capture wins against a cancel and the hold's expiry; the workflow
+// runs that statement and the capture waits for its answer. It returns the transfer once captured
+// (its credit may still be under way). A capture of the amount already captured returns the
+// transfer; any other capture that cannot be is CodeNotCapturable (automatic, not held yet,
+// captured with another amount, ended, expired), CodeCaptureExceedsHold or CodeAccountInactive;
+// an unknown id is CodeNotFound.
+func (s *Service) Capture(ctx context.Context, id uuid.UUID, amount int64) (transfer.Transfer, error) {
+	t, err := s.store.Transfer(ctx, id)
+	if err != nil {
+		return transfer.Transfer{}, err
+	}
+	want := amount
+	if want == 0 {
+		want = int64(t.Amount)
+	}
+	switch {
+	case t.CaptureMethod != transfer.CaptureManual:
+		return transfer.Transfer{}, transfer.Errorf(transfer.CodeNotCapturable, "transfer %s is captured automatically; only a manual transfer can be captured", id)
+	case t.CapturedAmount != nil && *t.CapturedAmount == want:
+		return t, nil
+	case t.CapturedAmount != nil:
+		return transfer.Transfer{}, transfer.Errorf(transfer.CodeNotCapturable, "transfer %s was already captured for %d", id, *t.CapturedAmount)
+	case want > int64(t.Amount):
+		return transfer.Transfer{}, transfer.Errorf(transfer.CodeCaptureExceedsHold, "the hold is of %d, the capture asks for %d", t.Amount, want)
+	case t.Status.Final():
+		return transfer.Transfer{}, notCapturable(t)
+	}
+	err = s.captureUpdate(ctx, t, amount)
+	if isClosed(err) {
+		// The row is not final and the workflow closed (an operator terminated it): give it a new
+		// run, which waits for the capture again, and ask once more.
+		if _, rerr := s.Repair(ctx, id); rerr != nil {
+			return transfer.Transfer{}, rerr
+		}
+		err = s.captureUpdate(ctx, t, amount)
+	}
+	var app *temporal.ApplicationError
+	switch {
+	case err == nil:
+	case errors.As(err, &app) && app.Type() != "" && app.NonRetryable():
+		return transfer.Transfer{}, transfer.Errorf(transfer.Code(app.Type()), "%s", captureMessage(transfer.Code(app.Type()), app.Message()))
+	case isClosed(err):
+		// The workflow ended between the read and the update: the row says how.
+	default:
+		return transfer.Transfer{}, fmt.Errorf("service: capture %s: %w", id, err)
+	}
+	if t, err = s.store.Transfer(ctx, id); err != nil {
+		return transfer.Transfer{}, err
+	}
+	if t.CapturedAmount == nil || *t.CapturedAmount != want {
+		return transfer.Transfer{}, notCapturable(t)
+	}
+	return t, nil
+}
+
+// captureMessage is the message of a refused capture as the capturer sees it. The capturer may be
+// the payee, who is not told the state of the payer's account.
+func captureMessage(code transfer.Code, ledgerMessage string) string {
+	if code == transfer.CodeAccountInactive {
+		return "the source account cannot send money; the hold stays until it is cancelled or expires"
+	}
+	return ledgerMessage
+}
+
+// captureUpdate sends the capture update and waits for the ledger's answer.
+func (s *Service) captureUpdate(ctx context.Context, t transfer.Transfer, amount int64) error {
+	handle, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   t.ID.String(),
+		UpdateName:   workflows.UpdateCapture,
+		Args:         []any{workflows.CaptureInput{Amount: amount}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return err
+	}
+	var res workflows.CaptureResult
+	return handle.Get(ctx, &res)
+}
+
+func notCapturable(t transfer.Transfer) error {
+	if t.FailureCode == transfer.CodeHoldExpired {
+		return transfer.Errorf(transfer.CodeNotCapturable, "the hold of transfer %s expired; it can no longer be captured", t.ID)
+	}
+	return transfer.Errorf(transfer.CodeNotCapturable, "transfer %s is %s; only a held transfer can be captured", t.ID, t.Status)
 }
 
 // cancelUpdate sends the cancel update and waits for its answer. A pending transfer's workflow may
@@ -250,7 +344,7 @@ func (s *Service) cancelUpdate(ctx context.Context, t transfer.Transfer, reason 
 	}
 	var handle client.WorkflowUpdateHandle
 	var err error
-	if t.Status == transfer.StatusPending {
+	if t.Status == transfer.StatusPending || t.Status == transfer.StatusScheduled {
 		opts, in := s.startOptions(t)
 		opts.EnableEagerStart = false // Eager start does not go with update-with-start.
 		handle, err = s.temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
@@ -279,7 +373,10 @@ func isClosed(err error) bool {
 }
 
 func notCancellable(t transfer.Transfer) error {
-	return transfer.Errorf(transfer.CodeNotCancellable, "transfer %s is %s; only a pending or reserved transfer can be cancelled", t.ID, t.Status)
+	if t.FailureCode == transfer.CodeHoldExpired {
+		return transfer.Errorf(transfer.CodeNotCancellable, "the hold of transfer %s expired; it was not cancelled", t.ID)
+	}
+	return transfer.Errorf(transfer.CodeNotCancellable, "transfer %s is %s; only a scheduled, pending or reserved transfer can be cancelled", t.ID, t.Status)
 }
 
 // Repair makes sure a transfer that is not final has a running workflow, and reports whether it
@@ -408,8 +505,8 @@ func (s *Service) Reconcile(ctx context.Context, idle time.Duration) (ReconcileR
 			break
 		}
 	}
-	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus != 'Running' AND %s IN ('%s', '%s', '%s')",
-		workflows.WorkflowName, workflows.AttrStatus.GetName(), transfer.StatusPending, transfer.StatusReserved, transfer.StatusDebited)
+	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus != 'Running' AND %s IN ('%s', '%s', '%s', '%s')",
+		workflows.WorkflowName, workflows.AttrStatus.GetName(), transfer.StatusScheduled, transfer.StatusPending, transfer.StatusReserved, transfer.StatusDebited)
 	s.sweeps++
 	if s.sweeps%fullSweepEvery == 0 {
 		s.fullDue = true

@@ -19,6 +19,10 @@ const (
 	CodeSameAccount         Code = "same_account"
 	CodeIdempotencyConflict Code = "idempotency_conflict"
 	CodeNotCancellable      Code = "not_cancellable"
+	CodeNotCapturable       Code = "not_capturable"
+	CodeCaptureExceedsHold  Code = "capture_exceeds_hold"
+	// CodeHoldExpired is the failure code of a manual transfer whose hold expired uncaptured.
+	CodeHoldExpired Code = "hold_expired"
 	CodeAccountNotEmpty     Code = "account_not_empty"
 	CodeExternalIDConflict  Code = "external_id_conflict"
 	CodeEmailTaken          Code = "email_taken"

@@ -1,11 +1,14 @@
 package transfer
 
+import "time"
+
 // Status is where a transfer stands in its saga.
 type Status string
 
 // The statuses of a transfer, in the order the saga passes them; completed, failed and cancelled are
-// final.
+// final. A scheduled transfer is scheduled until its time, and pending from then on.
 const (
+	StatusScheduled Status = "scheduled"
 	StatusPending   Status = "pending"
 	StatusReserved  Status = "reserved"
 	StatusDebited   Status = "debited"
@@ -22,7 +25,7 @@ func (s Status) Final() bool {
 // Valid reports whether s is one of the known statuses.
 func (s Status) Valid() bool {
 	switch s {
-	case StatusPending, StatusReserved, StatusDebited, StatusCompleted, StatusFailed, StatusCancelled:
+	case StatusScheduled, StatusPending, StatusReserved, StatusDebited, StatusCompleted, StatusFailed, StatusCancelled:
 		return true
 	}
 	return false
@@ -51,7 +54,31 @@ type Outcome struct {
 	Status  Status
 	Code    Code
 	Message string
+	// HoldExpiresAt is when a manual transfer's hold expires, once the ledger has set it (zero for
+	// automatic transfers). CapturedAmount is what a manual transfer's capture debited, once
+	// captured. Both are absent from histories recorded before holds existed.
+	HoldExpiresAt  time.Time `json:",omitzero"`
+	CapturedAmount int64     `json:",omitzero"`
 }
+
+// Cancellable reports whether a transfer in status s can still be cancelled: nothing has been
+// debited yet.
+func (s Status) Cancellable() bool {
+	return s == StatusScheduled || s == StatusPending || s == StatusReserved
+}
+
+// CaptureMethod says whether a transfer's hold is debited by its saga at once (automatic) or waits
+// for a capture (manual).
+type CaptureMethod string
+
+// The capture methods.
+const (
+	CaptureAutomatic CaptureMethod = "automatic"
+	CaptureManual    CaptureMethod = "manual"
+)
+
+// Valid reports whether m is a known capture method.
+func (m CaptureMethod) Valid() bool { return m == CaptureAutomatic || m == CaptureManual }
 
 // Step names one step of a transfer's saga.
 type Step string
@@ -63,4 +90,9 @@ const (
 	StepCredit  Step = "credit"
 	StepRelease Step = "release"
 	StepRefund  Step = "refund"
+	// StepCapture debits a manual transfer's captured amount and releases its hold; StepExpire
+	// releases a manual transfer's hold at its expiry; StepDue makes a scheduled transfer pending.
+	StepCapture Step = "capture"
+	StepExpire  Step = "expire"
+	StepDue     Step = "due"
 )

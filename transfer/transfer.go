@@ -28,6 +28,15 @@ type Transfer struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	CompletedAt *time.Time
+	// CaptureMethod is automatic unless the client asked for a manual capture (a hold).
+	CaptureMethod CaptureMethod
+	// ScheduledFor is when a scheduled transfer's saga runs; nil when it ran at once.
+	ScheduledFor *time.Time
+	// HoldExpiresAt is when a manual transfer's uncaptured hold is released; nil for automatic
+	// transfers, and for a manual one until its hold is placed unless the client chose it.
+	HoldExpiresAt *time.Time
+	// CapturedAmount is what a manual transfer's capture debited; nil until captured.
+	CapturedAmount *int64
 }
 
 // Request is what a client asks for when it creates a transfer. Its Hash identifies the request for
@@ -42,7 +51,26 @@ type Request struct {
 	Description   string
 	Labels        map[string]string
 	InitiatedBy   uuid.UUID
+	// CaptureMethod is CaptureManual for a hold; empty means automatic.
+	CaptureMethod CaptureMethod
+	// ScheduledFor, when set, runs the saga then instead of at once.
+	ScheduledFor *time.Time
+	// HoldExpiresAt is a manual transfer's hold expiry when the client chose it; else the service's
+	// default (ScheduledFor + 7 days, or 7 days after the hold is placed).
+	HoldExpiresAt *time.Time
 }
+
+// DefaultHoldFor is how long a hold lasts when the client names no expiry, and MaxHoldFor the
+// longest it may last: both from when the hold is placed (scheduled_for for a scheduled transfer).
+// MaxScheduleAhead is how far ahead a transfer may be scheduled.
+const (
+	DefaultHoldFor   = 7 * 24 * time.Hour
+	MaxHoldFor       = 30 * 24 * time.Hour
+	MaxScheduleAhead = 366 * 24 * time.Hour
+)
+
+// Manual reports whether the request is for a hold that waits for its capture.
+func (r Request) Manual() bool { return r.CaptureMethod == CaptureManual }
 
 // Hash returns a SHA-256 digest of the request's fields that define the transfer (everything but ID
 // and InitiatedBy), in a fixed, unambiguous encoding.
@@ -69,6 +97,21 @@ func (r Request) Hash() []byte {
 	for _, k := range keys {
 		field([]byte(k))
 		field([]byte(r.Labels[k]))
+	}
+	// The terms of holds and schedules are hashed only when set, so a request without them hashes
+	// as it did before they existed (retries of requests sent before the upgrade still match).
+	if r.Manual() || r.ScheduledFor != nil || r.HoldExpiresAt != nil {
+		field([]byte("terms"))
+		field([]byte(r.CaptureMethod))
+		for _, t := range []*time.Time{r.ScheduledFor, r.HoldExpiresAt} {
+			var b [8]byte
+			if t != nil {
+				binary.BigEndian.PutUint64(b[:], uint64(t.UnixMicro()))
+				field(b[:])
+			} else {
+				field(nil)
+			}
+		}
 	}
 	return h.Sum(nil)
 }

@@ -85,6 +85,10 @@ var SearchAttributes = map[string]enumspb.IndexedValueType{
 	workflows.AttrToAccount.GetName():   enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	workflows.AttrCurrency.GetName():    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	workflows.AttrAmount.GetName():      enumspb.INDEXED_VALUE_TYPE_INT,
+	// Holds and scheduled transfers (issue 13): when a scheduled transfer runs, and when a held
+	// transfer's hold expires.
+	workflows.AttrScheduledFor.GetName():  enumspb.INDEXED_VALUE_TYPE_DATETIME,
+	workflows.AttrHoldExpiresAt.GetName(): enumspb.INDEXED_VALUE_TYPE_DATETIME,
 }
 
 // EnsureSearchAttributes registers, in the namespace, the search attributes that are missing. It is

@@ -30,6 +30,8 @@ const (
 	QueryStatus = "status"
 	// UpdateCancel cancels a transfer that has not been debited.
 	UpdateCancel = "cancel"
+	// UpdateCapture captures a manual transfer's hold, all of it or part.
+	UpdateCapture = "capture"
 )
 
 // The custom search attributes the workflow keeps current, so operators can list transfers by status,
@@ -40,6 +42,9 @@ var (
 	AttrToAccount   = temporal.NewSearchAttributeKeyKeyword("ToAccountId")
 	AttrCurrency    = temporal.NewSearchAttributeKeyKeyword("Currency")
 	AttrAmount      = temporal.NewSearchAttributeKeyInt64("AmountMinor")
+	// AttrScheduledFor is a scheduled transfer's time; AttrHoldExpiresAt a held transfer's expiry.
+	AttrScheduledFor  = temporal.NewSearchAttributeKeyTime("ScheduledFor")
+	AttrHoldExpiresAt = temporal.NewSearchAttributeKeyTime("HoldExpiresAt")
 )
 
 // TransferInput is the workflow's input. The ledger row is the source of truth for the money; these
@@ -54,7 +59,15 @@ type TransferInput struct {
 	// Naive runs the steps as regular activities, the way Temporal's money-transfer sample does,
 	// instead of local activities. It exists for `transferd bench`'s comparison.
 	Naive bool `json:",omitempty"`
+	// CaptureMethod is CaptureManual for a hold, which waits in reserved for its capture, a cancel
+	// or its expiry; empty (automatic) otherwise.
+	CaptureMethod transfer.CaptureMethod `json:",omitempty"`
+	// ScheduledFor, when set, is when the saga runs: the transfer is scheduled until then.
+	ScheduledFor time.Time `json:",omitzero"`
 }
+
+// manual reports whether the transfer is a hold that waits for its capture.
+func (in TransferInput) manual() bool { return in.CaptureMethod == transfer.CaptureManual }
 
 // State is where a transfer's saga stands; the workflow returns it when it ends, and the status
 // query returns it at any time.
@@ -64,6 +77,11 @@ type State struct {
 	FailureMessage string
 	// CancelRequested says a cancel was accepted and the saga will stop before its debit.
 	CancelRequested bool `json:",omitempty"`
+	// ScheduledFor is a scheduled transfer's time; HoldExpiresAt a manual transfer's hold expiry
+	// once the ledger set it; CapturedAmount what its capture debited, once captured.
+	ScheduledFor   time.Time `json:",omitzero"`
+	HoldExpiresAt  time.Time `json:",omitzero"`
+	CapturedAmount int64     `json:",omitzero"`
 }
 
 // TransferResult is the workflow's result.
@@ -77,22 +95,36 @@ type CancelInput struct {
 // CancelResult is the cancel update's result: the transfer's state once its saga has ended.
 type CancelResult = State
 
+// CaptureInput is the capture update's input: the amount to capture, zero for all of the hold.
+type CaptureInput struct {
+	Amount int64 `json:",omitzero"`
+}
+
+// CaptureResult is the capture update's result: the transfer's state once the ledger captured it
+// (CapturedAmount set; its credit may still be under way).
+type CaptureResult = State
+
 // StartOptions returns the options that start a transfer's workflow: the workflow id is the transfer
 // id, a second start with the same id never starts a second run (reject-duplicate reuse policy, and
 // use-existing conflict policy while it runs), and the search attributes are set from the start.
 func StartOptions(in TransferInput, taskQueue string) client.StartWorkflowOptions {
+	status := transfer.StatusPending
+	attrs := []temporal.SearchAttributeUpdate{
+		AttrFromAccount.ValueSet(in.FromAccountID.String()),
+		AttrToAccount.ValueSet(in.ToAccountID.String()),
+		AttrCurrency.ValueSet(string(in.Currency)),
+		AttrAmount.ValueSet(in.Amount),
+	}
+	if !in.ScheduledFor.IsZero() {
+		status = transfer.StatusScheduled
+		attrs = append(attrs, AttrScheduledFor.ValueSet(in.ScheduledFor))
+	}
 	return client.StartWorkflowOptions{
 		ID:                       in.TransferID.String(),
 		TaskQueue:                taskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			AttrStatus.ValueSet(string(transfer.StatusPending)),
-			AttrFromAccount.ValueSet(in.FromAccountID.String()),
-			AttrToAccount.ValueSet(in.ToAccountID.String()),
-			AttrCurrency.ValueSet(string(in.Currency)),
-			AttrAmount.ValueSet(in.Amount),
-		),
+		TypedSearchAttributes:    temporal.NewSearchAttributes(append([]temporal.SearchAttributeUpdate{AttrStatus.ValueSet(string(status))}, attrs...)...),
 	}
 }
 
@@ -169,6 +201,15 @@ const (
 	ledgerDecides = 3
 )
 
+// holdsChange versions holds and scheduled transfers (capture_method manual, scheduled_for). It is
+// asked only by transfers that have either, so that histories of every other transfer are as they
+// were; version 1 is the first form of those paths.
+const holdsChange = "holds-and-schedules"
+
+// expiryRecheck is how long the saga waits before it asks the ledger again about a hold's expiry
+// that the ledger's clock had not yet reached when the workflow's timer fired.
+const expiryRecheck = time.Second
+
 // a is the nil receiver through which the workflow names the activities.
 var a *activities.Activities
 
@@ -181,11 +222,19 @@ var a *activities.Activities
 // disconnected context, so cancellation never interrupts them.
 func TransferWorkflow(ctx workflow.Context, in TransferInput) (TransferResult, error) {
 	s := &saga{in: in, state: State{Status: transfer.StatusPending}}
+	if !in.ScheduledFor.IsZero() {
+		s.state = State{Status: transfer.StatusScheduled, ScheduledFor: in.ScheduledFor}
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (State, error) { return s.state, nil }); err != nil {
 		return State{}, err
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateCancel, s.cancel, workflow.UpdateHandlerOptions{
 		Validator: s.validateCancel,
+	}); err != nil {
+		return State{}, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateCapture, s.capture, workflow.UpdateHandlerOptions{
+		Validator: s.validateCapture,
 	}); err != nil {
 		return State{}, err
 	}
@@ -213,6 +262,16 @@ type saga struct {
 	version      workflow.Version
 	local        bool
 	localReserve bool
+	// captures are the capture updates accepted and not yet answered, oldest first.
+	captures []*captureRequest
+}
+
+// captureRequest is one accepted capture update: the amount it asks for (never zero: all of the
+// hold is the transfer's amount) and, once the ledger has answered it, whether it was refused.
+type captureRequest struct {
+	amount   int64
+	answered bool
+	refusal  *transfer.Error
 }
 
 func (s *saga) run(ctx workflow.Context) (State, error) {
@@ -229,13 +288,20 @@ func (s *saga) run(ctx workflow.Context) (State, error) {
 	// workflow task replays steps that had committed), never behind, so every step below is asked
 	// of the ledger, which answers with the row as it really is.
 	row := transfer.Outcome{Status: transfer.StatusPending}
+	if s.in.manual() || !s.in.ScheduledFor.IsZero() {
+		workflow.GetVersion(ctx, holdsChange, workflow.DefaultVersion, 1)
+		if !s.in.ScheduledFor.IsZero() {
+			row.Status = transfer.StatusScheduled
+		}
+	}
 	for !row.Status.Final() {
 		next, err := s.next(ctx, steps, row)
 		if err != nil {
 			return State{}, err
 		}
 		row = next
-		if err := s.advance(steps, row.Status); err != nil {
+		s.settleCaptures(row)
+		if err := s.advance(steps, row); err != nil {
 			return State{}, err
 		}
 	}
@@ -247,8 +313,14 @@ func (s *saga) run(ctx workflow.Context) (State, error) {
 // refused credit by the refund.
 func (s *saga) next(ctx, steps workflow.Context, row transfer.Outcome) (transfer.Outcome, error) {
 	id := s.in.TransferID
-	if (row.Status == transfer.StatusPending || row.Status == transfer.StatusReserved) && s.cancelling(ctx) {
+	if row.Status.Cancellable() && s.cancelling(ctx) {
 		return s.compensate(steps, row, transfer.StepRelease, s.cancelOutcome())
+	}
+	switch {
+	case row.Status == transfer.StatusScheduled:
+		return s.schedule(ctx, steps, row)
+	case row.Status == transfer.StatusReserved && s.in.manual() && row.CapturedAmount == 0:
+		return s.hold(ctx, steps, row)
 	}
 	var (
 		answer  transfer.Outcome
@@ -329,9 +401,10 @@ func (s *saga) cancelOutcome() transfer.Outcome {
 }
 
 func (s *saga) end(ctx workflow.Context, final State) (State, error) {
-	if err := s.advance(ctx, final.Status); err != nil {
+	if err := s.advance(ctx, transfer.Outcome{Status: final.Status, HoldExpiresAt: s.state.HoldExpiresAt, CapturedAmount: s.state.CapturedAmount}); err != nil {
 		return State{}, err
 	}
+	final.ScheduledFor, final.HoldExpiresAt, final.CapturedAmount = s.state.ScheduledFor, s.state.HoldExpiresAt, s.state.CapturedAmount
 	code := string(final.FailureCode)
 	if code == "" {
 		code = "none"
@@ -447,13 +520,25 @@ func compensated(ctx workflow.Context, kind string) {
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": kind}).Counter(MetricCompensations).Inc(1)
 }
 
-// advance records a new status for the query and the search attribute.
-func (s *saga) advance(ctx workflow.Context, status transfer.Status) error {
-	if s.state.Status == status {
+// advance records where the ledger says the transfer stands for the query and the search
+// attributes: its status, and a hold's expiry once the ledger has set it (in the same upsert).
+func (s *saga) advance(ctx workflow.Context, row transfer.Outcome) error {
+	var attrs []temporal.SearchAttributeUpdate
+	if !row.HoldExpiresAt.IsZero() && !row.HoldExpiresAt.Equal(s.state.HoldExpiresAt) {
+		s.state.HoldExpiresAt = row.HoldExpiresAt
+		attrs = append(attrs, AttrHoldExpiresAt.ValueSet(row.HoldExpiresAt))
+	}
+	if row.CapturedAmount != 0 {
+		s.state.CapturedAmount = row.CapturedAmount
+	}
+	if s.state.Status != row.Status {
+		s.state.Status = row.Status
+		attrs = append([]temporal.SearchAttributeUpdate{AttrStatus.ValueSet(string(row.Status))}, attrs...)
+	}
+	if len(attrs) == 0 {
 		return nil
 	}
-	s.state.Status = status
-	return workflow.UpsertTypedSearchAttributes(ctx, AttrStatus.ValueSet(string(status)))
+	return workflow.UpsertTypedSearchAttributes(ctx, attrs...)
 }
 
 // validateCancel refuses a cancel once the ledger has answered that the transfer was debited, or
@@ -461,6 +546,10 @@ func (s *saga) advance(ctx workflow.Context, status transfer.Status) error {
 // safe. Accepting is not a promise: an accepted cancel wins only if the ledger's release finds the
 // transfer not debited.
 func (s *saga) validateCancel(ctx workflow.Context, in CancelInput) error {
+	if s.finished && s.state.FailureCode == transfer.CodeHoldExpired {
+		return temporal.NewNonRetryableApplicationError("the transfer's hold expired; it was not cancelled",
+			string(transfer.CodeNotCancellable), nil)
+	}
 	if s.state.Status == transfer.StatusDebited && !s.finished {
 		return temporal.NewNonRetryableApplicationError("the transfer has been debited and can no longer be cancelled",
 			string(transfer.CodeNotCancellable), nil)
@@ -487,10 +576,174 @@ func (s *saga) cancel(ctx workflow.Context, in CancelInput) (CancelResult, error
 	if err := workflow.Await(done, func() bool { return s.finished }); err != nil {
 		return State{}, err
 	}
-	if s.state.Status != transfer.StatusCancelled {
-		// The ledger found the transfer debited (or it ended otherwise): the cancel lost.
+	if s.state.Status != transfer.StatusCancelled || s.state.FailureCode == transfer.CodeHoldExpired {
+		// The ledger found the transfer debited or captured, or its hold expired first, or it
+		// ended otherwise: the cancel lost.
 		return State{}, temporal.NewNonRetryableApplicationError("the transfer ended as "+string(s.state.Status)+"; it was not cancelled",
 			string(transfer.CodeNotCancellable), nil)
+	}
+	return s.state, nil
+}
+
+// schedule waits, with the transfer scheduled and nothing held, for its time or a cancel, and then
+// asks the ledger to make it pending (step_due), which it answers with the row: pending, or
+// cancelled if a cancel won. A capture meanwhile is put to the ledger, which refuses it: nothing
+// is held yet.
+func (s *saga) schedule(ctx, steps workflow.Context, row transfer.Outcome) (transfer.Outcome, error) {
+	for {
+		if s.cancelling(ctx) {
+			return s.compensate(steps, row, transfer.StepRelease, s.cancelOutcome())
+		}
+		if req := s.nextCapture(); req != nil {
+			answer, err := s.putCapture(steps, row, req)
+			if err != nil || answer.Status != row.Status {
+				return answer, err
+			}
+			continue
+		}
+		if wait := s.in.ScheduledFor.Sub(workflow.Now(ctx)); wait > 0 {
+			woken, err := s.await(ctx, wait)
+			if err != nil {
+				return transfer.Outcome{}, err
+			}
+			if woken {
+				continue
+			}
+		}
+		answer, _, err := s.step(steps, row, transfer.StepDue, a.Due, activities.DueInput{TransferID: s.in.TransferID})
+		return answer, err
+	}
+}
+
+// hold waits, with a manual transfer reserved and its funds held, for the first of a capture, a
+// cancel and the hold's expiry, and has the ledger decide each: step_capture, step_release,
+// step_expire, each one statement that locks the transfer's row, so whichever reaches the ledger
+// first wins and the others find the row moved on. It returns the ledger's answer once the row
+// has left reserved (debited by a capture, or cancelled).
+func (s *saga) hold(ctx, steps workflow.Context, row transfer.Outcome) (transfer.Outcome, error) {
+	for {
+		if s.cancelling(ctx) {
+			return s.compensate(steps, row, transfer.StepRelease, s.cancelOutcome())
+		}
+		if req := s.nextCapture(); req != nil {
+			answer, err := s.putCapture(steps, row, req)
+			if err != nil || answer.Status != row.Status {
+				return answer, err
+			}
+			row = answer
+			continue
+		}
+		if wait := row.HoldExpiresAt.Sub(workflow.Now(ctx)); wait > 0 {
+			woken, err := s.await(ctx, wait)
+			if err != nil {
+				return transfer.Outcome{}, err
+			}
+			if woken {
+				continue
+			}
+		}
+		answer, _, err := s.step(steps, row, transfer.StepExpire, a.Expire, activities.ExpireInput{TransferID: s.in.TransferID})
+		if err != nil || answer.Status != row.Status {
+			return answer, err
+		}
+		// The ledger's clock has not reached the expiry yet (the clocks differ by a moment): ask
+		// again shortly, still open to a capture or a cancel.
+		row = answer
+		if _, err := s.await(ctx, expiryRecheck); err != nil {
+			return transfer.Outcome{}, err
+		}
+	}
+}
+
+// await waits up to d for a cancel or a capture to arrive, and reports whether one did. The
+// workflow's own cancellation (an operator's cancel in the Web UI) ends the wait too: cancelling
+// then says so.
+func (s *saga) await(ctx workflow.Context, d time.Duration) (bool, error) {
+	woken, err := workflow.AwaitWithTimeout(ctx, d, func() bool { return s.cancelRequested || s.nextCapture() != nil })
+	if s.cancelling(ctx) || temporal.IsCanceledError(err) {
+		// The timer of a cancelled context is ready at once: that is not the time having come.
+		return true, nil
+	}
+	return woken, err
+}
+
+// nextCapture returns the oldest capture request not yet answered, or nil.
+func (s *saga) nextCapture() *captureRequest {
+	for _, req := range s.captures {
+		if !req.answered {
+			return req
+		}
+	}
+	return nil
+}
+
+// putCapture asks the ledger to capture req's amount and answers req with its decision. The row
+// it returns is the ledger's: debited (captured) when the capture won, unchanged when refused.
+func (s *saga) putCapture(steps workflow.Context, row transfer.Outcome, req *captureRequest) (transfer.Outcome, error) {
+	answer, refusal, err := s.step(steps, row, transfer.StepCapture, a.Capture,
+		activities.CaptureInput{TransferID: s.in.TransferID, Amount: req.amount})
+	if err != nil {
+		return transfer.Outcome{}, err
+	}
+	req.answered, req.refusal = true, refusal
+	return answer, nil
+}
+
+// settleCaptures answers the capture requests still waiting once the ledger's row decides them: a
+// captured transfer answers those of its captured amount and refuses the others; a transfer that
+// ended uncaptured refuses them all.
+func (s *saga) settleCaptures(row transfer.Outcome) {
+	for _, req := range s.captures {
+		switch {
+		case req.answered:
+		case row.CapturedAmount != 0:
+			req.answered = true
+			if req.amount != row.CapturedAmount {
+				req.refusal = transfer.Errorf(transfer.CodeNotCapturable, "transfer %s was already captured for %d", s.in.TransferID, row.CapturedAmount)
+			}
+		case row.Status.Final():
+			req.answered = true
+			req.refusal = transfer.Errorf(transfer.CodeNotCapturable, "transfer %s ended as %s", s.in.TransferID, row.Status)
+		}
+	}
+}
+
+// validateCapture refuses, before anything is recorded, a capture of a transfer that is not a
+// hold, and one of an amount the hold cannot give: facts of the workflow's input, not of the
+// ledger's state.
+func (s *saga) validateCapture(ctx workflow.Context, in CaptureInput) error {
+	switch {
+	case !s.in.manual():
+		return temporal.NewNonRetryableApplicationError("the transfer is captured automatically; only a manual transfer can be captured",
+			string(transfer.CodeNotCapturable), nil)
+	case in.Amount < 0:
+		return temporal.NewNonRetryableApplicationError("a capture's amount is at least 1", string(transfer.CodeInvalidInput), nil)
+	case in.Amount > s.in.Amount:
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("the hold is of %d, the capture asks for %d", s.in.Amount, in.Amount),
+			string(transfer.CodeCaptureExceedsHold), nil)
+	}
+	return nil
+}
+
+// capture asks the saga to capture the hold and waits for the ledger's decision: the state with
+// CapturedAmount once captured (its credit may still be under way), or the ledger's refusal
+// (CodeNotCapturable and the others of step_capture).
+func (s *saga) capture(ctx workflow.Context, in CaptureInput) (CaptureResult, error) {
+	amount := in.Amount
+	if amount == 0 {
+		amount = s.in.Amount
+	}
+	req := &captureRequest{amount: amount}
+	s.captures = append(s.captures, req)
+	done, _ := workflow.NewDisconnectedContext(ctx)
+	if err := workflow.Await(done, func() bool { return req.answered || s.finished }); err != nil {
+		return State{}, err
+	}
+	if !req.answered {
+		s.settleCaptures(transfer.Outcome{Status: s.state.Status, CapturedAmount: s.state.CapturedAmount})
+	}
+	if req.refusal != nil {
+		return State{}, temporal.NewNonRetryableApplicationError(req.refusal.Message, string(req.refusal.Code), nil)
 	}
 	return s.state, nil
 }

@@ -96,6 +96,8 @@ type sagaRun struct {
 	local int
 	// in is the workflow's input; tests may change it before execute.
 	in workflows.TransferInput
+	// expiries are the HoldExpiresAt values the workflow upserted.
+	expiries []time.Time
 }
 
 func newSagaRun(t *testing.T) *sagaRun {
@@ -162,8 +164,16 @@ func newSagaRun(t *testing.T) *sagaRun {
 			t.Errorf("upsert called with %T, want temporal.SearchAttributes", args.Get(0))
 			return
 		}
-		if sa.Size() != 1 {
-			t.Errorf("upsert of %d search attributes %v, want only %s", sa.Size(), sa.GetUntypedValues(), workflows.AttrStatus.GetName())
+		// A status changes alone, or with a hold's expiry when the ledger placed the hold.
+		expiry, hasExpiry := sa.GetTime(workflows.AttrHoldExpiresAt)
+		want := 1
+		if hasExpiry {
+			want = 2
+			r.expiries = append(r.expiries, expiry)
+		}
+		if sa.Size() != want {
+			t.Errorf("upsert of %d search attributes %v, want only %s (and %s)", sa.Size(), sa.GetUntypedValues(),
+				workflows.AttrStatus.GetName(), workflows.AttrHoldExpiresAt.GetName())
 		}
 		status, ok := sa.GetKeyword(workflows.AttrStatus)
 		if !ok {
@@ -854,6 +864,8 @@ func TestSearchAttributeNames(t *testing.T) {
 		got[key.GetName()] = key.GetValueType()
 	}
 	require.Equal(t, want, got, "search attributes set at start")
+	want["ScheduledFor"] = enumspb.INDEXED_VALUE_TYPE_DATETIME
+	want["HoldExpiresAt"] = enumspb.INDEXED_VALUE_TYPE_DATETIME
 	require.Equal(t, want, worker.SearchAttributes, "search attributes the worker registers")
 }
 

@@ -150,9 +150,12 @@ func (c *Cluster) namespaceReady(ctx context.Context, tc client.Client, namespac
 func probeQuery() string {
 	var terms []string
 	for name, typ := range worker.SearchAttributes {
-		if typ == enumspb.INDEXED_VALUE_TYPE_INT {
+		switch typ {
+		case enumspb.INDEXED_VALUE_TYPE_INT:
 			terms = append(terms, name+" = 0")
-		} else {
+		case enumspb.INDEXED_VALUE_TYPE_DATETIME:
+			terms = append(terms, name+" = '2000-01-01T00:00:00Z'")
+		default:
 			terms = append(terms, name+" = 'tcluster-probe'")
 		}
 	}
