@@ -3,12 +3,16 @@ package ledger_test
 import (
 	"context"
 	"database/sql"
+	"io/fs"
+	"slices"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/transferd/transferd/internal/pgtest"
 	"github.com/transferd/transferd/ledger"
 	"github.com/transferd/transferd/transfer"
 )
@@ -467,4 +471,96 @@ func TestAuditFindsBrokenTerms(t *testing.T) {
 	if !found["hold and schedule terms"] {
 		t.Errorf("audit missed a manual transfer debited without its capture: %+v", r.Violations)
 	}
+}
+
+// TestHoldsMigrationOnALiveLedger applies migration 0007 over a ledger with transfers in every
+// status that existed before it, as a rolling upgrade does: the transfers in flight finish after it,
+// the previous release's way of calling a step (its five answer columns, by name) still works, each
+// statement of the migration can run again, and the audit is clean.
+func TestHoldsMigrationOnALiveLedger(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	s, err := ledger.Open(ctx, url, ledger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	before := fstest.MapFS{}
+	err = fs.WalkDir(ledger.MigrationsDir(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || path >= "0007" {
+			return err
+		}
+		b, err := fs.ReadFile(ledger.MigrationsDir(), path)
+		before[path] = &fstest.MapFile{Data: b}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.MigrateDir(ctx, before, nil); err != nil {
+		t.Fatalf("migrate to 0006: %v", err)
+	}
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Before the migration, transfers are written and stepped as the previous release does.
+	oldTransfer := func(kind transfer.Kind, from, to uuid.UUID, amount int64) uuid.UUID {
+		id := uuid.New()
+		mustExec(t, db, `INSERT INTO transfers (id, kind, from_account_id, to_account_id, amount, currency, request_hash)
+			VALUES ($1, $2, $3, $4, $5, 'USD', '\x00')`, id, string(kind), from, to, amount)
+		return id
+	}
+	oldStep := func(id uuid.UUID, steps ...string) {
+		for _, st := range steps {
+			var code sql.NullString
+			if err := db.QueryRowContext(ctx, `SELECT code FROM step_`+st+`($1)`, id).Scan(&code); err != nil || code.Valid {
+				t.Fatalf("previous release's %s of %s: code %v, err %v", st, id, code, err)
+			}
+		}
+	}
+	a, b := newAccount(t, s, "USD"), newAccount(t, s, "USD")
+	sys, err := s.SystemAccount(ctx, "USD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldStep(oldTransfer(transfer.KindDeposit, sys.ID, a.ID, 1000), "reserve", "debit", "credit")
+	pending := oldTransfer(transfer.KindTransfer, a.ID, b.ID, 10)
+	reservedID := oldTransfer(transfer.KindTransfer, a.ID, b.ID, 20)
+	debitedID := oldTransfer(transfer.KindTransfer, a.ID, b.ID, 30)
+	oldStep(reservedID, "reserve")
+	oldStep(debitedID, "reserve", "debit")
+	applied, err := s.Migrate(ctx)
+	if err != nil || !slices.Equal(applied, []string{"0007_holds_schedules"}) {
+		t.Fatalf("migrate: applied %v, err %v", applied, err)
+	}
+	statements, err := ledger.MigrationStatements("0007_holds_schedules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range statements {
+		if _, err := db.ExecContext(ctx, st.SQL); err != nil {
+			t.Errorf("statement %q again: %v", st.Name, err)
+		}
+	}
+	var status string
+	if err := db.QueryRowContext(ctx, `SELECT status FROM step_credit($1)`, debitedID).Scan(&status); err != nil || status != "completed" {
+		t.Errorf("the previous release's call of step_credit: status %q, err %v", status, err)
+	}
+	runSaga(t, s, pending)
+	for _, id := range []uuid.UUID{reservedID} {
+		if err := s.Debit(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Credit(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []uuid.UUID{pending, reservedID, debitedID} {
+		if got := getTransfer(t, s, id); got.Status != transfer.StatusCompleted || got.CaptureMethod != transfer.CaptureAutomatic {
+			t.Errorf("transfer from before the migration: %+v", got)
+		}
+	}
+	mustAudit(t, s)
 }
