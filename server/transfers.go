@@ -35,9 +35,9 @@ type createTransferRequest struct {
 
 // moneyRequest is the body of deposits and withdrawals.
 type moneyRequest struct {
-	ID          string     `json:"id"`
-	AccountID   string     `json:"account_id"`
-	Amount      jsonAmount `json:"amount"`
+	ID           string     `json:"id"`
+	AccountID    string     `json:"account_id"`
+	Amount       jsonAmount `json:"amount"`
 	Currency     string     `json:"currency"`
 	Description  string     `json:"description"`
 	ScheduledFor string     `json:"scheduled_for"`

@@ -22,14 +22,14 @@ const (
 	CodeNotCapturable       Code = "not_capturable"
 	CodeCaptureExceedsHold  Code = "capture_exceeds_hold"
 	// CodeHoldExpired is the failure code of a manual transfer whose hold expired uncaptured.
-	CodeHoldExpired Code = "hold_expired"
-	CodeAccountNotEmpty     Code = "account_not_empty"
-	CodeExternalIDConflict  Code = "external_id_conflict"
-	CodeEmailTaken          Code = "email_taken"
-	CodeInvalidAmount       Code = "invalid_amount"
-	CodeInvalidCursor       Code = "invalid_cursor"
-	CodeInvalidInput        Code = "invalid_input"
-	CodeNotFound            Code = "not_found"
+	CodeHoldExpired        Code = "hold_expired"
+	CodeAccountNotEmpty    Code = "account_not_empty"
+	CodeExternalIDConflict Code = "external_id_conflict"
+	CodeEmailTaken         Code = "email_taken"
+	CodeInvalidAmount      Code = "invalid_amount"
+	CodeInvalidCursor      Code = "invalid_cursor"
+	CodeInvalidInput       Code = "invalid_input"
+	CodeNotFound           Code = "not_found"
 	// CodeTransferClosed means a step was asked of a transfer that has already ended, for example a
 	// reserve arriving after the transfer was cancelled.
 	CodeTransferClosed Code = "transfer_closed"
