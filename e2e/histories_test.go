@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,9 +37,24 @@ func waitStatus(t *testing.T, s *stack, id uuid.UUID, want transfer.Status) {
 	}
 }
 
+// holdFor submits a manual transfer from a to b and waits for its hold.
+func (s *stack) holdFor(t *testing.T, a, b transfer.Account, amount int64, mod func(*transfer.Request)) uuid.UUID {
+	t.Helper()
+	r := transfer.Request{ID: uuid.New(), FromAccountID: a.ID, ToAccountID: b.ID, Amount: transfer.Amount(amount), Currency: a.Currency,
+		CaptureMethod: transfer.CaptureManual}
+	if mod != nil {
+		mod(&r)
+	}
+	if _, _, err := s.svc.Submit(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, s, r.ID, transfer.StatusReserved)
+	return r.ID
+}
+
 var (
 	recordHistories = flag.Bool("record-histories", false, "write the histories of the main saga paths to workflows/testdata for the replay test")
-	recordOnly      = flag.String("record-only", "", "with -record-histories, record only this path (\"fallback\" is recorded only so: it takes over 5 minutes)")
+	recordOnly      = flag.String("record-only", "", "with -record-histories, record only these paths, comma-separated (\"fallback\" is recorded only so: it takes over 5 minutes)")
 )
 
 // TestRecordHistories runs the main saga paths and writes their event histories as JSON to
@@ -57,6 +73,12 @@ func TestRecordHistories(t *testing.T) {
 	frozen := s.account("USD")
 	if _, err := s.store.SetAccountStatus(ctx, frozen.ID, transfer.AccountFrozen); err != nil {
 		t.Fatal(err)
+	}
+	// funded makes sure a can pay for a path recorded on its own (the success path funds it).
+	funded := func() {
+		if bal, _ := s.balance(a.ID); bal < 100 {
+			s.deposit(a, 1000)
+		}
 	}
 	paths := map[string]func() uuid.UUID{
 		"success": func() uuid.UUID {
@@ -126,6 +148,57 @@ func TestRecordHistories(t *testing.T) {
 			defer w.Stop()
 			return s.wait(tr.ID).ID
 		},
+		// Holds and scheduled transfers (issue 13).
+		"hold_capture": func() uuid.UUID {
+			funded()
+			id := s.holdFor(t, a, b, 9, nil)
+			if _, err := s.svc.Capture(ctx, id, 0); err != nil {
+				t.Fatal(err)
+			}
+			return s.wait(id).ID
+		},
+		"hold_partial_capture": func() uuid.UUID {
+			funded()
+			id := s.holdFor(t, a, b, 9, nil)
+			if _, err := s.svc.Capture(ctx, id, 4); err != nil {
+				t.Fatal(err)
+			}
+			return s.wait(id).ID
+		},
+		"hold_cancel": func() uuid.UUID {
+			funded()
+			id := s.holdFor(t, a, b, 9, nil)
+			if _, err := s.svc.Cancel(ctx, id, "recorded cancel of a hold"); err != nil {
+				t.Fatal(err)
+			}
+			return s.wait(id).ID
+		},
+		"hold_expiry": func() uuid.UUID {
+			funded()
+			at := time.Now().Add(2 * time.Second)
+			return s.wait(s.holdFor(t, a, b, 9, func(r *transfer.Request) { r.HoldExpiresAt = &at })).ID
+		},
+		"scheduled_run": func() uuid.UUID {
+			funded()
+			at := time.Now().Add(2 * time.Second)
+			tr, _, err := s.svc.Submit(ctx, transfer.Request{ID: uuid.New(), FromAccountID: a.ID, ToAccountID: b.ID, Amount: 6, Currency: "USD", ScheduledFor: &at})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s.wait(tr.ID).ID
+		},
+		"scheduled_cancel": func() uuid.UUID {
+			funded()
+			at := time.Now().Add(time.Hour)
+			tr, _, err := s.svc.Submit(ctx, transfer.Request{ID: uuid.New(), FromAccountID: a.ID, ToAccountID: b.ID, Amount: 6, Currency: "USD", ScheduledFor: &at})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.svc.Cancel(ctx, tr.ID, "recorded cancel of a scheduled transfer"); err != nil {
+				t.Fatal(err)
+			}
+			return s.wait(tr.ID).ID
+		},
 	}
 	// A reserve that keeps failing past its 5-minute local budget goes on as a regular activity:
 	// each local attempt is held past its 10 s timeout, and the gate opens once the regular
@@ -142,9 +215,10 @@ func TestRecordHistories(t *testing.T) {
 		release()
 		return s.wait(id).ID
 	}
-	names := []string{"success", "insufficient_funds", "refund", "cancel", "debit_refused", "workflow_cancel", "ledger_ahead_cancel"}
+	names := []string{"success", "insufficient_funds", "refund", "cancel", "debit_refused", "workflow_cancel", "ledger_ahead_cancel",
+		"hold_capture", "hold_partial_capture", "hold_cancel", "hold_expiry", "scheduled_run", "scheduled_cancel"}
 	if *recordOnly != "" {
-		names = []string{*recordOnly}
+		names = strings.Split(*recordOnly, ",")
 	}
 	for _, name := range names {
 		id := paths[name]()

@@ -31,7 +31,11 @@ func TestReplayRecordedHistories(t *testing.T) {
 	}
 	// fallback: a reserve whose local retries ran out (5 minutes, recorded with
 	// -record-only=fallback) goes on as a regular activity, refused by the ledger, then released.
-	for _, path := range []string{"debit_refused", "workflow_cancel", "ledger_ahead_cancel", "fallback"} {
+	// Holds and scheduled transfers (holdsChange version 1): a capture of all of the hold, a
+	// partial capture, a cancel while held, an expiry, a scheduled transfer that ran, and one
+	// cancelled while scheduled.
+	for _, path := range []string{"debit_refused", "workflow_cancel", "ledger_ahead_cancel", "fallback",
+		"hold_capture", "hold_partial_capture", "hold_cancel", "hold_expiry", "scheduled_run", "scheduled_cancel"} {
 		want["history_"+path+".json"] = false
 	}
 	// Shapes the earlier versions produced that no recorder reproduces now: a reserve whose local
