@@ -245,6 +245,17 @@ type outcome struct {
 	// op is what an operator did to the transfer's workflow through the Temporal API, if anything.
 	// A transfer gets at most one of a cancel through the API and an operator's action.
 	op *operatorAction
+	// answeredAt is when the first submission's answer came.
+	answeredAt time.Time
+	// captures are the captures sent for a hold (the amount asked, 0 for all) and their answers.
+	captures []captureSent
+}
+
+// captureSent is one capture of a hold and its answer, or the error when none came.
+type captureSent struct {
+	amount int64
+	ans    answer
+	err    error
 }
 
 // book is every outcome, by transfer id.
@@ -312,6 +323,7 @@ func runClient(ctx context.Context, a *api, op *operator, w *world, b *book, r *
 			twin.Go(func() { twinAnswer, twinErr = submit() })
 		}
 		o.first, o.err = submit()
+		o.answeredAt = time.Now()
 		twin.Wait()
 		if concurrent && twinErr == nil {
 			o.repeats = append(o.repeats, twinAnswer)
@@ -323,6 +335,9 @@ func runClient(ctx context.Context, a *api, op *operator, w *world, b *book, r *
 			if again, err := submit(); err == nil {
 				o.repeats = append(o.repeats, again)
 			}
+		}
+		if o.req.manual() {
+			raceHold(ctx, a, b, o, r, operations)
 		}
 		delay := shortlyMin + time.Duration(r.Int64N(int64(shortlyMax-shortlyMin)))
 		operate := func(kind opKind, timing opTiming) {
@@ -370,6 +385,54 @@ func runClient(ctx context.Context, a *api, op *operator, w *world, b *book, r *
 			operate(opTerminate, shortly)
 		}
 	}
+}
+
+// raceHold sends, for a hold, what its clients would: a capture (of all of it, or part) at a random
+// moment before or around its expiry, sometimes twice, sometimes together with a cancel; or
+// nothing, and the hold expires. Capture, cancel and expiry then race in the ledger.
+func raceHold(ctx context.Context, a *api, b *book, o *outcome, r *rand.Rand, operations *sync.WaitGroup) {
+	x := r.IntN(100)
+	if x < 20 {
+		return // left to expire
+	}
+	expires, _ := time.Parse(time.RFC3339Nano, o.req.HoldExpiresAt)
+	// Up to a second past the expiry, so that some captures reach the ledger too late.
+	delay := time.Duration(r.Int64N(int64(time.Until(expires) + time.Second)))
+	amount := int64(0)
+	if r.IntN(2) == 0 {
+		amount = 1 + r.Int64N(o.req.Amount)
+	}
+	twice := x >= 90
+	withCancel := x >= 75 && x < 90 && b.claim(o, nil)
+	path := "/v1/transfers/" + o.req.ID
+	operations.Go(func() {
+		time.Sleep(delay)
+		var wg sync.WaitGroup
+		if withCancel {
+			wg.Go(func() {
+				if ans, err := a.do(ctx, "POST", path+"/cancel", o.req.token, nil); err == nil {
+					b.mu.Lock()
+					o.cancel = &ans
+					b.mu.Unlock()
+				}
+			})
+		}
+		capture := func() {
+			var body any
+			if amount != 0 {
+				body = map[string]int64{"amount": amount}
+			}
+			ans, err := a.do(ctx, "POST", path+"/capture", o.req.token, body)
+			b.mu.Lock()
+			o.captures = append(o.captures, captureSent{amount: amount, ans: ans, err: err})
+			b.mu.Unlock()
+		}
+		wg.Go(capture)
+		if twice {
+			wg.Go(capture)
+		}
+		wg.Wait()
+	})
 }
 
 // injectFaults runs the plan's faults, shuffled, spread over the middle of the load, one after

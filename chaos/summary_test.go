@@ -22,6 +22,10 @@ type summary struct {
 	lost, invented               int
 	duplicated, refused          int
 	unanswered, stuck            int
+	// holds, holdsCaptured and holdsExpired count the holds in the load, those captured and those
+	// that expired; captures the captures sent; scheduled the scheduled transfers; late the holds and
+	// schedules refused because their time passed before their request got through.
+	holds, holdsCaptured, holdsExpired, captures, scheduled, late int
 	// faultEnded counts transfers that ended for another reason than a business outcome or a cancel.
 	faultEnded    int
 	balanceErrors int
@@ -78,6 +82,8 @@ func (s summary) text() string {
 	}
 	fmt.Fprintf(&b, "  transfers submitted %d, 2xx %d (completed %d, failed %d, cancelled %d); repeats %d, API cancels %d; requests retried %d, most attempts for one request %d\n",
 		s.submitted, s.accepted, s.completed, s.failed, s.cancelled, s.repeats, s.cancels, s.retries, s.maxAttempts)
+	fmt.Fprintf(&b, "  holds %d (captured %d, expired %d), captures sent %d; scheduled %d; refused as late (their time passed before the API answered) %d\n",
+		s.holds, s.holdsCaptured, s.holdsExpired, s.captures, s.scheduled, s.late)
 	fmt.Fprintf(&b, "  operator cancels %d: landed %d (won %d, lost %d; during a workflow task %d, of which refused its completion %d), too late %d\n",
 		s.opCancels, s.opCancelsLanded, s.opCancelsWon, s.opCancelsLost, s.duringTask, s.refusedTasks, s.opCancelsLate)
 	fmt.Fprintf(&b, "  operator terminations %d: landed %d (repaired by the reconciler %d, row already final %d), too late %d\n",

@@ -3,6 +3,7 @@
 package chaos_test
 
 import (
+	"time"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -109,8 +110,26 @@ type transferRequest struct {
 	ToAccountID   string `json:"to_account_id"`
 	Amount        int64  `json:"amount"`
 	Currency      string `json:"currency"`
+	CaptureMethod string `json:"capture_method,omitempty"`
+	HoldExpiresAt string `json:"hold_expires_at,omitempty"`
+	ScheduledFor  string `json:"scheduled_for,omitempty"`
 	token         string
+	// deadline is the latest of its times: a request first answered after it may be refused as late.
+	deadline time.Time
 }
+
+// manual reports whether the request is for a hold.
+func (r transferRequest) manual() bool { return r.CaptureMethod == "manual" }
+
+// The share of holds (manual capture, with an expiry a few seconds ahead, racing their captures and
+// cancels) and of transfers scheduled a few seconds ahead, in the load.
+const (
+	holdPercent      = 12
+	scheduledPercent = 5
+	holdExpiryMin    = 3 * time.Second
+	holdExpiryMax    = 8 * time.Second
+	scheduleMax      = 4 * time.Second
+)
 
 // pick draws a transfer: mostly random USD pairs, then hot accounts, pairs in opposite
 // directions, EUR, and transfers to the frozen account. Amounts are large enough that hot
@@ -142,8 +161,19 @@ func (w *world) pick(r *rand.Rand) transferRequest {
 	default:
 		from, to = w.usd[r.IntN(len(w.usd))], w.frozen
 	}
-	return transferRequest{ID: uuid.NewString(), FromAccountID: from.ID, ToAccountID: to.ID,
+	req := transferRequest{ID: uuid.NewString(), FromAccountID: from.ID, ToAccountID: to.ID,
 		Amount: 1 + r.Int64N(4000), Currency: from.Currency, token: from.token}
+	now := time.Now()
+	if r.IntN(100) < scheduledPercent {
+		at := now.Add(time.Second + time.Duration(r.Int64N(int64(scheduleMax))))
+		req.ScheduledFor, req.deadline = at.UTC().Format(time.RFC3339Nano), at
+		now = at
+	}
+	if r.IntN(100) < holdPercent {
+		at := now.Add(holdExpiryMin + time.Duration(r.Int64N(int64(holdExpiryMax-holdExpiryMin))))
+		req.CaptureMethod, req.HoldExpiresAt, req.deadline = "manual", at.UTC().Format(time.RFC3339Nano), at
+	}
+	return req
 }
 
 // account returns the user account with the id, if the world has one.
