@@ -370,7 +370,7 @@ func TestCapturedTransferRefundsItsCapturedAmount(t *testing.T) {
 }
 
 func TestScheduledTransfer(t *testing.T) {
-	s, _ := newStoreDB(t)
+	s, db := newStoreDB(t)
 	a, b := newAccount(t, s, "USD"), newAccount(t, s, "USD")
 	fund(t, s, a, 1000)
 	at := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
@@ -398,6 +398,8 @@ func TestScheduledTransfer(t *testing.T) {
 		t.Errorf("a scheduled transfer holds %d", acct.Reserved)
 	}
 	mustAudit(t, s)
+	// Its time comes (moved into the past behind the Store's back, as time passing would).
+	mustExec(t, db, `UPDATE transfer_terms SET scheduled_for = clock_timestamp() - interval '1 millisecond' WHERE transfer_id = $1`, tr.ID)
 	if row, err := step(t, s, tr.ID, transfer.StepDue, transfer.Outcome{}); err != nil || row.Status != transfer.StatusPending {
 		t.Fatalf("due: %+v, %v", row, err)
 	}
@@ -563,4 +565,75 @@ func TestHoldsMigrationOnALiveLedger(t *testing.T) {
 		}
 	}
 	mustAudit(t, s)
+}
+
+// TestExpiryDecidesOnceItsTimeHasCome: once the database's clock has reached a hold's expiry, the
+// expiry has won, whether or not step_expire has run yet: a cancel then ends the transfer expired
+// (and is answered 409 by the API), as a capture is refused; a reserve that comes after the expiry
+// (a backlog) holds nothing; and a scheduled transfer's step_due waits for its time by the same
+// clock.
+func TestExpiryDecidesOnceItsTimeHasCome(t *testing.T) {
+	s, db := newStoreDB(t)
+	a, b := newAccount(t, s, "USD"), newAccount(t, s, "USD")
+	fund(t, s, a, 1000)
+	h := createHold(t, s, a.ID, b.ID, 300, nil)
+	step(t, s, h.ID, transfer.StepReserve, transfer.Outcome{})
+	expireNow(t, db, h.ID)
+	row, err := step(t, s, h.ID, transfer.StepRelease, transfer.Outcome{Status: transfer.StatusCancelled, Message: "cancel after the expiry"})
+	if err != nil || row.Status != transfer.StatusCancelled || row.Code != transfer.CodeHoldExpired {
+		t.Errorf("cancel once the expiry was reached: %+v, %v; want cancelled with hold_expired", row, err)
+	}
+
+	past := time.Now().Add(time.Second).UTC().Truncate(time.Microsecond)
+	late := createHold(t, s, a.ID, b.ID, 300, func(r *transfer.Request) { r.HoldExpiresAt = &past })
+	time.Sleep(time.Until(past) + 10*time.Millisecond)
+	row, err = step(t, s, late.ID, transfer.StepReserve, transfer.Outcome{})
+	if err != nil || row.Status != transfer.StatusCancelled || row.Code != transfer.CodeHoldExpired {
+		t.Errorf("reserve after the expiry: %+v, %v; want cancelled with hold_expired and nothing held", row, err)
+	}
+	if acct := getAccount(t, s, a.ID); acct.Reserved != 0 {
+		t.Errorf("reserved %d after holds that expired", acct.Reserved)
+	}
+
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+	sched, _, err := s.CreateTransfer(context.Background(), transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer,
+		FromAccountID: a.ID, ToAccountID: b.ID, Amount: 1, Currency: "USD", ScheduledFor: &at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row, err := step(t, s, sched.ID, transfer.StepDue, transfer.Outcome{}); err != nil || row.Status != transfer.StatusScheduled {
+		t.Errorf("due an hour early: %+v, %v; want still scheduled", row, err)
+	}
+	mustAudit(t, s)
+}
+
+// TestPendingTransfersIncludesRecentScheduledOnes: the reconciler's lost-start pass looks at pending
+// transfers and at scheduled ones created within ScheduledStartWindow, not at every scheduled
+// transfer of the year ahead at every sweep.
+func TestPendingTransfersIncludesRecentScheduledOnes(t *testing.T) {
+	s, db := newStoreDB(t)
+	a, b := newAccount(t, s, "USD"), newAccount(t, s, "USD")
+	at := time.Now().Add(24 * time.Hour)
+	mk := func() uuid.UUID {
+		tr, _, err := s.CreateTransfer(context.Background(), transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer,
+			FromAccountID: a.ID, ToAccountID: b.ID, Amount: 1, Currency: "USD", ScheduledFor: &at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.ID
+	}
+	recent, old := mk(), mk()
+	pending := createTransfer(t, s, transfer.KindTransfer, a.ID, b.ID, 1, "USD")
+	mustExec(t, db, `UPDATE transfers SET created_at = now() - interval '2 hours', updated_at = now() - interval '2 hours' WHERE id = $1`, old)
+	got, err := s.PendingTransfers(context.Background(), time.Now().Add(time.Second), transfer.Key{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uuid.UUID]bool{}
+	for _, tr := range got {
+		seen[tr.ID] = true
+	}
+	if !seen[recent] || !seen[pending] || seen[old] {
+		t.Errorf("pending transfers: recent scheduled %v, pending %v, scheduled two hours ago %v; want true, true, false", seen[recent], seen[pending], seen[old])
+	}
 }

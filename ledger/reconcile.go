@@ -10,15 +10,23 @@ import (
 	"github.com/transferd/transferd/transfer"
 )
 
-// PendingTransfers returns up to limit pending and scheduled transfers last updated before the time, in
+// ScheduledStartWindow is how long after its creation a scheduled transfer is looked at as a lost
+// start: a scheduled transfer keeps its row unchanged until its time, up to a year, and asking
+// Temporal about every one at every sweep would cost what is scheduled, not what changed. A start
+// lost longer ago than this is found by `transferd repair --all`.
+const ScheduledStartWindow = time.Hour
+
+// PendingTransfers returns up to limit pending transfers, and scheduled ones created within
+// ScheduledStartWindow of the time, last updated before the time, in
 // (created_at, id) order after the key (none for a zero key): the transfers whose workflow may
 // never have started. It reads the partial index of transfers in flight, so it costs the pending
 // transfers, not the journal.
 func (s *Store) PendingTransfers(ctx context.Context, updatedBefore time.Time, after transfer.Key, limit int) ([]transfer.Transfer, error) {
 	var rows []transferRow
 	err := s.db.WithContext(ctx).Raw(`SELECT `+transferColumns+` FROM `+transferTable+`
-		WHERE t.status IN ('scheduled', 'pending') AND t.updated_at < ? AND (t.created_at, t.id) > (?, ?)
-		ORDER BY t.created_at, t.id LIMIT ?`, updatedBefore, after.CreatedAt, after.ID, limit).Scan(&rows).Error
+		WHERE (t.status = 'pending' OR (t.status = 'scheduled' AND t.created_at > ?))
+		  AND t.updated_at < ? AND (t.created_at, t.id) > (?, ?)
+		ORDER BY t.created_at, t.id LIMIT ?`, updatedBefore.Add(-ScheduledStartWindow), updatedBefore, after.CreatedAt, after.ID, limit).Scan(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("ledger: pending transfers: %w", err)
 	}

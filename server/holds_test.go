@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,6 +142,26 @@ func TestHoldsOverHTTP(t *testing.T) {
 		// Nothing was captured by the refusals.
 		if got := a.getHold(payer, h.ID); got.Status != "reserved" || got.CapturedAmount != nil {
 			t.Errorf("after refused captures: %+v", got)
+		}
+	})
+
+	t.Run("a frozen source: the payer is told, the payee is not", func(t *testing.T) {
+		src2 := a.account(payer, "USD")
+		a.deposit(src2, 500, "USD")
+		h := a.hold(payer, src2, dst, 100, nil)
+		if r := a.do("PATCH", "/v1/accounts/"+src2, a.admin, map[string]any{"status": "frozen"}); r.status != http.StatusOK {
+			t.Fatalf("freeze: %s", r)
+		}
+		p := a.do("POST", "/v1/transfers/"+h.ID+"/capture", payee, nil).problem(t, http.StatusConflict, "not_capturable")
+		if strings.Contains(p.Detail, "frozen") || strings.Contains(p.Detail, "source account") || strings.Contains(p.Detail, src2) {
+			t.Errorf("the payee learns of the payer's account: %q", p.Detail)
+		}
+		a.do("POST", "/v1/transfers/"+h.ID+"/capture", payer, nil).problem(t, http.StatusUnprocessableEntity, "account_inactive")
+		if r := a.do("PATCH", "/v1/accounts/"+src2, a.admin, map[string]any{"status": "active"}); r.status != http.StatusOK {
+			t.Fatalf("unfreeze: %s", r)
+		}
+		if r := a.do("POST", "/v1/transfers/"+h.ID+"/capture?wait=10s", payee, nil); r.status != http.StatusOK {
+			t.Errorf("capture once unfrozen: %s", r)
 		}
 	})
 

@@ -505,6 +505,10 @@ func (s *Server) handleCaptureTransfer(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	t, err := s.transfers.Capture(ctx, t.ID, int64(amount))
+	if transfer.IsCode(err, transfer.CodeAccountInactive) && !ownsSource {
+		// The payee is not told the state of the payer's account.
+		err = transfer.Errorf(transfer.CodeNotCapturable, "the transfer cannot be captured now; the hold stays until it is cancelled or expires")
+	}
 	if err != nil {
 		abortWithError(c, err)
 		return

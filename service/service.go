@@ -264,7 +264,7 @@ func (s *Service) Capture(ctx context.Context, id uuid.UUID, amount int64) (tran
 	switch {
 	case t.CaptureMethod != transfer.CaptureManual:
 		return transfer.Transfer{}, transfer.Errorf(transfer.CodeNotCapturable, "transfer %s is captured automatically; only a manual transfer can be captured", id)
-	case t.CapturedAmount != nil && *t.CapturedAmount == want:
+	case t.CapturedAmount != nil && *t.CapturedAmount == want && t.Status.Final():
 		return t, nil
 	case t.CapturedAmount != nil:
 		return transfer.Transfer{}, transfer.Errorf(transfer.CodeNotCapturable, "transfer %s was already captured for %d", id, *t.CapturedAmount)
@@ -273,6 +273,9 @@ func (s *Service) Capture(ctx context.Context, id uuid.UUID, amount int64) (tran
 	case t.Status.Final():
 		return transfer.Transfer{}, notCapturable(t)
 	}
+	// A capture of the amount already captured, on a transfer not yet final, still goes to the
+	// workflow: the ledger answers it as the same capture, and a workflow that had lost the task
+	// that captured (its update not delivered again) learns of it now and credits.
 	err = s.captureUpdate(ctx, t, amount)
 	if isClosed(err) {
 		// The row is not final and the workflow closed (an operator terminated it): give it a new
@@ -301,8 +304,8 @@ func (s *Service) Capture(ctx context.Context, id uuid.UUID, amount int64) (tran
 	return t, nil
 }
 
-// captureMessage is the message of a refused capture as the capturer sees it. The capturer may be
-// the payee, who is not told the state of the payer's account.
+// captureMessage is the message of a refused capture. The HTTP layer shows a payee, who is not
+// told the state of the payer's account, a neutral refusal instead of CodeAccountInactive.
 func captureMessage(code transfer.Code, ledgerMessage string) string {
 	if code == transfer.CodeAccountInactive {
 		return "the source account cannot send money; the hold stays until it is cancelled or expires"

@@ -37,7 +37,34 @@ func newHoldRun(t *testing.T, holdFor time.Duration) *sagaRun {
 	r.in.CaptureMethod = transfer.CaptureManual
 	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).Return(
 		activities.ReserveResult{Row: transfer.Outcome{Status: transfer.StatusReserved, HoldExpiresAt: start.Add(holdFor)}}, nil).Maybe()
+	r.holdExpires = start.Add(holdFor)
+	r.rechecks = true
 	return r
+}
+
+// ledgerExpiry answers step_expire as the ledger does for a hold expiring at at: unchanged before
+// that time (on the environment's clock), expired from then on.
+func (r *sagaRun) ledgerExpiry(at time.Time) func(context.Context, activities.ExpireInput) (activities.ExpireResult, error) {
+	return func(context.Context, activities.ExpireInput) (activities.ExpireResult, error) {
+		if r.env.Now().Before(at) {
+			return activities.ExpireResult{Row: transfer.Outcome{Status: transfer.StatusReserved, HoldExpiresAt: at}}, nil
+		}
+		return activities.ExpireResult{Row: transfer.Outcome{Status: transfer.StatusCancelled, Code: transfer.CodeHoldExpired,
+			Message: "the hold expired", HoldExpiresAt: at}}, nil
+	}
+}
+
+// count returns how many times the activity started.
+func (r *sagaRun) count(name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, s := range r.started {
+		if s == name {
+			n++
+		}
+	}
+	return n
 }
 
 // captured is the ledger's answer to a capture that won.
@@ -82,16 +109,22 @@ func code(err error) string {
 func TestHoldExpiresAfterSevenDays(t *testing.T) {
 	r := newHoldRun(t, transfer.DefaultHoldFor)
 	var expiredAt time.Time
-	r.env.OnActivity(a.Expire, mock.Anything, mock.Anything).Return(func(context.Context, activities.ExpireInput) (activities.ExpireResult, error) {
-		expiredAt = r.env.Now()
-		return expired, nil
+	ledger := r.ledgerExpiry(start.Add(transfer.DefaultHoldFor))
+	r.env.OnActivity(a.Expire, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ExpireInput) (activities.ExpireResult, error) {
+		res, err := ledger(ctx, in)
+		if res.Row.Status == transfer.StatusCancelled && expiredAt.IsZero() {
+			expiredAt = r.env.Now()
+		}
+		return res, err
 	})
 	got := r.execute()
 	require.Equal(t, transfer.StatusCancelled, got.Status)
 	require.Equal(t, transfer.CodeHoldExpired, got.FailureCode)
 	require.False(t, expiredAt.Before(start.Add(transfer.DefaultHoldFor)), "expiry asked of the ledger at %v, before the hold's expiry", expiredAt)
 	require.True(t, expiredAt.Before(start.Add(transfer.DefaultHoldFor+time.Minute)), "expiry asked of the ledger at %v, long after the hold's expiry", expiredAt)
-	r.check([]string{reserve, expire}, nil, nil, []string{"reserved", "cancelled"})
+	r.check([]string{reserve}, nil, nil, []string{"reserved", "cancelled"})
+	// The saga asked the ledger every hour, and the last time it decided.
+	require.Equal(t, 7*24, r.count(expire), "the ledger asked every hour of the week")
 	require.Equal(t, []time.Time{start.Add(transfer.DefaultHoldFor)}, r.expiries, "HoldExpiresAt upserted with the hold")
 }
 
@@ -109,6 +142,7 @@ func TestHoldExpiryWaitsForTheLedgersClock(t *testing.T) {
 	})
 	got := r.execute()
 	require.Equal(t, transfer.CodeHoldExpired, got.FailureCode)
+	r.rechecks = false
 	r.check([]string{reserve, expire, expire}, nil, nil, []string{"reserved", "cancelled"})
 }
 
@@ -205,6 +239,7 @@ func TestCaptureRefusedByTheLedgerLeavesTheHold(t *testing.T) {
 	got := r.execute()
 	require.Equal(t, string(transfer.CodeNotCapturable), code(u.err))
 	require.Equal(t, transfer.CodeHoldExpired, got.FailureCode)
+	r.rechecks = false
 	r.check([]string{reserve, capture, expire}, nil, nil, []string{"reserved", "cancelled"})
 }
 
@@ -305,6 +340,7 @@ func TestScheduledHold(t *testing.T) {
 	r.env.OnActivity(a.Due, mock.Anything, mock.Anything).Return(activities.DueResult{Row: transfer.Outcome{Status: transfer.StatusPending}}, nil).Once()
 	r.env.OnActivity(a.Reserve, mock.Anything, mock.Anything).Return(
 		activities.ReserveResult{Row: transfer.Outcome{Status: transfer.StatusReserved, HoldExpiresAt: at.Add(transfer.DefaultHoldFor)}}, nil).Once()
+	r.holdExpires, r.rechecks = at.Add(transfer.DefaultHoldFor), true
 	// A capture before the time is put to the ledger, which refuses it: nothing is held yet.
 	early := r.captureAt(time.Hour, 0, "early")
 	r.env.OnActivity(a.Capture, mock.Anything, mock.Anything).Return(activities.CaptureResult{},
@@ -317,4 +353,40 @@ func TestScheduledHold(t *testing.T) {
 	require.NoError(t, later.err)
 	require.Equal(t, transfer.StatusCompleted, got.Status)
 	r.check([]string{capture, due, reserve, capture, credit}, nil, nil, []string{"pending", "reserved", "debited", "completed"})
+}
+
+// TestHoldNoticesACaptureItMissed: the ledger captured the hold in a run whose workflow task was
+// lost, and the capture update is not delivered again. The saga re-asks the ledger while it waits
+// (at least every hour), finds the transfer captured, and credits it then, not at the hold's expiry.
+func TestHoldNoticesACaptureItMissed(t *testing.T) {
+	r := newHoldRun(t, 3*24*time.Hour)
+	var creditedAt time.Time
+	r.env.OnActivity(a.Expire, mock.Anything, mock.Anything).Return(activities.ExpireResult{Row: captured(input.Amount).Row}, nil).Once()
+	r.env.OnActivity(a.Credit, mock.Anything, mock.Anything).Return(func(context.Context, activities.CreditInput) (activities.CreditResult, error) {
+		creditedAt = r.env.Now()
+		return completedCapture(input.Amount), nil
+	}).Once()
+	got := r.execute()
+	require.Equal(t, transfer.StatusCompleted, got.Status)
+	require.Equal(t, input.Amount, got.CapturedAmount)
+	require.True(t, creditedAt.Before(start.Add(2*time.Hour)), "credited at %v, %v after the hold: the saga waited for the expiry", creditedAt, creditedAt.Sub(start))
+}
+
+// TestScheduleWaitsForTheLedgersClock: the timer fires a moment before the database's clock
+// reaches scheduled_for; step_due answers still scheduled, and the saga asks again shortly.
+func TestScheduleWaitsForTheLedgersClock(t *testing.T) {
+	r := newSagaRun(t)
+	r.env.SetStartTime(start)
+	r.in.ScheduledFor = start.Add(time.Hour)
+	calls := 0
+	r.env.OnActivity(a.Due, mock.Anything, mock.Anything).Return(func(context.Context, activities.DueInput) (activities.DueResult, error) {
+		calls++
+		if calls == 1 {
+			return activities.DueResult{Row: transfer.Outcome{Status: transfer.StatusScheduled}}, nil
+		}
+		return activities.DueResult{Row: transfer.Outcome{Status: transfer.StatusPending}}, nil
+	})
+	got := r.execute()
+	require.Equal(t, transfer.StatusCompleted, got.Status)
+	r.check([]string{due, due, reserve, debit, credit}, nil, nil, []string{"pending", "reserved", "debited", "completed"})
 }

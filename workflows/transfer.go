@@ -206,9 +206,16 @@ const (
 // were; version 1 is the first form of those paths.
 const holdsChange = "holds-and-schedules"
 
-// expiryRecheck is how long the saga waits before it asks the ledger again about a hold's expiry
-// that the ledger's clock had not yet reached when the workflow's timer fired.
+// expiryRecheck is how long the saga waits before it asks the ledger again about a hold's expiry or
+// a schedule's time that the ledger's clock had not yet reached when the workflow's timer fired.
 const expiryRecheck = time.Second
+
+// holdRecheck is the longest a held transfer's saga waits without asking the ledger where the
+// transfer stands (step_expire, which changes nothing before the expiry). A capture can have
+// reached the ledger in a workflow task that was lost, its update not delivered again: the saga
+// then learns of it within this time, not at the hold's expiry, days later, with the payer
+// debited and the payee waiting.
+const holdRecheck = time.Hour
 
 // a is the nil receiver through which the workflow names the activities.
 var a *activities.Activities
@@ -611,7 +618,13 @@ func (s *saga) schedule(ctx, steps workflow.Context, row transfer.Outcome) (tran
 			}
 		}
 		answer, _, err := s.step(steps, row, transfer.StepDue, a.Due, activities.DueInput{TransferID: s.in.TransferID})
-		return answer, err
+		if err != nil || answer.Status != row.Status {
+			return answer, err
+		}
+		// The ledger's clock has not reached scheduled_for yet: ask again shortly.
+		if _, err := s.await(ctx, expiryRecheck); err != nil {
+			return transfer.Outcome{}, err
+		}
 	}
 }
 
@@ -633,8 +646,9 @@ func (s *saga) hold(ctx, steps workflow.Context, row transfer.Outcome) (transfer
 			row = answer
 			continue
 		}
-		if wait := row.HoldExpiresAt.Sub(workflow.Now(ctx)); wait > 0 {
-			woken, err := s.await(ctx, wait)
+		wait := row.HoldExpiresAt.Sub(workflow.Now(ctx))
+		if wait > 0 {
+			woken, err := s.await(ctx, min(wait, holdRecheck))
 			if err != nil {
 				return transfer.Outcome{}, err
 			}
@@ -643,12 +657,15 @@ func (s *saga) hold(ctx, steps workflow.Context, row transfer.Outcome) (transfer
 			}
 		}
 		answer, _, err := s.step(steps, row, transfer.StepExpire, a.Expire, activities.ExpireInput{TransferID: s.in.TransferID})
-		if err != nil || answer.Status != row.Status {
+		if err != nil || answer.Status != row.Status || answer.CapturedAmount != 0 {
 			return answer, err
+		}
+		row = answer
+		if wait > holdRecheck {
+			continue // A recheck long before the expiry: the transfer is still held.
 		}
 		// The ledger's clock has not reached the expiry yet (the clocks differ by a moment): ask
 		// again shortly, still open to a capture or a cancel.
-		row = answer
 		if _, err := s.await(ctx, expiryRecheck); err != nil {
 			return transfer.Outcome{}, err
 		}
@@ -693,13 +710,16 @@ func (s *saga) putCapture(steps workflow.Context, row transfer.Outcome, req *cap
 // captured transfer answers those of its captured amount and refuses the others; a transfer that
 // ended uncaptured refuses them all.
 func (s *saga) settleCaptures(row transfer.Outcome) {
+	// An answer without the captured amount (a step run by a worker of an earlier release, during
+	// an upgrade) does not unsay a capture the ledger answered before.
+	captured := max(row.CapturedAmount, s.state.CapturedAmount)
 	for _, req := range s.captures {
 		switch {
 		case req.answered:
-		case row.CapturedAmount != 0:
+		case captured != 0:
 			req.answered = true
-			if req.amount != row.CapturedAmount {
-				req.refusal = transfer.Errorf(transfer.CodeNotCapturable, "transfer %s was already captured for %d", s.in.TransferID, row.CapturedAmount)
+			if req.amount != captured {
+				req.refusal = transfer.Errorf(transfer.CodeNotCapturable, "transfer %s was already captured for %d", s.in.TransferID, captured)
 			}
 		case row.Status.Final():
 			req.answered = true

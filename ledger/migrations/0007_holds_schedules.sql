@@ -118,6 +118,27 @@ LANGUAGE sql STABLE AS $fn$
     SELECT * FROM transfer_terms WHERE transfer_id = step_terms.id
 $fn$;
 
+-- step_hold_expired reports whether a manual transfer's hold has expired by the database's clock:
+-- from that moment the expiry has won, whether or not step_expire has run yet.
+CREATE OR REPLACE FUNCTION step_hold_expired(x transfer_terms) RETURNS boolean
+LANGUAGE sql VOLATILE AS $fn$
+    SELECT x.capture_method = 'manual' AND x.captured_amount IS NULL AND x.hold_expires_at IS NOT NULL
+           AND clock_timestamp() >= x.hold_expires_at
+$fn$;
+
+-- step_end_expired ends a transfer whose hold expired, releasing the hold if it holds one.
+CREATE OR REPLACE FUNCTION step_end_expired(t transfers, x transfer_terms) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF t.status = 'reserved' THEN
+        UPDATE accounts SET reserved = reserved - t.amount, updated_at = now() WHERE accounts.id = t.from_account_id;
+        UPDATE holds SET status = 'released', updated_at = now() WHERE transfer_id = t.id AND holds.status = 'held';
+    END IF;
+    PERFORM ledger_finish(t.id, 'cancelled', 'hold_expired',
+                          format('the hold expired at %s', to_char(x.hold_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')));
+END
+$fn$;
+
 -- step_amount is what a transfer's debit, credit and refund post: its captured amount once
 -- captured, else its amount.
 CREATE OR REPLACE FUNCTION step_amount(t transfers) RETURNS bigint
@@ -127,16 +148,24 @@ $fn$;
 
 -- step_reserve holds the amount on the source of a pending transfer, only if the source is active
 -- and has that much available (the system account may go negative). A manual transfer's hold gets
--- its expiry: the one asked for, or 7 days from now.
+-- its expiry: the one asked for, or 7 days from now; one whose expiry has already passed (a
+-- backlog) ends expired and holds nothing.
 CREATE OR REPLACE FUNCTION step_reserve(id uuid) RETURNS step_answer
 LANGUAGE plpgsql AS $fn$
 DECLARE
     t transfers := step_lock(id);
     a accounts;
+    x transfer_terms;
 BEGIN
     IF t.id IS NULL THEN
         RETURN step_missing(id);
     ELSIF t.status <> 'pending' THEN
+        RETURN step_answer_of(t.id, NULL, NULL);
+    END IF;
+    x := step_terms(t.id);
+    IF step_hold_expired(x) THEN
+        -- The hold's expiry passed before it could be placed (a backlog): it expires, holding nothing.
+        PERFORM step_end_expired(t, x);
         RETURN step_answer_of(t.id, NULL, NULL);
     END IF;
     UPDATE accounts
@@ -154,8 +183,8 @@ BEGIN
                                                                   a.id, a.balance - a.reserved, t.amount));
     END IF;
     INSERT INTO holds (transfer_id, account_id, amount, status) VALUES (t.id, t.from_account_id, t.amount, 'held');
-    UPDATE transfer_terms x SET hold_expires_at = coalesce(x.hold_expires_at, now() + interval '7 days')
-     WHERE x.transfer_id = t.id AND x.capture_method = 'manual';
+    UPDATE transfer_terms tt SET hold_expires_at = coalesce(tt.hold_expires_at, now() + interval '7 days')
+     WHERE tt.transfer_id = t.id AND tt.capture_method = 'manual';
     UPDATE transfers SET status = 'reserved', updated_at = now() WHERE transfers.id = t.id;
     RETURN step_answer_of(t.id, NULL, NULL);
 END
@@ -216,17 +245,25 @@ $fn$;
 -- reserved) ends with the outcome, its hold released if it has one, whatever its source's status.
 -- A transfer that was debited (or captured), or has ended, is left as it is: the answer says so,
 -- and the saga goes on to the credit or ends as the row says. This is the statement that decides
--- whether a cancel wins.
+-- whether a cancel wins. A held transfer whose expiry the database's clock has reached ends
+-- expired instead, so a cancel after the expiry loses to it as a capture does.
 CREATE OR REPLACE FUNCTION step_release(id uuid, status text, code text, message text) RETURNS step_answer
 LANGUAGE plpgsql AS $fn$
 DECLARE
     t transfers := step_lock(id);
+    x transfer_terms;
 BEGIN
     IF t.id IS NULL THEN
         RETURN step_missing(id);
     ELSIF step_release.status NOT IN ('failed', 'cancelled') THEN
         RAISE EXCEPTION 'step_release: % is not an outcome of a release', step_release.status USING ERRCODE = '22023';
     ELSIF t.status NOT IN ('scheduled', 'pending', 'reserved') THEN
+        RETURN step_answer_of(t.id, NULL, NULL);
+    END IF;
+    x := step_terms(t.id);
+    IF t.status = 'reserved' AND step_hold_expired(x) THEN
+        -- The hold's expiry, by the database's clock, came before this release: the expiry wins.
+        PERFORM step_end_expired(t, x);
         RETURN step_answer_of(t.id, NULL, NULL);
     END IF;
     IF t.status = 'reserved' THEN
@@ -296,7 +333,7 @@ BEGIN
         RETURN step_answer_of(t.id, 'invalid_input', 'a capture is of at least 1');
     ELSIF want > t.amount THEN
         RETURN step_answer_of(t.id, 'capture_exceeds_hold', format('the hold is of %s, the capture asks for %s', t.amount, want));
-    ELSIF clock_timestamp() >= x.hold_expires_at THEN
+    ELSIF step_hold_expired(x) THEN
         RETURN step_answer_of(t.id, 'not_capturable', format('the hold of transfer %s expired at %s', t.id, x.hold_expires_at));
     END IF;
     IF NOT ledger_post(t.id, t.from_account_id, 'debit', -want, t.amount, true) THEN
@@ -323,20 +360,17 @@ BEGIN
         RETURN step_missing(id);
     END IF;
     x := step_terms(t.id);
-    IF t.status <> 'reserved' OR x.capture_method IS DISTINCT FROM 'manual' OR x.captured_amount IS NOT NULL
-       OR x.hold_expires_at IS NULL OR clock_timestamp() < x.hold_expires_at THEN
+    IF t.status <> 'reserved' OR NOT coalesce(step_hold_expired(x), false) THEN
         RETURN step_answer_of(t.id, NULL, NULL);
     END IF;
-    UPDATE accounts SET reserved = reserved - t.amount, updated_at = now() WHERE accounts.id = t.from_account_id;
-    UPDATE holds SET status = 'released', updated_at = now() WHERE transfer_id = t.id AND holds.status = 'held';
-    PERFORM ledger_finish(t.id, 'cancelled', 'hold_expired',
-                          format('the hold expired at %s', to_char(x.hold_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')));
+    PERFORM step_end_expired(t, x);
     RETURN step_answer_of(t.id, NULL, NULL);
 END
 $fn$;
 
--- step_due starts a scheduled transfer's saga: 'scheduled' becomes 'pending', and the reserve
--- follows. Any other status is answered as it is (a cancel may have won).
+-- step_due starts a scheduled transfer's saga once the database's clock has reached its
+-- scheduled_for: 'scheduled' becomes 'pending', and the reserve follows. Earlier, and in any other
+-- status (a cancel may have won), the row is answered as it is.
 CREATE OR REPLACE FUNCTION step_due(id uuid) RETURNS step_answer
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -344,7 +378,7 @@ DECLARE
 BEGIN
     IF t.id IS NULL THEN
         RETURN step_missing(id);
-    ELSIF t.status = 'scheduled' THEN
+    ELSIF t.status = 'scheduled' AND clock_timestamp() >= coalesce((step_terms(t.id)).scheduled_for, '-infinity') THEN
         UPDATE transfers SET status = 'pending', updated_at = now() WHERE transfers.id = t.id;
     END IF;
     RETURN step_answer_of(t.id, NULL, NULL);
