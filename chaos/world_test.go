@@ -3,11 +3,11 @@
 package chaos_test
 
 import (
-	"time"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"time"
 
 	"github.com/google/uuid"
 )
