@@ -266,7 +266,7 @@ func (s *Service) Capture(ctx context.Context, id uuid.UUID, amount int64) (tran
 		return transfer.Transfer{}, transfer.Errorf(transfer.CodeNotCapturable, "transfer %s is captured automatically; only a manual transfer can be captured", id)
 	case t.CapturedAmount != nil && *t.CapturedAmount == want && t.Status.Final():
 		return t, nil
-	case t.CapturedAmount != nil:
+	case t.CapturedAmount != nil && *t.CapturedAmount != want:
 		return transfer.Transfer{}, transfer.Errorf(transfer.CodeNotCapturable, "transfer %s was already captured for %d", id, *t.CapturedAmount)
 	case want > int64(t.Amount):
 		return transfer.Transfer{}, transfer.Errorf(transfer.CodeCaptureExceedsHold, "the hold is of %d, the capture asks for %d", t.Amount, want)
