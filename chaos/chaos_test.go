@@ -225,6 +225,7 @@ func (s *stack) prepareLoad(ctx context.Context) (*world, *api, *operator, map[s
 		s.t.Fatalf("setup: %v", err)
 	}
 	s.world = w
+	w.newTerms.Store(true)
 	client := &api{base: s.apiURL, http: &http.Client{Timeout: 5 * time.Second}}
 	s.admin = &api{base: s.apiURL, http: &http.Client{Timeout: 5 * time.Second}}
 	op := dialOperator(s.t, s.temporalAddr, s.namespace, s.db)

@@ -56,6 +56,8 @@ func TestUpgrade(t *testing.T) {
 	s := startStackOf(t, 2, nil, old)
 	ctx := context.Background()
 	w, client, op, before := s.prepareLoad(ctx)
+	// Clients ask for holds and schedules once the API that offers them serves (README, Upgrading).
+	w.newTerms.Store(false)
 
 	seed := *seedFlag
 	if seed == 0 {
@@ -92,6 +94,7 @@ func TestUpgrade(t *testing.T) {
 	at(upgradeAPIAt, "API replaced by this checkout's")
 	s.api.bin = ""
 	s.api.restart(ctx, 200*time.Millisecond)
+	w.newTerms.Store(true)
 	close(clock.faultsOver)
 	wg.Wait()
 	operations.Wait()
