@@ -351,8 +351,9 @@ const notes = `
   server enough to make its split run fall behind.) The ledger's view of each run (its own table) is
   the truth: when each accepted transfer ended, read from the ledger once every one has.
 - **The cluster** (` + "`cluster`" + ` rows) is the deployment the README's Production section describes:
-  the official temporal-server's four services, each a process, on PostgreSQL (4 history shards,
-  ` + "`internal/tcluster`" + `'s default for one machine), with ` + "`transferd server`" + ` and ` + "`transferd worker`" + `
+  the official temporal-server's four services, each a process, on PostgreSQL (16 history shards
+  and 8 + 4 connections per service, sized as a deployment: ` + "`internal/tcluster`" + `'s test default of 4
+  connections collapsed under load, docs/profile-cluster.md), with ` + "`transferd server`" + ` and ` + "`transferd worker`" + `
   as processes of their own, all sharing the two cores with PostgreSQL and the bench's client. Its
   saga is never started eagerly (the API runs no worker), so its floor is the non-eager one.
   ` + "`docs/profile-cluster.md`" + ` reads its CPU per transfer and profiles: where the time goes, and what

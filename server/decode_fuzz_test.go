@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -43,6 +44,14 @@ func FuzzTransferRequest(f *testing.F) {
 		{strings.Repeat("[", 10000), ""},
 		{`{"labels":{"":"x"}}`, ""},
 		{valid, strings.Repeat("k", 256)},
+		// Holds and schedules.
+		{valid[:len(valid)-1] + `,"capture_method":"manual","hold_expires_at":"2026-12-07T12:00:00Z"}`, ""},
+		{valid[:len(valid)-1] + `,"capture_method":"manual","scheduled_for":"2026-12-01T09:00:00.123456789+01:00","hold_expires_at":"2026-12-01T09:00:00Z"}`, ""},
+		{valid[:len(valid)-1] + `,"hold_expires_at":"2026-12-07T12:00:00Z"}`, ""},
+		{valid[:len(valid)-1] + `,"capture_method":"MANUAL"}`, ""},
+		{valid[:len(valid)-1] + `,"scheduled_for":"tomorrow"}`, ""},
+		{valid[:len(valid)-1] + `,"scheduled_for":"0000-01-01T00:00:00Z"}`, ""},
+		{valid[:len(valid)-1] + `,"scheduled_for":123}`, ""},
 	} {
 		f.Add(seed.body, seed.key)
 	}
@@ -81,6 +90,19 @@ func FuzzTransferRequest(f *testing.F) {
 		}
 		if len(r.Labels) > maxLabels {
 			t.Fatalf("accepted %d labels", len(r.Labels))
+		}
+		// A hold's expiry only on a manual transfer and after its schedule; times in UTC, to the
+		// microsecond, as PostgreSQL keeps them.
+		if r.HoldExpiresAt != nil && (!r.Manual() || (r.ScheduledFor != nil && !r.HoldExpiresAt.After(*r.ScheduledFor))) {
+			t.Fatalf("accepted hold_expires_at %v with capture method %q and schedule %v", r.HoldExpiresAt, r.CaptureMethod, r.ScheduledFor)
+		}
+		for _, at := range []*time.Time{r.HoldExpiresAt, r.ScheduledFor} {
+			if at != nil && (at.Location() != time.UTC || at.Nanosecond()%1000 != 0) {
+				t.Fatalf("accepted time %v is not UTC to the microsecond", at)
+			}
+		}
+		if r.CaptureMethod != "" && r.CaptureMethod != transfer.CaptureManual {
+			t.Fatalf("accepted capture method %q", r.CaptureMethod)
 		}
 		// The amount is exactly the integer literal the client sent.
 		dec := json.NewDecoder(bytes.NewReader([]byte(body)))
