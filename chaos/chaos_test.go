@@ -398,7 +398,7 @@ func raceHold(ctx context.Context, a *api, b *book, o *outcome, r *rand.Rand, op
 	}
 	expires, _ := time.Parse(time.RFC3339Nano, o.req.HoldExpiresAt)
 	// Up to a second past the expiry, so that some captures reach the ledger too late.
-	delay := time.Duration(r.Int64N(int64(time.Until(expires) + time.Second)))
+	delay := time.Duration(r.Int64N(int64(max(time.Until(expires)+time.Second, time.Millisecond))))
 	amount := int64(0)
 	if r.IntN(2) == 0 {
 		amount = 1 + r.Int64N(o.req.Amount)
