@@ -584,6 +584,15 @@ func TestExpiryDecidesOnceItsTimeHasCome(t *testing.T) {
 		t.Errorf("cancel once the expiry was reached: %+v, %v; want cancelled with hold_expired", row, err)
 	}
 
+	// A cancel of a hold not placed yet (a backlog) whose expiry has passed: the expiry wins too.
+	soon := time.Now().Add(50 * time.Millisecond).UTC().Truncate(time.Microsecond)
+	unplaced := createHold(t, s, a.ID, b.ID, 300, func(r *transfer.Request) { r.HoldExpiresAt = &soon })
+	time.Sleep(time.Until(soon) + 10*time.Millisecond)
+	row, err = step(t, s, unplaced.ID, transfer.StepRelease, transfer.Outcome{Status: transfer.StatusCancelled, Message: "cancel after the expiry"})
+	if err != nil || row.Code != transfer.CodeHoldExpired {
+		t.Errorf("cancel of a pending hold past its expiry: %+v, %v; want hold_expired", row, err)
+	}
+
 	past := time.Now().Add(time.Second).UTC().Truncate(time.Microsecond)
 	late := createHold(t, s, a.ID, b.ID, 300, func(r *transfer.Request) { r.HoldExpiresAt = &past })
 	time.Sleep(time.Until(past) + 10*time.Millisecond)
@@ -607,12 +616,13 @@ func TestExpiryDecidesOnceItsTimeHasCome(t *testing.T) {
 	mustAudit(t, s)
 }
 
-// TestPendingTransfersIncludesRecentScheduledOnes: the reconciler's lost-start pass looks at pending
-// transfers and at scheduled ones created within ScheduledStartWindow, not at every scheduled
-// transfer of the year ahead at every sweep.
-func TestPendingTransfersIncludesRecentScheduledOnes(t *testing.T) {
+// TestPendingTransfersIncludesOverdueScheduledOnes: the reconciler's lost-start pass looks at
+// pending transfers and at scheduled ones whose time has passed, not at every scheduled transfer
+// of the year ahead, nor at the holds that wait in reserved.
+func TestPendingTransfersIncludesOverdueScheduledOnes(t *testing.T) {
 	s, db := newStoreDB(t)
 	a, b := newAccount(t, s, "USD"), newAccount(t, s, "USD")
+	fund(t, s, a, 100)
 	at := time.Now().Add(24 * time.Hour)
 	mk := func() uuid.UUID {
 		tr, _, err := s.CreateTransfer(context.Background(), transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer,
@@ -622,18 +632,26 @@ func TestPendingTransfersIncludesRecentScheduledOnes(t *testing.T) {
 		}
 		return tr.ID
 	}
-	recent, old := mk(), mk()
+	ahead, overdue := mk(), mk()
+	mustExec(t, db, `UPDATE transfer_terms SET scheduled_for = now() - interval '1 minute' WHERE transfer_id = $1`, overdue)
 	pending := createTransfer(t, s, transfer.KindTransfer, a.ID, b.ID, 1, "USD")
-	mustExec(t, db, `UPDATE transfers SET created_at = now() - interval '2 hours', updated_at = now() - interval '2 hours' WHERE id = $1`, old)
-	got, err := s.PendingTransfers(context.Background(), time.Now().Add(time.Second), transfer.Key{}, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := createHold(t, s, a.ID, b.ID, 1, nil)
+	step(t, s, held.ID, transfer.StepReserve, transfer.Outcome{})
 	seen := map[uuid.UUID]bool{}
-	for _, tr := range got {
-		seen[tr.ID] = true
+	// Pages of one, to walk the keyset across both parts.
+	for after := (transfer.Key{}); ; {
+		got, err := s.PendingTransfers(context.Background(), time.Now().Add(time.Second), after, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			break
+		}
+		seen[got[0].ID] = true
+		after = transfer.Key{CreatedAt: got[0].CreatedAt, ID: got[0].ID}
 	}
-	if !seen[recent] || !seen[pending] || seen[old] {
-		t.Errorf("pending transfers: recent scheduled %v, pending %v, scheduled two hours ago %v; want true, true, false", seen[recent], seen[pending], seen[old])
+	if !seen[overdue] || !seen[pending] || seen[ahead] || seen[held.ID] || len(seen) != 2 {
+		t.Errorf("pending transfers: overdue scheduled %v, pending %v, scheduled ahead %v, held %v (%d in all); want true, true, false, false",
+			seen[overdue], seen[pending], seen[ahead], seen[held.ID], len(seen))
 	}
 }

@@ -10,23 +10,25 @@ import (
 	"github.com/transferd/transferd/transfer"
 )
 
-// ScheduledStartWindow is how long after its creation a scheduled transfer is looked at as a lost
-// start: a scheduled transfer keeps its row unchanged until its time, up to a year, and asking
-// Temporal about every one at every sweep would cost what is scheduled, not what changed. A start
-// lost longer ago than this is found by `transferd repair --all`.
-const ScheduledStartWindow = time.Hour
-
-// PendingTransfers returns up to limit pending transfers, and scheduled ones created within
-// ScheduledStartWindow of the time, last updated before the time, in
-// (created_at, id) order after the key (none for a zero key): the transfers whose workflow may
-// never have started. It reads the partial index of transfers in flight, so it costs the pending
-// transfers, not the journal.
+// PendingTransfers returns up to limit transfers whose workflow may never have started, in
+// (created_at, id) order after the key (none for a zero key): pending transfers last updated
+// before the time, and scheduled ones whose scheduled_for is before it (a scheduled transfer
+// waits, unchanged, until its time; one still scheduled after it is a lost start, or a workflow
+// that Repair finds running and leaves alone). Each part reads a partial index of its status
+// (migration 0007), so a sweep costs the pending and the scheduled transfers, never the holds that
+// wait in reserved, and asks Temporal only about those that are overdue.
 func (s *Store) PendingTransfers(ctx context.Context, updatedBefore time.Time, after transfer.Key, limit int) ([]transfer.Transfer, error) {
 	var rows []transferRow
-	err := s.db.WithContext(ctx).Raw(`SELECT `+transferColumns+` FROM `+transferTable+`
-		WHERE (t.status = 'pending' OR (t.status = 'scheduled' AND t.created_at > ?))
-		  AND t.updated_at < ? AND (t.created_at, t.id) > (?, ?)
-		ORDER BY t.created_at, t.id LIMIT ?`, updatedBefore.Add(-ScheduledStartWindow), updatedBefore, after.CreatedAt, after.ID, limit).Scan(&rows).Error
+	err := s.db.WithContext(ctx).Raw(`SELECT * FROM (
+		(SELECT `+transferColumns+` FROM `+transferTable+`
+		  WHERE t.status = 'pending' AND t.updated_at < ? AND (t.created_at, t.id) > (?, ?)
+		  ORDER BY t.created_at, t.id LIMIT ?)
+		UNION ALL
+		(SELECT `+transferColumns+` FROM `+transferTable+`
+		  WHERE t.status = 'scheduled' AND x.scheduled_for < ? AND (t.created_at, t.id) > (?, ?)
+		  ORDER BY t.created_at, t.id LIMIT ?)) p
+		ORDER BY created_at, id LIMIT ?`,
+		updatedBefore, after.CreatedAt, after.ID, limit, updatedBefore, after.CreatedAt, after.ID, limit, limit).Scan(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("ledger: pending transfers: %w", err)
 	}

@@ -37,9 +37,9 @@ type Store interface {
 	// SystemAccount returns the currency's system account, creating it on first use;
 	// CodeUnsupportedCurrency for a currency the service does not accept.
 	SystemAccount(ctx context.Context, cur transfer.Currency) (transfer.Account, error)
-	// PendingTransfers returns up to limit pending transfers last updated before the time, in
-	// (created_at, id) order after the one given (none for the first page): the transfers whose
-	// workflow may never have started.
+	// PendingTransfers returns up to limit transfers whose workflow may never have started, in
+	// (created_at, id) order after the one given (none for the first page): pending transfers last
+	// updated before the time, and scheduled ones whose scheduled_for is before it.
 	PendingTransfers(ctx context.Context, updatedBefore time.Time, after transfer.Key, limit int) ([]transfer.Transfer, error)
 	// InFlightTransfersAfter returns up to limit transfers that are not final, in (created_at, id)
 	// order after the key (none for a zero key).
@@ -273,9 +273,16 @@ func (s *Service) Capture(ctx context.Context, id uuid.UUID, amount int64) (tran
 	case t.Status.Final():
 		return transfer.Transfer{}, notCapturable(t)
 	}
-	// A capture of the amount already captured, on a transfer not yet final, still goes to the
-	// workflow: the ledger answers it as the same capture, and a workflow that had lost the task
-	// that captured (its update not delivered again) learns of it now and credits.
+	if t.CapturedAmount != nil {
+		// The amount already captured, on a transfer not yet final: the same capture, answered
+		// from the row. The update still goes to the workflow, waited for only until it is
+		// accepted: a workflow that had lost the task that captured (its update not delivered
+		// again) learns of it now and credits, and the answer does not wait for that credit.
+		if err := s.wakeCapture(ctx, t, amount); err != nil && !isClosed(err) {
+			s.log.WarnContext(ctx, "capture: could not tell the workflow of a capture the ledger has", "transfer_id", id.String(), "err", err)
+		}
+		return s.store.Transfer(ctx, id)
+	}
 	err = s.captureUpdate(ctx, t, amount)
 	if isClosed(err) {
 		// The row is not final and the workflow closed (an operator terminated it): give it a new
@@ -311,6 +318,17 @@ func captureMessage(code transfer.Code, ledgerMessage string) string {
 		return "the source account cannot send money; the hold stays until it is cancelled or expires"
 	}
 	return ledgerMessage
+}
+
+// wakeCapture sends the capture update and waits only until the workflow has accepted it.
+func (s *Service) wakeCapture(ctx context.Context, t transfer.Transfer, amount int64) error {
+	_, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   t.ID.String(),
+		UpdateName:   workflows.UpdateCapture,
+		Args:         []any{workflows.CaptureInput{Amount: amount}},
+		WaitForStage: client.WorkflowUpdateStageAccepted,
+	})
+	return err
 }
 
 // captureUpdate sends the capture update and waits for the ledger's answer.

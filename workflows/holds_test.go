@@ -27,8 +27,10 @@ const (
 	due     = "Due"
 )
 
-// start is the test environment's start time, so expiries and schedules are known in advance.
-var start = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+// start is the test environment's start time, so expiries and schedules are known in advance. It
+// is the wall clock's now: the SDK measures a local activity's retry budget against the wall clock,
+// so a fixed date in the past made a local step's retries look long expired.
+var start = time.Now().UTC().Truncate(time.Second)
 
 // newHoldRun returns a run of a manual transfer whose reserve places a hold expiring after holdFor.
 func newHoldRun(t *testing.T, holdFor time.Duration) *sagaRun {
@@ -389,4 +391,26 @@ func TestScheduleWaitsForTheLedgersClock(t *testing.T) {
 	got := r.execute()
 	require.Equal(t, transfer.StatusCompleted, got.Status)
 	r.check([]string{due, due, reserve, debit, credit}, nil, nil, []string{"pending", "reserved", "debited", "completed"})
+}
+
+// TestExpiryRecheckBacksOff: a ledger clock that lags by minutes is asked again after 1, 2, 4, 8 s
+// and so on, up to a minute apart, not every second.
+func TestExpiryRecheckBacksOff(t *testing.T) {
+	r := newHoldRun(t, time.Hour)
+	var asked []time.Duration
+	r.env.OnActivity(a.Expire, mock.Anything, mock.Anything).Return(func(context.Context, activities.ExpireInput) (activities.ExpireResult, error) {
+		asked = append(asked, r.env.Now().Sub(start))
+		if len(asked) < 9 {
+			return activities.ExpireResult{Row: transfer.Outcome{Status: transfer.StatusReserved, HoldExpiresAt: start.Add(time.Hour)}}, nil
+		}
+		return expired, nil
+	})
+	got := r.execute()
+	require.Equal(t, transfer.CodeHoldExpired, got.FailureCode)
+	var gaps []time.Duration
+	for i := 1; i < len(asked); i++ {
+		gaps = append(gaps, (asked[i] - asked[i-1]).Round(time.Second))
+	}
+	require.Equal(t, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second,
+		32 * time.Second, time.Minute, time.Minute}, gaps, "waits between the asks of a lagging ledger")
 }

@@ -206,9 +206,20 @@ const (
 // were; version 1 is the first form of those paths.
 const holdsChange = "holds-and-schedules"
 
-// expiryRecheck is how long the saga waits before it asks the ledger again about a hold's expiry or
-// a schedule's time that the ledger's clock had not yet reached when the workflow's timer fired.
-const expiryRecheck = time.Second
+// expiryRecheck is how long the saga first waits before it asks the ledger again about a hold's
+// expiry or a schedule's time that the ledger's clock had not yet reached when the workflow's timer
+// fired; each further wait doubles, up to maxExpiryRecheck, so a clock that lags by minutes costs
+// a few events, not one a second.
+const (
+	expiryRecheck    = time.Second
+	maxExpiryRecheck = time.Minute
+)
+
+// recheckAfter is the wait before the n-th (from 0) recheck of a time the ledger's clock had not
+// reached.
+func recheckAfter(n int) time.Duration {
+	return min(expiryRecheck<<min(n, 10), maxExpiryRecheck)
+}
 
 // holdRecheck is the longest a held transfer's saga waits without asking the ledger where the
 // transfer stands (step_expire, which changes nothing before the expiry). A capture can have
@@ -597,7 +608,7 @@ func (s *saga) cancel(ctx workflow.Context, in CancelInput) (CancelResult, error
 // cancelled if a cancel won. A capture meanwhile is put to the ledger, which refuses it: nothing
 // is held yet.
 func (s *saga) schedule(ctx, steps workflow.Context, row transfer.Outcome) (transfer.Outcome, error) {
-	for {
+	for early := 0; ; {
 		if s.cancelling(ctx) {
 			return s.compensate(steps, row, transfer.StepRelease, s.cancelOutcome())
 		}
@@ -622,9 +633,10 @@ func (s *saga) schedule(ctx, steps workflow.Context, row transfer.Outcome) (tran
 			return answer, err
 		}
 		// The ledger's clock has not reached scheduled_for yet: ask again shortly.
-		if _, err := s.await(ctx, expiryRecheck); err != nil {
+		if _, err := s.await(ctx, recheckAfter(early)); err != nil {
 			return transfer.Outcome{}, err
 		}
+		early++
 	}
 }
 
@@ -634,7 +646,7 @@ func (s *saga) schedule(ctx, steps workflow.Context, row transfer.Outcome) (tran
 // first wins and the others find the row moved on. It returns the ledger's answer once the row
 // has left reserved (debited by a capture, or cancelled).
 func (s *saga) hold(ctx, steps workflow.Context, row transfer.Outcome) (transfer.Outcome, error) {
-	for {
+	for early := 0; ; {
 		if s.cancelling(ctx) {
 			return s.compensate(steps, row, transfer.StepRelease, s.cancelOutcome())
 		}
@@ -666,9 +678,10 @@ func (s *saga) hold(ctx, steps workflow.Context, row transfer.Outcome) (transfer
 		}
 		// The ledger's clock has not reached the expiry yet (the clocks differ by a moment): ask
 		// again shortly, still open to a capture or a cancel.
-		if _, err := s.await(ctx, expiryRecheck); err != nil {
+		if _, err := s.await(ctx, recheckAfter(early)); err != nil {
 			return transfer.Outcome{}, err
 		}
+		early++
 	}
 }
 

@@ -72,15 +72,25 @@ ALTER TABLE transfers DROP CONSTRAINT IF EXISTS transfers_status_check;
 -- IF NOT EXISTS would take an index that a failed build left invalid for built; renaming it clears
 -- the name for the build.
 DO $do$
+DECLARE
+    name text;
 BEGIN
-    IF EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('transfers_unfinished_idx') AND NOT indisvalid) THEN
-        ALTER INDEX transfers_unfinished_idx RENAME TO transfers_unfinished_idx_invalid;
-    END IF;
+    FOREACH name IN ARRAY ARRAY['transfers_unfinished_idx', 'transfers_pending_idx', 'transfers_scheduled_idx'] LOOP
+        IF EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass(name) AND NOT indisvalid) THEN
+            EXECUTE format('ALTER INDEX %I RENAME TO %I', name, name || '_invalid');
+        END IF;
+    END LOOP;
 END
 $do$;
 
 -- statement: drop transfers_unfinished_idx_invalid
 DROP INDEX CONCURRENTLY IF EXISTS transfers_unfinished_idx_invalid;
+
+-- statement: drop transfers_pending_idx_invalid
+DROP INDEX CONCURRENTLY IF EXISTS transfers_pending_idx_invalid;
+
+-- statement: drop transfers_scheduled_idx_invalid
+DROP INDEX CONCURRENTLY IF EXISTS transfers_scheduled_idx_invalid;
 
 -- statement: build transfers_unfinished_idx
 -- The transfers that are not final, scheduled ones included, for the reconciler and the audit
@@ -88,6 +98,16 @@ DROP INDEX CONCURRENTLY IF EXISTS transfers_unfinished_idx_invalid;
 -- previous release).
 CREATE INDEX CONCURRENTLY IF NOT EXISTS transfers_unfinished_idx ON transfers (created_at, id)
     WHERE status IN ('scheduled', 'pending', 'reserved', 'debited');
+
+-- statement: build transfers_pending_idx
+-- The pending transfers, for the reconciler's lost starts: a hold waits in reserved for days, and
+-- the sweep must not read every hold to find the few transfers that are pending.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS transfers_pending_idx ON transfers (created_at, id) WHERE status = 'pending';
+
+-- statement: build transfers_scheduled_idx
+-- The scheduled transfers, for the reconciler's overdue ones (a lost start shows when its time has
+-- passed and it is still scheduled).
+CREATE INDEX CONCURRENTLY IF NOT EXISTS transfers_scheduled_idx ON transfers (created_at, id) WHERE status = 'scheduled';
 
 -- statement: step functions
 DO $do$
@@ -261,8 +281,9 @@ BEGIN
         RETURN step_answer_of(t.id, NULL, NULL);
     END IF;
     x := step_terms(t.id);
-    IF t.status = 'reserved' AND step_hold_expired(x) THEN
-        -- The hold's expiry, by the database's clock, came before this release: the expiry wins.
+    IF step_hold_expired(x) THEN
+        -- The hold's expiry, by the database's clock, came before this release (held, or still
+        -- pending or scheduled in a backlog): the expiry wins.
         PERFORM step_end_expired(t, x);
         RETURN step_answer_of(t.id, NULL, NULL);
     END IF;
