@@ -264,33 +264,32 @@ func (s *Service) Capture(ctx context.Context, id uuid.UUID, amount int64) (tran
 	switch {
 	case t.CaptureMethod != transfer.CaptureManual:
 		return transfer.Transfer{}, transfer.Errorf(transfer.CodeNotCapturable, "transfer %s is captured automatically; only a manual transfer can be captured", id)
-	case t.CapturedAmount != nil && *t.CapturedAmount == want && t.Status.Final():
-		return t, nil
 	case t.CapturedAmount != nil && *t.CapturedAmount != want:
 		return transfer.Transfer{}, transfer.Errorf(transfer.CodeNotCapturable, "transfer %s was already captured for %d", id, *t.CapturedAmount)
+	case t.CapturedAmount != nil && t.Status.Final():
+		return t, nil
+	case t.CapturedAmount != nil:
+		// The amount already captured, on a transfer not yet final: the same capture, answered
+		// from the row. The update still goes to the workflow, waited for only until it is
+		// accepted: a workflow that had lost the task that captured (its update not delivered
+		// again) learns of it now and credits, and the answer does not wait for that credit.
+		if err := s.captureUpdate(ctx, t, amount, client.WorkflowUpdateStageAccepted); err != nil && !isClosed(err) {
+			s.log.WarnContext(ctx, "capture: could not tell the workflow of a capture the ledger has", "transfer_id", id.String(), "err", err)
+		}
+		return s.store.Transfer(ctx, id)
 	case want > int64(t.Amount):
 		return transfer.Transfer{}, transfer.Errorf(transfer.CodeCaptureExceedsHold, "the hold is of %d, the capture asks for %d", t.Amount, want)
 	case t.Status.Final():
 		return transfer.Transfer{}, notCapturable(t)
 	}
-	if t.CapturedAmount != nil {
-		// The amount already captured, on a transfer not yet final: the same capture, answered
-		// from the row. The update still goes to the workflow, waited for only until it is
-		// accepted: a workflow that had lost the task that captured (its update not delivered
-		// again) learns of it now and credits, and the answer does not wait for that credit.
-		if err := s.wakeCapture(ctx, t, amount); err != nil && !isClosed(err) {
-			s.log.WarnContext(ctx, "capture: could not tell the workflow of a capture the ledger has", "transfer_id", id.String(), "err", err)
-		}
-		return s.store.Transfer(ctx, id)
-	}
-	err = s.captureUpdate(ctx, t, amount)
+	err = s.captureUpdate(ctx, t, amount, client.WorkflowUpdateStageCompleted)
 	if isClosed(err) {
 		// The row is not final and the workflow closed (an operator terminated it): give it a new
 		// run, which waits for the capture again, and ask once more.
 		if _, rerr := s.Repair(ctx, id); rerr != nil {
 			return transfer.Transfer{}, rerr
 		}
-		err = s.captureUpdate(ctx, t, amount)
+		err = s.captureUpdate(ctx, t, amount, client.WorkflowUpdateStageCompleted)
 	}
 	var app *temporal.ApplicationError
 	switch {
@@ -320,26 +319,16 @@ func captureMessage(code transfer.Code, ledgerMessage string) string {
 	return ledgerMessage
 }
 
-// wakeCapture sends the capture update and waits only until the workflow has accepted it.
-func (s *Service) wakeCapture(ctx context.Context, t transfer.Transfer, amount int64) error {
-	_, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   t.ID.String(),
-		UpdateName:   workflows.UpdateCapture,
-		Args:         []any{workflows.CaptureInput{Amount: amount}},
-		WaitForStage: client.WorkflowUpdateStageAccepted,
-	})
-	return err
-}
-
-// captureUpdate sends the capture update and waits for the ledger's answer.
-func (s *Service) captureUpdate(ctx context.Context, t transfer.Transfer, amount int64) error {
+// captureUpdate sends the capture update and waits for it to reach stage: accepted (the workflow
+// has it), or completed (the ledger answered it; its refusal is the error).
+func (s *Service) captureUpdate(ctx context.Context, t transfer.Transfer, amount int64, stage client.WorkflowUpdateStage) error {
 	handle, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   t.ID.String(),
 		UpdateName:   workflows.UpdateCapture,
 		Args:         []any{workflows.CaptureInput{Amount: amount}},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
+		WaitForStage: stage,
 	})
-	if err != nil {
+	if err != nil || stage != client.WorkflowUpdateStageCompleted {
 		return err
 	}
 	var res workflows.CaptureResult
