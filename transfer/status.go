@@ -77,9 +77,6 @@ const (
 	CaptureManual    CaptureMethod = "manual"
 )
 
-// Valid reports whether m is a known capture method.
-func (m CaptureMethod) Valid() bool { return m == CaptureAutomatic || m == CaptureManual }
-
 // Step names one step of a transfer's saga.
 type Step string
 

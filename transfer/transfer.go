@@ -62,11 +62,9 @@ type Request struct {
 
 // DefaultHoldFor is how long a hold lasts when the client names no expiry, and MaxHoldFor the
 // longest it may last: both from when the hold is placed (scheduled_for for a scheduled transfer).
-// MaxScheduleAhead is how far ahead a transfer may be scheduled.
 const (
-	DefaultHoldFor   = 7 * 24 * time.Hour
-	MaxHoldFor       = 30 * 24 * time.Hour
-	MaxScheduleAhead = 366 * 24 * time.Hour
+	DefaultHoldFor = 7 * 24 * time.Hour
+	MaxHoldFor     = 30 * 24 * time.Hour
 )
 
 // Manual reports whether the request is for a hold that waits for its capture.

@@ -381,7 +381,7 @@ BEGIN
         RETURN step_missing(id);
     END IF;
     x := step_terms(t.id);
-    IF t.status <> 'reserved' OR NOT coalesce(step_hold_expired(x), false) THEN
+    IF t.status <> 'reserved' OR NOT step_hold_expired(x) THEN
         RETURN step_answer_of(t.id, NULL, NULL);
     END IF;
     PERFORM step_end_expired(t, x);
