@@ -113,7 +113,7 @@ func (s *ClusterStack) Start(ctx context.Context, in StackStart) (Deployment, er
 	if err != nil {
 		return Deployment{}, err
 	}
-	args := slices.Concat([]string{"server"}, common, []string{"--addr", addr, "--with-worker=false", "--bcrypt-cost", "4"})
+	args := slices.Concat([]string{"server"}, common, []string{"--addr", addr, "--with-worker=false", "--bcrypt-cost", "4", "--sign-ups-per-hour", "0"})
 	if in.SagaVariant != "" {
 		args = append(args, "--saga-variant", in.SagaVariant)
 	}

@@ -55,7 +55,7 @@ func (d *DevStack) Start(ctx context.Context, in StackStart) (Deployment, error)
 		}
 	}
 	args := []string{"dev", "--database-url", in.Database, "--data-dir", d.dataDir, "--addr", d.addr,
-		"--temporal-address", d.temporal, "--ui-addr", "", "--bcrypt-cost", "4"}
+		"--temporal-address", d.temporal, "--ui-addr", "", "--bcrypt-cost", "4", "--sign-ups-per-hour", "0"}
 	if in.SagaVariant != "" {
 		args = append(args, "--saga-variant", in.SagaVariant)
 	}

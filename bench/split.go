@@ -140,7 +140,7 @@ func runSplit(ctx context.Context, tc client.Client, store *ledger.Store, s spli
 	}
 	defer wrk.stop()
 	aargs, err := withPprof(s.profileDir != "", s.dep.Reserved, pprof, splitAPI, slices.Concat([]string{"server"}, common,
-		[]string{"--addr", apiAddr, "--with-worker=false", "--saga-variant", "fast", "--bcrypt-cost", "4"}))
+		[]string{"--addr", apiAddr, "--with-worker=false", "--saga-variant", "fast", "--bcrypt-cost", "4", "--sign-ups-per-hour", "0"}))
 	if err != nil {
 		return Result{}, err
 	}

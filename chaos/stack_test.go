@@ -159,7 +159,7 @@ func startStackOn(t *testing.T, kind temporalKind, workers int, pg *cluster, bin
 	apiAddr := freeAddr(t)
 	s.apiURL = "http://" + apiAddr
 	s.api = newProc(t, s.dir, "api", append(common, "TRANSFERD_DATABASE_URL="+viaProxy(dsn, s.pgAPI),
-		"TRANSFERD_JWT_SECRET="+jwtSecret, "TRANSFERD_BCRYPT_COST=4"), "server", "--addr", apiAddr)
+		"TRANSFERD_JWT_SECRET="+jwtSecret, "TRANSFERD_BCRYPT_COST=4", "TRANSFERD_SIGN_UPS_PER_HOUR=0"), "server", "--addr", apiAddr)
 	s.api.bin = bin
 	s.api.ready = func(ctx context.Context) error { return waitHTTP(ctx, s.apiURL+"/readyz", s.api) }
 	for i := range workers {

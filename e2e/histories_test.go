@@ -71,7 +71,7 @@ func TestRecordHistories(t *testing.T) {
 	a := s.account("USD")
 	b := s.account("USD")
 	frozen := s.account("USD")
-	if _, err := s.store.SetAccountStatus(ctx, frozen.ID, transfer.AccountFrozen); err != nil {
+	if _, err := s.store.SetAccountStatus(ctx, transfer.Actor{}, frozen.ID, transfer.AccountFrozen); err != nil {
 		t.Fatal(err)
 	}
 	// funded makes sure a can pay for a path recorded on its own (the success path funds it).
@@ -113,7 +113,7 @@ func TestRecordHistories(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitStatus(t, s, id, transfer.StatusReserved)
-			if _, err := s.store.SetAccountStatus(ctx, c.ID, transfer.AccountFrozen); err != nil {
+			if _, err := s.store.SetAccountStatus(ctx, transfer.Actor{}, c.ID, transfer.AccountFrozen); err != nil {
 				t.Fatal(err)
 			}
 			release()

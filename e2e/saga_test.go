@@ -53,7 +53,7 @@ func testSagaPaths(t *testing.T, s *stack) {
 
 	t.Run("credit to a frozen account is refunded", func(t *testing.T) {
 		c := s.account("USD")
-		if _, err := s.store.SetAccountStatus(ctx, c.ID, transfer.AccountFrozen); err != nil {
+		if _, err := s.store.SetAccountStatus(ctx, transfer.Actor{}, c.ID, transfer.AccountFrozen); err != nil {
 			t.Fatal(err)
 		}
 		tr := s.submit(transfer.Request{FromAccountID: a.ID, ToAccountID: c.ID, Amount: 100, Currency: "USD"})

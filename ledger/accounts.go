@@ -93,8 +93,9 @@ func (s *Store) Account(ctx context.Context, id uuid.UUID) (transfer.Account, er
 
 // SetAccountStatus changes an account's status. Closing needs a zero balance, nothing reserved and no
 // transfer in flight from or to the account (CodeAccountNotEmpty), since a refund or credit still to
-// come would land on it. The system account's status never changes (CodeInvalidInput).
-func (s *Store) SetAccountStatus(ctx context.Context, id uuid.UUID, status transfer.AccountStatus) (transfer.Account, error) {
+// come would land on it. The system account's status never changes (CodeInvalidInput). A change is
+// recorded in the audit log as actor's, in the same transaction.
+func (s *Store) SetAccountStatus(ctx context.Context, actor transfer.Actor, id uuid.UUID, status transfer.AccountStatus) (transfer.Account, error) {
 	if !status.Valid() {
 		return transfer.Account{}, transfer.Errorf(transfer.CodeInvalidInput, "unknown account status %q", status)
 	}
@@ -119,9 +120,16 @@ func (s *Store) SetAccountStatus(ctx context.Context, id uuid.UUID, status trans
 					"account %s has balance %d, reserved %d and %d transfers in flight; it must be empty to close", id, row.Balance, row.Reserved, inFlight)
 			}
 		}
+		from := row.Status
 		if err := tx.Raw(`UPDATE accounts SET status = ?, updated_at = now() WHERE id = ? RETURNING *`, string(status), id).
 			Scan(&row).Error; err != nil {
 			return err
+		}
+		if from != string(status) {
+			if err := recordAudit(tx, actor, transfer.AuditAccountStatus, "account", id,
+				map[string]any{"from": from, "to": string(status)}); err != nil {
+				return err
+			}
 		}
 		a, err := row.domain()
 		out = a

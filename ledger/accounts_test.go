@@ -220,7 +220,7 @@ func TestSetAccountStatus(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(t, a)
 			}
-			got, err := s.SetAccountStatus(ctx, a.ID, tc.status)
+			got, err := s.SetAccountStatus(ctx, transfer.Actor{}, a.ID, tc.status)
 			if tc.wantCode != "" {
 				checkCode(t, err, tc.wantCode)
 			} else if err != nil || got.Status != tc.wantStatus || got.ID != a.ID {
@@ -231,8 +231,8 @@ func TestSetAccountStatus(t *testing.T) {
 			}
 		})
 	}
-	_, err = s.SetAccountStatus(ctx, sys.ID, transfer.AccountFrozen)
+	_, err = s.SetAccountStatus(ctx, transfer.Actor{}, sys.ID, transfer.AccountFrozen)
 	checkCode(t, err, transfer.CodeInvalidInput)
-	_, err = s.SetAccountStatus(ctx, uuid.New(), transfer.AccountFrozen)
+	_, err = s.SetAccountStatus(ctx, transfer.Actor{}, uuid.New(), transfer.AccountFrozen)
 	checkCode(t, err, transfer.CodeAccountNotFound)
 }

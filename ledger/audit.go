@@ -145,6 +145,14 @@ var auditQueries = []auditQuery{
 		   OR (x.capture_method = 'manual' AND x.captured_amount IS NULL AND t.status IN ('debited', 'completed'))
 		   OR (x.capture_method = 'manual' AND t.status = 'reserved' AND x.hold_expires_at IS NULL)
 		   OR (t.status = 'scheduled' AND x.scheduled_for IS NULL)`},
+	// An Idempotency-Key names a transfer that its caller created (migration 0009): a key naming
+	// another's transfer would replay it to the wrong user.
+	{InvTransferEntries, "idempotency key", `
+		SELECT 'idempotency key of user ' || k.caller_id AS subject,
+		       'names transfer ' || k.resource_id || CASE WHEN t.id IS NULL THEN ', which does not exist'
+		            ELSE ', which user ' || coalesce(t.initiated_by::text, 'nobody') || ' created' END AS detail
+		FROM idempotency_keys k LEFT JOIN transfers t ON t.id = k.resource_id
+		WHERE k.scope = 'transfer' AND t.initiated_by IS DISTINCT FROM k.caller_id`},
 	{InvTransferEntries, "entry without transfer", `
 		SELECT 'entry ' || e.id AS subject, 'names transfer ' || e.transfer_id || ', which does not exist' AS detail
 		FROM entries e LEFT JOIN transfers t ON t.id = e.transfer_id WHERE t.id IS NULL`},

@@ -144,6 +144,15 @@ func TestAuditFindsCorruption(t *testing.T) {
 					{ledger.InvTransferEntries, entrySubject(f.completedCredit)}}
 			},
 			checks: []string{"transfer equals entries", "entry matches transfer"}},
+		{name: "an idempotency key naming another user's transfer",
+			corrupt: func(t testing.TB, f auditFixture) {
+				mustExec(t, f.db, `INSERT INTO idempotency_keys (caller_id, scope, key_hash, resource_id)
+					VALUES ('00000000-0000-4000-8000-00000000000a', 'transfer', sha256('k'), $1)`, f.completed)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, "idempotency key of user 00000000-0000-4000-8000-00000000000a"}}
+			},
+			checks: []string{"idempotency key"}},
 		{name: "balance and entry_seq raised together",
 			corrupt: func(t testing.TB, f auditFixture) {
 				mustExec(t, f.db, "UPDATE accounts SET balance = balance + 1, entry_seq = entry_seq + 1 WHERE id = $1", f.b.ID)

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"slices"
 	"time"
+
+	"github.com/transferd/transferd/transfer"
 )
 
 // MigrationsDir is the directory of the embedded migrations, for MigrateDir.
@@ -42,4 +44,9 @@ func MigrationStatements(version string) ([]MigrationStatement, error) {
 		out = append(out, MigrationStatement{Name: st.name, SQL: st.sql})
 	}
 	return out, nil
+}
+
+// TakeTokensAt is TakeTokens at a chosen time instead of on the database's clock.
+func (s *Store) TakeTokensAt(ctx context.Context, at time.Time, buckets []transfer.Bucket) (time.Duration, error) {
+	return s.takeTokens(ctx, at, buckets)
 }

@@ -19,11 +19,18 @@ type userRow struct {
 	Name         string
 	Role         string
 	CreatedAt    time.Time
+	// Status and TokenGeneration come from user_access (migration 0010), when a query joins it.
+	Status          string
+	TokenGeneration int64
 }
 
 func (r userRow) domain() transfer.User {
+	status := transfer.UserStatus(r.Status)
+	if status == "" {
+		status = transfer.UserActive
+	}
 	return transfer.User{ID: r.ID, Email: r.Email, Name: r.Name, Role: transfer.Role(r.Role),
-		PasswordHash: r.PasswordHash, CreatedAt: r.CreatedAt.UTC()}
+		PasswordHash: r.PasswordHash, CreatedAt: r.CreatedAt.UTC(), Status: status, TokenGeneration: r.TokenGeneration}
 }
 
 type accountRow struct {

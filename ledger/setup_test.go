@@ -146,7 +146,7 @@ func getTransfer(t testing.TB, s *ledger.Store, id uuid.UUID) transfer.Transfer 
 // setStatus changes an account's status and fails the test if it cannot.
 func setStatus(t testing.TB, s *ledger.Store, id uuid.UUID, status transfer.AccountStatus) {
 	t.Helper()
-	if _, err := s.SetAccountStatus(context.Background(), id, status); err != nil {
+	if _, err := s.SetAccountStatus(context.Background(), transfer.Actor{}, id, status); err != nil {
 		t.Fatalf("set account %s %s: %v", id, status, err)
 	}
 }

@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -22,9 +23,18 @@ import (
 // with the same request hash, it returns the existing transfer in its current state and created =
 // false; with a different hash, CodeIdempotencyConflict. Funds and account status are the saga's to
 // check, not this call's.
+//
+// A request with an IdempotencyKey is idempotent by its key instead, per caller (InitiatedBy): the
+// key's first request creates the transfer with r.ID and remembers the key in the same transaction,
+// and every later one answers like a repeat of that transfer's id, whatever ids others have taken.
+// A key whose legacy id (transfer.LegacyKeyID) names a transfer this caller created names that
+// transfer.
 func (s *Store) CreateTransfer(ctx context.Context, r transfer.Request) (t transfer.Transfer, created bool, err error) {
 	if r.ID == uuid.Nil {
 		return transfer.Transfer{}, false, transfer.Errorf(transfer.CodeInvalidInput, "a transfer needs an id")
+	}
+	if r.IdempotencyKey != "" && r.InitiatedBy == uuid.Nil {
+		return transfer.Transfer{}, false, transfer.Errorf(transfer.CodeInvalidInput, "an idempotency key needs the user who sent it")
 	}
 	if !r.Kind.Valid() {
 		return transfer.Transfer{}, false, transfer.Errorf(transfer.CodeInvalidInput, "unknown transfer kind %q", r.Kind)
@@ -36,7 +46,15 @@ func (s *Store) CreateTransfer(ctx context.Context, r transfer.Request) (t trans
 	db := s.db.WithContext(ctx)
 	// A repeat of an existing transfer is answered from its row, whatever has happened to its
 	// accounts since.
-	if t, found, err := s.existingTransfer(db, r.ID, hash); found || err != nil {
+	var keyHash []byte
+	if r.IdempotencyKey != "" {
+		sum := sha256.Sum256([]byte(r.IdempotencyKey))
+		keyHash = sum[:]
+		t, created, err := s.keyedRepeat(db, r.InitiatedBy, keyHash, transfer.LegacyKeyID(r.InitiatedBy, r.IdempotencyKey), hash)
+		if !errors.Is(err, errKeyNotFound) {
+			return t, created, err
+		}
+	} else if t, found, err := s.existingTransfer(db, r.ID, hash); found || err != nil {
 		return t, false, err
 	}
 	if r.FromAccountID == r.ToAccountID {
@@ -73,6 +91,24 @@ func (s *Store) CreateTransfer(ctx context.Context, r transfer.Request) (t trans
 				"account %s holds %s, not %s", id, found.Currency, r.Currency)
 		}
 	}
+	if keyHash != nil {
+		return s.createKeyedTransfer(db, r, hash, keyHash)
+	}
+	rows, err := insertTransfer(db, r, hash)
+	if err != nil {
+		return transfer.Transfer{}, false, err
+	}
+	if len(rows) == 0 {
+		// A concurrent request with the same id won the insert.
+		t, _, err := s.existingTransfer(db, r.ID, hash)
+		return t, false, err
+	}
+	t, err = rows[0].domain()
+	return t, true, err
+}
+
+// insertTransfer inserts the transfer's row unless its id exists, and returns it (none if it did).
+func insertTransfer(db *gorm.DB, r transfer.Request, hash []byte) ([]transferRow, error) {
 	var rows []transferRow
 	// ON CONFLICT names no key: every unique key of transfers begins with id (migration 0004 adds
 	// transfers_id_from_amount_key for the hold's foreign key), and an insert racing one of the same
@@ -88,28 +124,115 @@ func (s *Store) CreateTransfer(ctx context.Context, r transfer.Request) (t trans
 		method = transfer.CaptureManual
 	}
 	hasTerms := r.Manual() || r.ScheduledFor != nil
-	err = db.Raw(`WITH t AS (
+	err := db.Raw(`WITH t AS (
 			INSERT INTO transfers (id, kind, from_account_id, to_account_id, amount, currency, description, labels, request_hash, initiated_by, status)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?, ?)
 			ON CONFLICT DO NOTHING RETURNING *),
 		x AS (
 			INSERT INTO transfer_terms (transfer_id, capture_method, scheduled_for, hold_expires_at)
 			SELECT t.id, ?, ?::timestamptz, ?::timestamptz FROM t WHERE ?
-			RETURNING *)
+			RETURNING *),
+		a AS (
+			INSERT INTO audit_log (id, actor_id, api_key_id, action, subject_type, subject_id, detail)
+			SELECT gen_random_uuid(), t.initiated_by, ?::uuid, '`+transfer.AuditTransferCreated+`', 'transfer', t.id,
+			       jsonb_build_object('kind', t.kind, 'amount', t.amount, 'currency', t.currency) FROM t
+			ON CONFLICT DO NOTHING)
 		SELECT `+transferColumns+` FROM t LEFT JOIN x ON x.transfer_id = t.id`,
 		r.ID, string(r.Kind), r.FromAccountID, r.ToAccountID, int64(r.Amount), string(r.Currency), r.Description,
 		encodeLabels(r.Labels), hash, nullable(r.InitiatedBy), string(status),
-		string(method), r.ScheduledFor, holdExpiry(r), hasTerms).Scan(&rows).Error
+		string(method), r.ScheduledFor, holdExpiry(r), hasTerms, nullable(r.APIKeyID)).Scan(&rows).Error
 	if err != nil {
-		return transfer.Transfer{}, false, fmt.Errorf("ledger: create transfer: %w", err)
+		return nil, fmt.Errorf("ledger: create transfer: %w", err)
 	}
-	if len(rows) == 0 {
-		// A concurrent request with the same id won the insert.
-		t, _, err := s.existingTransfer(db, r.ID, hash)
-		return t, false, err
+	return rows, nil
+}
+
+// errKeyTaken rolls back a keyed transfer whose key a concurrent request remembered first, and
+// errIDTaken one whose id another transfer holds.
+var (
+	errKeyTaken = errors.New("ledger: idempotency key taken")
+	errIDTaken  = errors.New("ledger: transfer id taken")
+)
+
+// createKeyedTransfer records the transfer of a request with an idempotency key, and the key, in one
+// transaction. The transfer gets the key's legacy id (transfer.LegacyKeyID) when nobody holds it, so
+// that an API process of the previous release, which derives that id from the key, names the same
+// transfer during a rolling upgrade; else r.ID, which nobody else can know. A concurrent request
+// with the same key that remembered it first makes this one wait for its commit and then answer as
+// its repeat.
+func (s *Store) createKeyedTransfer(db *gorm.DB, r transfer.Request, hash, keyHash []byte) (transfer.Transfer, bool, error) {
+	legacy := transfer.LegacyKeyID(r.InitiatedBy, r.IdempotencyKey)
+	for _, id := range []uuid.UUID{legacy, r.ID} {
+		r.ID = id
+		t, err := s.insertKeyedTransfer(db, r, hash, keyHash)
+		switch {
+		case err == nil:
+			return t, true, nil
+		case errors.Is(err, errKeyTaken):
+			return s.keyedRepeat(db, r.InitiatedBy, keyHash, uuid.Nil, hash)
+		case errors.Is(err, errIDTaken) && id == legacy:
+			// A process of the previous release may have just created the key's transfer under its
+			// legacy id; if this caller created it, it is the key's. Else someone else holds the id.
+			if t, created, err := s.keyedRepeat(db, r.InitiatedBy, keyHash, legacy, hash); err == nil || !errors.Is(err, errKeyNotFound) {
+				return t, created, err
+			}
+		case errors.Is(err, errIDTaken):
+			return transfer.Transfer{}, false, transfer.Errorf(transfer.CodeIdempotencyConflict, "transfer %s already exists", id)
+		default:
+			return transfer.Transfer{}, false, err
+		}
 	}
-	t, err = rows[0].domain()
-	return t, true, err
+	return transfer.Transfer{}, false, errors.New("ledger: create transfer: no id left for the key")
+}
+
+// errKeyNotFound is keyedRepeat's answer for a key that names nothing.
+var errKeyNotFound = errors.New("ledger: idempotency key names no transfer")
+
+// keyedRepeat answers a request whose key names a transfer (with the key's legacyID, or uuid.Nil, as
+// for keyedTransfer) as a repeat of it; errKeyNotFound when the key names none.
+func (s *Store) keyedRepeat(db *gorm.DB, caller uuid.UUID, keyHash []byte, legacyID uuid.UUID, hash []byte) (transfer.Transfer, bool, error) {
+	id, found, err := s.keyedTransfer(db, caller, keyHash, legacyID)
+	if err != nil {
+		return transfer.Transfer{}, false, err
+	}
+	if !found {
+		return transfer.Transfer{}, false, errKeyNotFound
+	}
+	t, _, err := s.existingTransfer(db, id, hash)
+	return t, false, err
+}
+
+// insertKeyedTransfer inserts the transfer with r.ID and remembers its key, in one transaction:
+// errIDTaken when the id exists, errKeyTaken when the caller's key names another transfer.
+func (s *Store) insertKeyedTransfer(db *gorm.DB, r transfer.Request, hash, keyHash []byte) (transfer.Transfer, error) {
+	var row transferRow
+	err := db.Transaction(func(tx *gorm.DB) error {
+		rows, err := insertTransfer(tx, r, hash)
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return errIDTaken
+		}
+		row = rows[0]
+		var mapped []uuid.UUID
+		err = tx.Raw(`INSERT INTO idempotency_keys (caller_id, scope, key_hash, resource_id) VALUES (?, 'transfer', ?, ?)
+			ON CONFLICT DO NOTHING RETURNING resource_id`, r.InitiatedBy, keyHash, r.ID).Scan(&mapped).Error
+		if err != nil {
+			return fmt.Errorf("ledger: remember idempotency key: %w", err)
+		}
+		if len(mapped) == 0 {
+			return errKeyTaken
+		}
+		return nil
+	})
+	if err != nil {
+		if isBusiness(err) || errors.Is(err, errIDTaken) || errors.Is(err, errKeyTaken) {
+			return transfer.Transfer{}, err
+		}
+		return transfer.Transfer{}, fmt.Errorf("ledger: create transfer: %w", err)
+	}
+	return row.domain()
 }
 
 // holdExpiry is the hold expiry recorded with a new transfer: the client's, or for a scheduled
@@ -125,6 +248,36 @@ func holdExpiry(r transfer.Request) *time.Time {
 		return &t
 	}
 	return nil
+}
+
+// keyedTransfer returns the id of the transfer that the caller's idempotency key names, and whether
+// there is one. A key not remembered yet names the transfer of its legacy id if, and only if, the
+// same caller created that transfer: the key is then remembered for it (uuid.Nil for no legacy id).
+// It is one statement: the insert finds nothing to insert for a key that is remembered already.
+func (s *Store) keyedTransfer(db *gorm.DB, caller uuid.UUID, keyHash []byte, legacyID uuid.UUID) (uuid.UUID, bool, error) {
+	var ids []uuid.UUID
+	// A request sent before keys were remembered, retried now: its key took its caller's legacy id.
+	// A transfer of that id that someone else created is theirs, not this key's.
+	err := db.Raw(`WITH legacy AS (
+			INSERT INTO idempotency_keys (caller_id, scope, key_hash, resource_id)
+			SELECT ?, 'transfer', ?, id FROM transfers WHERE id = ? AND initiated_by = ?
+			ON CONFLICT DO NOTHING RETURNING resource_id)
+		SELECT resource_id FROM legacy
+		UNION ALL
+		SELECT resource_id FROM idempotency_keys WHERE caller_id = ? AND scope = 'transfer' AND key_hash = ?`,
+		caller, keyHash, legacyID, caller, caller, keyHash).Scan(&ids).Error
+	if err != nil {
+		return uuid.Nil, false, fmt.Errorf("ledger: idempotency key: %w", err)
+	}
+	return firstID(ids)
+}
+
+// firstID returns the first of ids, and whether there is one.
+func firstID(ids []uuid.UUID) (uuid.UUID, bool, error) {
+	if len(ids) == 0 {
+		return uuid.Nil, false, nil
+	}
+	return ids[0], true, nil
 }
 
 // existingTransfer returns the transfer with the id if it exists and was created by a request with

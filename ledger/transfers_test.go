@@ -204,3 +204,123 @@ func TestCreateTransferConcurrentlyWithOneID(t *testing.T) {
 	}
 	mustAudit(t, s)
 }
+
+// TestCreateTransferWithIdempotencyKey checks that a key is remembered per caller: its first request
+// creates the transfer with the request's id, a repeat returns it and another body conflicts, another
+// caller's same key is theirs, an id that another user took cannot occupy the key, and a key whose
+// legacy id names a transfer of the same caller names that transfer.
+func TestCreateTransferWithIdempotencyKey(t *testing.T) {
+	ctx := context.Background()
+	s, db := newStoreDB(t)
+	alice, bob := newUser(t, s), newUser(t, s)
+	a1, a2 := newOwnedAccount(t, s, alice.ID, "USD"), newOwnedAccount(t, s, alice.ID, "USD")
+	b1, b2 := newOwnedAccount(t, s, bob.ID, "USD"), newOwnedAccount(t, s, bob.ID, "USD")
+	req := func(who transfer.User, from, to transfer.Account, amount int64, key string) transfer.Request {
+		return transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer, FromAccountID: from.ID, ToAccountID: to.ID,
+			Amount: transfer.Amount(amount), Currency: "USD", InitiatedBy: who.ID, IdempotencyKey: key}
+	}
+
+	// A new key's transfer takes the key's legacy id while nobody holds it, so that a process of the
+	// previous release names the same transfer.
+	first := req(alice, a1, a2, 10, "order-1")
+	t1, created, err := s.CreateTransfer(ctx, first)
+	if want := transfer.LegacyKeyID(alice.ID, "order-1"); err != nil || !created || t1.ID != want {
+		t.Fatalf("first request: got %v created %v, %v; want %s created", t1.ID, created, err, want)
+	}
+	// A process of the previous release retrying it sends the legacy id, no key: the same transfer.
+	old := req(alice, a1, a2, 10, "")
+	old.ID = t1.ID
+	if got, created, err := s.CreateTransfer(ctx, old); err != nil || created || got.ID != t1.ID {
+		t.Errorf("the previous release's retry: got %v created %v, %v; want %s, not created", got.ID, created, err, t1.ID)
+	}
+	// A retry comes with another id from the service: the key decides.
+	if got, created, err := s.CreateTransfer(ctx, req(alice, a1, a2, 10, "order-1")); err != nil || created || got.ID != t1.ID {
+		t.Errorf("repeat: got %v created %v, %v; want %s, not created", got.ID, created, err, t1.ID)
+	}
+	_, _, err = s.CreateTransfer(ctx, req(alice, a1, a2, 11, "order-1"))
+	checkCode(t, err, transfer.CodeIdempotencyConflict)
+	if got, created, err := s.CreateTransfer(ctx, req(bob, b1, b2, 10, "order-1")); err != nil || !created || got.ID != transfer.LegacyKeyID(bob.ID, "order-1") {
+		t.Errorf("bob's same key: got %v created %v, %v; want a transfer of his own", got.ID, created, err)
+	}
+
+	// Bob takes the legacy id of alice's next key; alice's key still creates her transfer.
+	squat := req(bob, b1, b2, 1, "")
+	squat.ID = transfer.LegacyKeyID(alice.ID, "order-2")
+	if _, created, err := s.CreateTransfer(ctx, squat); err != nil || !created {
+		t.Fatalf("bob's transfer with alice's legacy id: created %v, %v", created, err)
+	}
+	second := req(alice, a1, a2, 20, "order-2")
+	if got, created, err := s.CreateTransfer(ctx, second); err != nil || !created || got.ID != second.ID {
+		t.Errorf("alice's key after bob took its legacy id: got %v created %v, %v; want %s created", got.ID, created, err, second.ID)
+	}
+
+	// Alice's transfer made before keys were remembered, with the key's legacy id.
+	legacy := req(alice, a1, a2, 30, "")
+	legacy.ID = transfer.LegacyKeyID(alice.ID, "order-3")
+	if _, created, err := s.CreateTransfer(ctx, legacy); err != nil || !created {
+		t.Fatalf("legacy transfer: created %v, %v", created, err)
+	}
+	for range 2 {
+		if got, created, err := s.CreateTransfer(ctx, req(alice, a1, a2, 30, "order-3")); err != nil || created || got.ID != legacy.ID {
+			t.Errorf("retry of the legacy request: got %v created %v, %v; want %s, not created", got.ID, created, err, legacy.ID)
+		}
+	}
+	_, _, err = s.CreateTransfer(ctx, req(alice, a1, a2, 31, "order-3"))
+	checkCode(t, err, transfer.CodeIdempotencyConflict)
+
+	// Any header text is a key, and a key without its user is refused.
+	odd := string([]byte{0xff, 'k', 0x80})
+	if _, created, err := s.CreateTransfer(ctx, req(alice, a1, a2, 1, odd)); err != nil || !created {
+		t.Errorf("key of bytes that are not UTF-8: created %v, %v", created, err)
+	}
+	anonymous := req(alice, a1, a2, 1, "order-4")
+	anonymous.InitiatedBy = uuid.Nil
+	_, _, err = s.CreateTransfer(ctx, anonymous)
+	checkCode(t, err, transfer.CodeInvalidInput)
+
+	if n := countRows(t, db, "SELECT count(*) FROM idempotency_keys"); n != 5 {
+		t.Errorf("keys remembered: got %d, want 5 (alice's order-1, 2, 3 and the odd one; bob's order-1)", n)
+	}
+}
+
+// TestCreateTransferConcurrentlyWithOneKey checks that concurrent requests with one caller's key,
+// each with its own id as the service gives them, create one transfer and all return it.
+func TestCreateTransferConcurrentlyWithOneKey(t *testing.T) {
+	ctx := context.Background()
+	s, db := newStoreDB(t)
+	alice := newUser(t, s)
+	a1, a2 := newOwnedAccount(t, s, alice.ID, "USD"), newOwnedAccount(t, s, alice.ID, "USD")
+	const n = 30
+	ids := make([]uuid.UUID, n)
+	createdCount := 0
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			tr, created, err := s.CreateTransfer(ctx, transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer,
+				FromAccountID: a1.ID, ToAccountID: a2.ID, Amount: 5, Currency: "USD", InitiatedBy: alice.ID, IdempotencyKey: "same"})
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ids[i] = tr.ID
+			if created {
+				createdCount++
+			}
+		})
+	}
+	wg.Wait()
+	if createdCount != 1 {
+		t.Errorf("created: got %d, want 1", createdCount)
+	}
+	for i := range n {
+		if ids[i] != ids[0] {
+			t.Errorf("request %d: got %s, want %s", i, ids[i], ids[0])
+		}
+	}
+	if got := countRows(t, db, "SELECT count(*) FROM transfers"); got != 1 {
+		t.Errorf("transfers: got %d, want 1", got)
+	}
+}

@@ -34,10 +34,16 @@ func (s *Store) CreateUser(ctx context.Context, u transfer.User) (transfer.User,
 	return row.domain(), nil
 }
 
+// userSelect reads users (u) with their access (user_access, migration 0010): a user without a row
+// there is active, at token generation 0.
+const userSelect = `SELECT u.id, u.email, u.password_hash, u.name, u.role, u.created_at,
+		coalesce(a.status, 'active') AS status, coalesce(a.token_generation, 0) AS token_generation
+	FROM users u LEFT JOIN user_access a ON a.user_id = u.id`
+
 // UserByEmail finds a user by email, case-insensitively. An unknown email is CodeNotFound.
 func (s *Store) UserByEmail(ctx context.Context, email string) (transfer.User, error) {
 	var row userRow
-	err := s.db.WithContext(ctx).Raw(`SELECT * FROM users WHERE lower(email) = lower(?)`, strings.TrimSpace(email)).
+	err := s.db.WithContext(ctx).Raw(userSelect+` WHERE lower(u.email) = lower(?)`, strings.TrimSpace(email)).
 		Take(&row).Error
 	if err != nil {
 		return transfer.User{}, notFound(err, transfer.CodeNotFound, "user", email)
@@ -48,7 +54,7 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (transfer.User, e
 // User finds a user by id. An unknown id is CodeNotFound.
 func (s *Store) User(ctx context.Context, id uuid.UUID) (transfer.User, error) {
 	var row userRow
-	if err := s.db.WithContext(ctx).Raw(`SELECT * FROM users WHERE id = ?`, id).Take(&row).Error; err != nil {
+	if err := s.db.WithContext(ctx).Raw(userSelect+` WHERE u.id = ?`, id).Take(&row).Error; err != nil {
 		return transfer.User{}, notFound(err, transfer.CodeNotFound, "user", id)
 	}
 	return row.domain(), nil

@@ -181,7 +181,7 @@ func (s *Server) handleUpdateAccount(c *gin.Context) {
 		abortWithError(c, fieldErrors{{Field: "status", Message: "must be active, frozen or closed"}})
 		return
 	}
-	acct, err := s.ledger.SetAccountStatus(c.Request.Context(), acct.ID, status)
+	acct, err := s.ledger.SetAccountStatus(c.Request.Context(), callerOf(c).actor(), acct.ID, status)
 	if err != nil {
 		abortWithError(c, err)
 		return

@@ -87,7 +87,7 @@ func newAPI(t testing.TB) *api {
 	}
 	log := slog.New(slog.DiscardHandler)
 	h := server.New(server.Config{
-		Ledger: store, Transfers: service.New(store, c, testQueue, log).WithOptions(service.Options{WorkflowTaskTimeout: sagatest.WorkflowTaskTimeout}),
+		Ledger: store, Limits: store, Transfers: service.New(store, c, testQueue, log).WithOptions(service.Options{WorkflowTaskTimeout: sagatest.WorkflowTaskTimeout}),
 		Auth: auth, Log: log,
 		Ready: map[string]server.Check{"postgres": store.Ping},
 	})

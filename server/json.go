@@ -14,11 +14,16 @@ type userJSON struct {
 	Email     string `json:"email"`
 	Name      string `json:"name"`
 	Role      string `json:"role"`
+	Status    string `json:"status"`
 	CreatedAt string `json:"created_at"`
 }
 
 func toUserJSON(u transfer.User) userJSON {
-	return userJSON{ID: u.ID.String(), Email: u.Email, Name: u.Name, Role: string(u.Role), CreatedAt: timestamp(u.CreatedAt)}
+	status := u.Status
+	if status == "" {
+		status = transfer.UserActive
+	}
+	return userJSON{ID: u.ID.String(), Email: u.Email, Name: u.Name, Role: string(u.Role), Status: string(status), CreatedAt: timestamp(u.CreatedAt)}
 }
 
 type accountJSON struct {

@@ -1,171 +1,129 @@
 package server
 
 import (
-	"container/list"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/transferd/transferd/transfer"
 )
 
-// SignInLimit slows password guessing on POST /v1/auth/token. Each attempt takes a token from two
-// buckets, one for the email it names (in any case) and one for the client's address, and is
-// answered 429 with Retry-After when either is empty: the first bounds guessing one user's password
-// from many addresses, the second bounds trying many emails from one address. The zero value takes
-// the defaults.
+// SignInLimit slows password guessing on POST /v1/auth/token. Each attempt takes a token from three
+// buckets and is answered 429 with Retry-After when any is empty: one for the client's address
+// (trying many emails from one address), one for the email it names (in any case) from that address
+// (guessing one password from one address), and one for the email from everywhere (guessing from many
+// addresses). The last is large enough that one address, held to its own per-email rate, can never
+// empty it alone: locking a user out takes many addresses at once, not one script. The buckets are
+// kept in Config.Limits, shared by every API process. The zero value takes the defaults.
 type SignInLimit struct {
-	// PerEmail bounds the attempts on one email, whether or not a user has it; default 10 a minute.
+	// PerEmailAddress bounds the attempts on one email from one client address, whether or not a
+	// user has the email; default 10 a minute.
+	PerEmailAddress Rate
+	// PerEmail bounds the attempts on one email from all addresses together; default 100 per 10
+	// minutes, which one address at PerEmailAddress's default cannot empty.
 	PerEmail Rate
 	// PerIP bounds the attempts from one client address, an IPv6 client's whole /64 counting as one;
 	// default 60 a minute.
 	PerIP Rate
-	// MaxKeys bounds how many emails, and separately how many addresses, are remembered; the least
-	// recently seen is forgotten first, so memory stays bounded whatever clients send. Default 50000.
-	MaxKeys int
+	// Disabled turns the limit off.
+	Disabled bool
+}
+
+// SignUpLimit slows the creation of users on POST /v1/users: each sign-up that passes validation
+// takes a token from its client address's bucket (kept in Config.Limits, like SignInLimit's) and is
+// answered 429 with Retry-After when it is empty. The zero value takes the default.
+type SignUpLimit struct {
+	// PerIP bounds the sign-ups from one client address, an IPv6 client's whole /64 counting as one;
+	// default 60 an hour.
+	PerIP Rate
 	// Disabled turns the limit off.
 	Disabled bool
 }
 
 // Rate is a token bucket: Attempts at once, refilled evenly at Attempts per Window.
-type Rate struct {
-	Attempts int
-	Window   time.Duration
-}
+type Rate = transfer.Rate
 
-// The defaults of SignInLimit.
+// The defaults of SignInLimit and SignUpLimit.
 var (
-	defaultPerEmail = Rate{Attempts: 10, Window: time.Minute}
-	defaultPerIP    = Rate{Attempts: 60, Window: time.Minute}
+	defaultPerEmailAddr = Rate{Attempts: 10, Window: time.Minute}
+	defaultPerEmail     = Rate{Attempts: 100, Window: 10 * time.Minute}
+	defaultPerIP        = Rate{Attempts: 60, Window: time.Minute}
+	defaultSignUpsPerIP = Rate{Attempts: 60, Window: time.Hour}
 )
 
-const defaultMaxKeys = 50_000
-
 // orDefault returns r, or def when r is not a usable rate.
-func (r Rate) orDefault(def Rate) Rate {
-	if r.Attempts <= 0 || r.Window <= 0 {
+func orDefault(r, def Rate) Rate {
+	if !r.Valid() {
 		return def
 	}
 	return r
 }
 
-// interval is the time one token takes to refill.
-func (r Rate) interval() time.Duration { return max(r.Window/time.Duration(r.Attempts), 1) }
-
-// signInLimiter holds the buckets of SignInLimit. It is safe for concurrent use.
-type signInLimiter struct {
-	mu      sync.Mutex
-	byEmail *buckets
-	byIP    *buckets
-	now     func() time.Time
+// limits are the rate limits of a Server, their defaults filled in; a nil *limits limits nothing.
+type limits struct {
+	store                                           Limits
+	signInPerEmailAddr, signInPerEmail, signInPerIP Rate
+	signUpPerIP                                     Rate
+	signIn, signUp                                  bool
 }
 
-// newSignInLimiter returns the limiter of cfg, or nil when it is disabled.
-func newSignInLimiter(cfg SignInLimit) *signInLimiter {
-	if cfg.Disabled {
+// newLimits returns the limits of the configuration, or nil when there is no store to keep them in.
+func newLimits(store Limits, in SignInLimit, up SignUpLimit) *limits {
+	if store == nil {
 		return nil
 	}
-	if cfg.MaxKeys <= 0 {
-		cfg.MaxKeys = defaultMaxKeys
+	return &limits{store: store,
+		signInPerEmailAddr: orDefault(in.PerEmailAddress, defaultPerEmailAddr), signInPerEmail: orDefault(in.PerEmail, defaultPerEmail), signInPerIP: orDefault(in.PerIP, defaultPerIP),
+		signUpPerIP: orDefault(up.PerIP, defaultSignUpsPerIP), signIn: !in.Disabled, signUp: !up.Disabled}
+}
+
+// Bucket keys name their limit and a hash of their subject, so that the table holds a fixed size
+// per key and no email or address in the clear.
+const (
+	keySignInEmail   = "sign-in:email:"
+	keySignInPair    = "sign-in:email-address:"
+	keySignInAddress = "sign-in:address:"
+	keySignUpAddress = "sign-up:address:"
+)
+
+// signInBuckets are the buckets a sign-in attempt takes from, none when the limit is off.
+func (l *limits) signInBuckets(address, email string) []transfer.Bucket {
+	if l == nil || !l.signIn {
+		return nil
 	}
-	return &signInLimiter{
-		byEmail: newBuckets(cfg.PerEmail.orDefault(defaultPerEmail), cfg.MaxKeys),
-		byIP:    newBuckets(cfg.PerIP.orDefault(defaultPerIP), cfg.MaxKeys),
-		now:     time.Now,
+	return []transfer.Bucket{
+		{Key: keySignInAddress + subjectKey(address), Rate: l.signInPerIP},
+		{Key: keySignInPair + subjectKey(emailKey(email)+"\x00"+address), Rate: l.signInPerEmailAddr},
+		{Key: keySignInEmail + emailKey(email), Rate: l.signInPerEmail},
 	}
 }
 
-// allow takes a token from the address's bucket and one from the email's, or none when either is
-// empty; it then returns false and how long until both have a token again. A refused attempt costs
-// nothing, so hammering past the limit does not push the retry time further away.
-func (l *signInLimiter) allow(ipKey, emailKey string) (bool, time.Duration) {
-	if l == nil {
-		return true, 0
+// signUpBuckets are the buckets a sign-up takes from, none when the limit is off.
+func (l *limits) signUpBuckets(address string) []transfer.Bucket {
+	if l == nil || !l.signUp {
+		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	ip, email := l.byIP.get(ipKey), l.byEmail.get(emailKey)
-	if wait := max(l.byIP.wait(ip, now), l.byEmail.wait(email, now)); wait > 0 {
-		return false, wait
-	}
-	l.byIP.take(ip, now)
-	l.byEmail.take(email, now)
-	return true, 0
+	return []transfer.Bucket{{Key: keySignUpAddress + subjectKey(address), Rate: l.signUpPerIP}}
 }
 
-// buckets are the token buckets of one rate, by key, remembering at most max keys. A forgotten key
-// comes back with a full bucket, which is what the least recently seen key has most likely refilled
-// to anyway.
-type buckets struct {
-	rate     Rate
-	interval time.Duration
-	max      int
-	lru      *list.List // of *bucket, the most recently seen first
-	byKey    map[string]*list.Element
-}
-
-// bucket is one key's bucket. Rather than a count of tokens that would need refilling, it holds
-// the time at which it will be full again (in the past for a full one): each token taken pushes
-// that time one interval further, in exact integer arithmetic.
-type bucket struct {
-	key  string
-	full time.Time
-}
-
-func newBuckets(r Rate, max int) *buckets {
-	return &buckets{rate: r, interval: r.interval(), max: max, lru: list.New(), byKey: map[string]*list.Element{}}
-}
-
-// get returns the key's bucket, creating a full one for a new key and forgetting the least recently
-// seen key when there are more than max.
-func (b *buckets) get(key string) *bucket {
-	if e, ok := b.byKey[key]; ok {
-		b.lru.MoveToFront(e)
-		return e.Value.(*bucket)
-	}
-	k := &bucket{key: key}
-	b.byKey[key] = b.lru.PushFront(k)
-	for b.lru.Len() > b.max {
-		oldest := b.lru.Back()
-		b.lru.Remove(oldest)
-		delete(b.byKey, oldest.Value.(*bucket).key)
-	}
-	return k
-}
-
-// wait is how long from now until the bucket holds a token; 0 when it does. It does while taking
-// one leaves it no more than a whole window from full.
-func (b *buckets) wait(k *bucket, now time.Time) time.Duration {
-	if !k.full.After(now) {
-		// Full; and the zero time's distance from now would overflow a Duration.
-		return 0
-	}
-	return max(k.full.Sub(now)-b.rate.Window+b.interval, 0)
-}
-
-// take takes a token from the bucket.
-func (b *buckets) take(k *bucket, now time.Time) {
-	if k.full.Before(now) {
-		k.full = now
-	}
-	k.full = k.full.Add(b.interval)
-}
-
-// len is how many keys are remembered.
-func (b *buckets) len() int { return len(b.byKey) }
-
-// emailKey is the bucket key of an email: its hash once trimmed and lower-cased, so that every
-// spelling the ledger would match shares one bucket, and a key costs the same memory whatever its
-// length.
+// emailKey is the bucket key of an email: its subjectKey once trimmed and lower-cased, so that
+// every spelling the ledger would match shares one bucket.
 func emailKey(email string) string {
-	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(email))))
-	return string(sum[:16])
+	return subjectKey(strings.ToLower(strings.TrimSpace(email)))
+}
+
+// subjectKey is the hex of the first 16 bytes of the subject's SHA-256: the same size whatever the
+// subject's length, and text PostgreSQL accepts whatever bytes the subject holds.
+func subjectKey(subject string) string {
+	sum := sha256.Sum256([]byte(subject))
+	return hex.EncodeToString(sum[:16])
 }
 
 // addressKey is the bucket key of the request's client: its IP address, or for IPv6 its /64, which
@@ -204,15 +162,24 @@ func ParseTrustedProxies(list string) ([]string, error) {
 	return out, nil
 }
 
-// limitSignIn answers 429 with Retry-After and returns false when the attempt is over the limit.
-func (s *Server) limitSignIn(c *gin.Context, email string) bool {
-	ok, wait := s.signIn.allow(addressKey(c), emailKey(email))
-	if ok {
+// withinLimit takes a token from each bucket and reports whether the request may go on. Over the limit
+// it answers 429 too_many_requests with Retry-After (whole seconds, at least 1) and a detail that
+// names what is limited; when the store cannot be reached, the error's answer (503). A refused
+// attempt takes nothing, so hammering past the limit does not push the retry time further away.
+func (s *Server) withinLimit(c *gin.Context, what string, buckets []transfer.Bucket) bool {
+	if len(buckets) == 0 {
 		return true
 	}
-	secs := int(math.Ceil(wait.Seconds()))
-	secs = max(secs, 1)
+	wait, err := s.limits.store.TakeTokens(c.Request.Context(), buckets)
+	if err != nil {
+		abortWithError(c, err)
+		return false
+	}
+	if wait <= 0 {
+		return true
+	}
+	secs := max(int(math.Ceil(wait.Seconds())), 1)
 	c.Header("Retry-After", strconv.Itoa(secs))
-	abortWithProblem(c, codeTooManyRequests, "too many sign-in attempts; retry in "+strconv.Itoa(secs)+" s")
+	abortWithProblem(c, codeTooManyRequests, "too many "+what+"; retry in "+strconv.Itoa(secs)+" s")
 	return false
 }

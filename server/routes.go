@@ -31,8 +31,15 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/users", s.handleCreateUser)
 	v1.POST("/auth/token", s.handleCreateToken)
 
-	authed := v1.Group("", s.auth.requireAuth)
+	authed := v1.Group("", s.requireAuth)
 	authed.GET("/me", s.handleGetMe)
+	authed.POST("/auth/revoke", s.handleRevoke)
+	authed.GET("/users", s.handleListUsers)
+	authed.PATCH("/users/:id", s.handleUpdateUser)
+	authed.POST("/api-keys", s.handleCreateAPIKey)
+	authed.GET("/api-keys", s.handleListAPIKeys)
+	authed.DELETE("/api-keys/:id", s.handleRevokeAPIKey)
+	authed.GET("/audit-log", s.handleListAuditLog)
 	authed.GET("/currencies", s.handleListCurrencies)
 
 	authed.POST("/accounts", s.handleCreateAccount)

@@ -36,7 +36,7 @@ type Ledger interface {
 	ListAccounts(ctx context.Context, f transfer.AccountFilter, p transfer.Page) (transfer.List[transfer.Account], error)
 	// SetAccountStatus changes an account's status; CodeAccountNotEmpty when closing an account that
 	// holds or awaits money, CodeAccountNotFound, CodeInvalidInput for the system account.
-	SetAccountStatus(ctx context.Context, id uuid.UUID, s transfer.AccountStatus) (transfer.Account, error)
+	SetAccountStatus(ctx context.Context, actor transfer.Actor, id uuid.UUID, s transfer.AccountStatus) (transfer.Account, error)
 	// ListEntries returns a page of an account's journal, newest first; CodeInvalidCursor,
 	// CodeInvalidInput.
 	ListEntries(ctx context.Context, accountID uuid.UUID, p transfer.Page) (transfer.List[transfer.Entry], error)
@@ -44,12 +44,52 @@ type Ledger interface {
 	Transfer(ctx context.Context, id uuid.UUID) (transfer.Transfer, error)
 	// ListTransfers returns a page of transfers, newest first; CodeInvalidCursor, CodeInvalidInput.
 	ListTransfers(ctx context.Context, f transfer.TransferFilter, p transfer.Page) (transfer.List[transfer.Transfer], error)
+	Access
+}
+
+// Access is what the API needs of the ledger to tell who may do what, from one request to the
+// next, and to record who did it.
+type Access interface {
+	// Credential returns the user of a bearer token as they are now, and whether the token was
+	// revoked; CodeNotFound for an unknown user.
+	Credential(ctx context.Context, userID, tokenID uuid.UUID) (transfer.Credential, error)
+	// KeyAccess returns the API key with the hash, and its user as they are now, and records the
+	// key's use; CodeNotFound when there is none.
+	KeyAccess(ctx context.Context, hash []byte) (transfer.KeyAccess, error)
+	// CreateAPIKey records a key; with an Idempotency-Key used before by the user, the key it
+	// created (created = false), or CodeIdempotencyConflict for another request.
+	CreateAPIKey(ctx context.Context, k transfer.NewAPIKey) (key transfer.APIKey, created bool, err error)
+	// APIKeys returns a page of a user's keys, newest first; CodeInvalidCursor, CodeInvalidInput.
+	APIKeys(ctx context.Context, userID uuid.UUID, p transfer.Page) (transfer.List[transfer.APIKey], error)
+	// RevokeAPIKey revokes one of the user's keys (again: no change); CodeNotFound for a key that
+	// is not theirs.
+	RevokeAPIKey(ctx context.Context, actor transfer.Actor, userID, id uuid.UUID) (transfer.APIKey, error)
+	// RevokeToken revokes a bearer token until it expires.
+	RevokeToken(ctx context.Context, actor transfer.Actor, userID, tokenID uuid.UUID, expiresAt time.Time) error
+	// UpdateUser changes a user's status or role; CodeNotFound, CodeInvalidInput.
+	UpdateUser(ctx context.Context, actor transfer.Actor, id uuid.UUID, patch transfer.UserPatch) (transfer.User, error)
+	// Users returns a page of every user, newest first; CodeInvalidCursor, CodeInvalidInput.
+	Users(ctx context.Context, p transfer.Page) (transfer.List[transfer.User], error)
+	// AuditLog returns a page of the audit log, newest first; CodeInvalidCursor, CodeInvalidInput.
+	AuditLog(ctx context.Context, p transfer.Page) (transfer.List[transfer.AuditEntry], error)
+	// RecordAudit records an action decided elsewhere, once per action and subject where the
+	// action happens once.
+	RecordAudit(ctx context.Context, actor transfer.Actor, action, subjectType string, subjectID uuid.UUID, detail map[string]any) error
+}
+
+// Limits keeps the token buckets of the rate limits where every API process shares them.
+type Limits interface {
+	// TakeTokens takes one token from each of the buckets, or none when any of them is empty, and
+	// then returns how long until every one of them holds a token again; 0 when it took them. An
+	// error means nothing was taken and the attempt must not go on.
+	TakeTokens(ctx context.Context, buckets []transfer.Bucket) (time.Duration, error)
 }
 
 // Transfers runs transfers' sagas.
 type Transfers interface {
-	// Submit records a transfer and starts its saga; for an id that exists with the same request it
-	// returns that transfer with created = false. CodeIdempotencyConflict, CodeAccountNotFound,
+	// Submit records a transfer and starts its saga; for an id that exists with the same request, or
+	// an IdempotencyKey that the same caller used for the same request, it returns that transfer
+	// with created = false. CodeIdempotencyConflict, CodeAccountNotFound,
 	// CodeSameAccount, CodeCurrencyMismatch and CodeUnsupportedCurrency reject the request.
 	Submit(ctx context.Context, r transfer.Request) (t transfer.Transfer, created bool, err error)
 	// Wait waits up to d for the transfer to end and returns its state then; CodeNotFound.
@@ -79,11 +119,16 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// MaxWait bounds ?wait= on transfer creation; default 30s.
 	MaxWait time.Duration
+	// Limits keeps the buckets of SignInLimit and SignUpLimit, shared by every API process on it
+	// (cmd/transferd passes the ledger). Without it nothing is rate limited.
+	Limits Limits
 	// SignInLimit slows password guessing on POST /v1/auth/token; the zero value takes its defaults.
 	SignInLimit SignInLimit
+	// SignUpLimit slows sign-ups on POST /v1/users; the zero value takes its defaults.
+	SignUpLimit SignUpLimit
 	// TrustedProxies are the addresses or CIDRs of reverse proxies whose X-Forwarded-For and
 	// X-Real-IP name the client. By default none is trusted and the client is the TCP peer, so that
-	// a client cannot pick the address that SignInLimit counts it under. An invalid entry is logged
+	// a client cannot pick the address that the rate limits count it under. An invalid entry is logged
 	// and trusts nothing.
 	TrustedProxies []string
 	// MaxSubmits bounds the submissions (POST /v1/transfers, deposits, withdrawals) in progress at
@@ -104,7 +149,7 @@ type Server struct {
 	gatherer  prometheus.Gatherer
 	metrics   *httpMetrics
 	maxWait   time.Duration
-	signIn    *signInLimiter
+	limits    *limits
 	admission *admission
 	engine    *gin.Engine
 }
@@ -123,8 +168,11 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{ledger: cfg.Ledger, transfers: cfg.Transfers, auth: cfg.Auth, log: cfg.Log, ready: cfg.Ready,
 		gatherer: cfg.Gatherer, metrics: newHTTPMetrics(cfg.Metrics), maxWait: cfg.MaxWait,
-		signIn: newSignInLimiter(cfg.SignInLimit), admission: newAdmission(cfg.MaxSubmits, cfg.SubmitQueueWait, cfg.Metrics)}
+		limits: newLimits(cfg.Limits, cfg.SignInLimit, cfg.SignUpLimit), admission: newAdmission(cfg.MaxSubmits, cfg.SubmitQueueWait, cfg.Metrics)}
 	s.engine = s.routes()
+	if cfg.Limits == nil && cfg.Log != nil {
+		cfg.Log.Warn("no rate-limit store: sign-in and sign-up are not rate limited")
+	}
 	if err := s.engine.SetTrustedProxies(cfg.TrustedProxies); err != nil {
 		cfg.Log.Error("invalid trusted proxies: trusting none", "err", err.Error())
 		_ = s.engine.SetTrustedProxies(nil)

@@ -11,15 +11,6 @@ import (
 	"github.com/transferd/transferd/transfer"
 )
 
-// idempotencyNamespace is the UUIDv5 namespace of transfer ids derived from Idempotency-Key.
-var idempotencyNamespace = uuid.MustParse("6f0d2a8e-3c1b-5b7e-9a4d-2e8f1c0b7d35")
-
-// transferIDFor derives the transfer id of an Idempotency-Key: the same caller and key always give
-// the same id, and different callers never share one.
-func transferIDFor(callerID uuid.UUID, key string) uuid.UUID {
-	return uuid.NewSHA1(idempotencyNamespace, []byte(callerID.String()+"\x00"+key))
-}
-
 type createTransferRequest struct {
 	ID            string            `json:"id"`
 	FromAccountID string            `json:"from_account_id"`
@@ -49,8 +40,8 @@ type moneyRequest struct {
 // I/O, so it can be fuzzed.
 func parseTransferRequest(req createTransferRequest, who caller, idempotencyKey []string) (transfer.Request, error) {
 	var fe fieldErrors
-	r := transfer.Request{Kind: transfer.KindTransfer, InitiatedBy: who.ID}
-	r.ID = requestedID(&fe, req.ID, who, idempotencyKey)
+	r := transfer.Request{Kind: transfer.KindTransfer, InitiatedBy: who.ID, APIKeyID: who.KeyID}
+	r.ID, r.IdempotencyKey = requestedID(&fe, req.ID, idempotencyKey)
 	r.FromAccountID = parseID(&fe, "from_account_id", req.FromAccountID)
 	r.ToAccountID = parseID(&fe, "to_account_id", req.ToAccountID)
 	r.Amount = req.Amount.check(&fe, "amount")
@@ -129,12 +120,13 @@ func checkWindows(r transfer.Request, now time.Time) error {
 	return fe.err()
 }
 
-// requestedID returns the transfer id the client chose, from the body's id or the Idempotency-Key
-// header (nil when absent), or uuid.Nil when it chose none (the service then picks one).
-func requestedID(fe *fieldErrors, bodyID string, who caller, key []string) uuid.UUID {
+// requestedID returns what makes the request idempotent: the transfer id the client chose in the
+// body, or its Idempotency-Key header (nil when absent), which the ledger maps per caller to the
+// transfer it created; or neither (uuid.Nil and ""), and the service then picks the id.
+func requestedID(fe *fieldErrors, bodyID string, key []string) (uuid.UUID, string) {
 	id := parseOptionalID(fe, "id", bodyID)
 	if key == nil {
-		return id
+		return id, ""
 	}
 	switch {
 	case len(key) != 1 || len(key[0]) < 1 || len(key[0]) > maxIdempotencyKey:
@@ -142,9 +134,9 @@ func requestedID(fe *fieldErrors, bodyID string, who caller, key []string) uuid.
 	case bodyID != "":
 		fe.add("id", "send either an id or an Idempotency-Key header, not both")
 	default:
-		return transferIDFor(who.ID, key[0])
+		return uuid.Nil, key[0]
 	}
-	return uuid.Nil
+	return uuid.Nil, ""
 }
 
 // handleCreateTransfer starts a transfer from one of the caller's accounts (an admin's: any).
@@ -204,8 +196,8 @@ func (s *Server) parseMoneyRequest(c *gin.Context, kind transfer.Kind) (transfer
 		return transfer.Request{}, false
 	}
 	var fe fieldErrors
-	r := transfer.Request{Kind: kind, InitiatedBy: callerOf(c).ID}
-	r.ID = requestedID(&fe, body.ID, callerOf(c), c.Request.Header["Idempotency-Key"])
+	r := transfer.Request{Kind: kind, InitiatedBy: callerOf(c).ID, APIKeyID: callerOf(c).KeyID}
+	r.ID, r.IdempotencyKey = requestedID(&fe, body.ID, c.Request.Header["Idempotency-Key"])
 	account := parseID(&fe, "account_id", body.AccountID)
 	if kind == transfer.KindDeposit {
 		r.ToAccountID = account
@@ -467,6 +459,9 @@ func (s *Server) handleCancelTransfer(c *gin.Context) {
 		return
 	}
 	t, err := s.transfers.Cancel(c.Request.Context(), t.ID, req.Reason)
+	if err == nil && t.Status == transfer.StatusCancelled {
+		err = s.recordDecided(c, transfer.AuditTransferCancelled, t, map[string]any{"reason": req.Reason})
+	}
 	if err != nil {
 		abortWithError(c, err)
 		return
@@ -509,6 +504,9 @@ func (s *Server) handleCaptureTransfer(c *gin.Context) {
 		// The payee is not told the state of the payer's account.
 		err = transfer.Errorf(transfer.CodeNotCapturable, "the transfer cannot be captured now; the hold stays until it is cancelled or expires")
 	}
+	if err == nil && t.CapturedAmount != nil {
+		err = s.recordDecided(c, transfer.AuditTransferCaptured, t, map[string]any{"amount": *t.CapturedAmount, "currency": string(t.Currency)})
+	}
 	if err != nil {
 		abortWithError(c, err)
 		return
@@ -520,4 +518,13 @@ func (s *Server) handleCaptureTransfer(c *gin.Context) {
 		}
 	}
 	c.JSON(http.StatusOK, toTransferJSON(t, ownsSource))
+}
+
+// recordDecided records in the audit log a cancel or capture that the transfer's workflow committed
+// to the ledger, as the caller's: once per transfer, however often the request is retried. It is
+// written once the ledger has answered, not in the step's own transaction (the workflow's step
+// does not know the caller); an error is answered, so that the client's retry, which the ledger
+// answers as a repeat, records it.
+func (s *Server) recordDecided(c *gin.Context, action string, t transfer.Transfer, detail map[string]any) error {
+	return s.ledger.RecordAudit(c.Request.Context(), callerOf(c).actor(), action, "transfer", t.ID, detail)
 }

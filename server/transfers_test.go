@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"sync"
 	"testing"
@@ -176,6 +177,87 @@ func TestIdempotency(t *testing.T) {
 		if other.ID == ids[0] {
 			t.Errorf("another caller's same key gave the same transfer id")
 		}
+	})
+	a.audit()
+}
+
+// legacyKeyNamespace is the UUIDv5 namespace from which transfer ids were derived from
+// (caller, Idempotency-Key) before keys were remembered per caller: transfers created then carry
+// such ids, and retries of their requests must still find them.
+var legacyKeyNamespace = uuid.MustParse("6f0d2a8e-3c1b-5b7e-9a4d-2e8f1c0b7d35")
+
+// legacyKeyID is the transfer id that an Idempotency-Key used to give a caller's request.
+func legacyKeyID(callerID, key string) string {
+	return uuid.NewSHA1(legacyKeyNamespace, []byte(callerID+"\x00"+key)).String()
+}
+
+// TestIdempotencyKeyCannotBePreClaimed checks that another user who knows a user's id and a key they
+// will use cannot make that user's request answer 409 by creating the transfer id that the key
+// used to derive, on transfers and withdrawals; and that a key whose legacy id names a transfer its
+// own caller created still replays it.
+func TestIdempotencyKeyCannotBePreClaimed(t *testing.T) {
+	a := newAPI(t)
+	alice, aliceID := a.user()
+	bob, _ := a.user()
+	from, to := a.account(alice, "USD"), a.account(alice, "USD")
+	a.deposit(from, 1_000, "USD")
+	bobFrom, bobTo := a.account(bob, "USD"), a.account(bob, "USD")
+
+	routes := []struct {
+		name, path string
+		body       map[string]any
+	}{
+		{"transfer", "/v1/transfers", map[string]any{"from_account_id": from, "to_account_id": to, "amount": 10, "currency": "USD"}},
+		{"withdrawal", "/v1/withdrawals", map[string]any{"account_id": from, "amount": 10, "currency": "USD"}},
+	}
+	for _, rt := range routes {
+		t.Run(rt.name, func(t *testing.T) {
+			key := "order-" + rt.name + "-" + uuid.NewString()[:8]
+			// Bob takes the id that alice's key used to derive, with a transfer of his own.
+			squat := a.do("POST", "/v1/transfers", bob, map[string]any{"id": legacyKeyID(aliceID, key), "from_account_id": bobFrom, "to_account_id": bobTo, "amount": 1, "currency": "USD"})
+			if squat.status != http.StatusAccepted {
+				t.Fatalf("bob's transfer with alice's derived id: got %s, want 202", squat)
+			}
+			r := a.do("POST", rt.path, alice, rt.body, "Idempotency-Key", key)
+			if r.status != http.StatusAccepted {
+				t.Fatalf("alice's request with her key after bob took its derived id: got %s, want 202", r)
+			}
+			var tr transferBody
+			r.json(t, &tr)
+			if tr.ID == legacyKeyID(aliceID, key) {
+				t.Errorf("alice's transfer has the id bob took")
+			}
+			again := a.do("POST", rt.path, alice, rt.body, "Idempotency-Key", key)
+			var tr2 transferBody
+			again.json(t, &tr2)
+			if again.status != http.StatusOK || again.header.Get("Idempotent-Replayed") != "true" || tr2.ID != tr.ID {
+				t.Errorf("alice's retry: got %s, want 200 replayed %s", again, tr.ID)
+			}
+			other := maps.Clone(rt.body)
+			other["amount"] = 11
+			a.do("POST", rt.path, alice, other, "Idempotency-Key", key).problem(t, http.StatusConflict, "idempotency_conflict")
+			a.awaitWorkflows(t, tr.ID)
+		})
+	}
+
+	t.Run("a legacy key's transfer of the same caller is replayed", func(t *testing.T) {
+		key := "legacy-" + uuid.NewString()[:8]
+		body := map[string]any{"from_account_id": from, "to_account_id": to, "amount": 5, "currency": "USD"}
+		// Before keys were remembered, alice's request with the key created the derived id.
+		old := maps.Clone(body)
+		old["id"] = legacyKeyID(aliceID, key)
+		if r := a.do("POST", "/v1/transfers", alice, old); r.status != http.StatusAccepted {
+			t.Fatalf("the legacy transfer: got %s, want 202", r)
+		}
+		r := a.do("POST", "/v1/transfers", alice, body, "Idempotency-Key", key)
+		var tr transferBody
+		r.json(t, &tr)
+		if r.status != http.StatusOK || r.header.Get("Idempotent-Replayed") != "true" || tr.ID != legacyKeyID(aliceID, key) {
+			t.Errorf("retry after the upgrade: got %s, want 200 replaying %s", r, legacyKeyID(aliceID, key))
+		}
+		body["amount"] = 6
+		a.do("POST", "/v1/transfers", alice, body, "Idempotency-Key", key).problem(t, http.StatusConflict, "idempotency_conflict")
+		a.awaitWorkflows(t, tr.ID)
 	})
 	a.audit()
 }

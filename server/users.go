@@ -20,6 +20,18 @@ type createUserRequest struct {
 // NewUser validates a sign-up and returns the user to store, its password hashed. The operator's
 // `transferd users create` uses it too, so both paths apply the same rules.
 func (a *Auth) NewUser(email, password, name string, role transfer.Role) (transfer.User, error) {
+	if err := checkNewUser(email, password, name); err != nil {
+		return transfer.User{}, err
+	}
+	hash, err := a.HashPassword(password)
+	if err != nil {
+		return transfer.User{}, err
+	}
+	return transfer.User{Email: strings.TrimSpace(email), Name: strings.TrimSpace(name), Role: role, PasswordHash: hash}, nil
+}
+
+// checkNewUser returns the field errors of a sign-up, or nil when it is valid.
+func checkNewUser(email, password, name string) error {
 	var fe fieldErrors
 	email = strings.TrimSpace(email)
 	if addr, err := mail.ParseAddress(email); err != nil || addr.Address != email || len(email) > maxEmail {
@@ -34,20 +46,21 @@ func (a *Auth) NewUser(email, password, name string, role transfer.Role) (transf
 		fe.add("password", "must not contain NUL characters")
 	}
 	checkText(&fe, "name", name, maxName)
-	if err := fe.err(); err != nil {
-		return transfer.User{}, err
-	}
-	hash, err := a.HashPassword(password)
-	if err != nil {
-		return transfer.User{}, err
-	}
-	return transfer.User{Email: email, Name: strings.TrimSpace(name), Role: role, PasswordHash: hash}, nil
+	return fe.err()
 }
 
-// handleCreateUser signs a user up. Public sign-up only ever creates the role user.
+// handleCreateUser signs a user up. Public sign-up only ever creates the role user. Sign-ups that
+// pass validation are rate limited per client address (SignUpLimit) before the password is hashed.
 func (s *Server) handleCreateUser(c *gin.Context) {
 	var req createUserRequest
 	if !decodeJSON(c, &req) {
+		return
+	}
+	if err := checkNewUser(req.Email, req.Password, req.Name); err != nil {
+		abortWithError(c, err)
+		return
+	}
+	if !s.withinLimit(c, "sign-ups from this address", s.limits.signUpBuckets(addressKey(c))) {
 		return
 	}
 	u, err := s.auth.NewUser(req.Email, req.Password, req.Name, transfer.RoleUser)
@@ -83,7 +96,7 @@ func (s *Server) handleCreateToken(c *gin.Context) {
 	if !decodeJSON(c, &req) {
 		return
 	}
-	if !s.limitSignIn(c, req.Email) {
+	if !s.withinLimit(c, "sign-in attempts", s.limits.signInBuckets(addressKey(c), req.Email)) {
 		return
 	}
 	var u transfer.User
@@ -96,7 +109,9 @@ func (s *Server) handleCreateToken(c *gin.Context) {
 		abortWithError(c, err)
 		return
 	}
-	if !s.auth.checkPassword(u.PasswordHash, req.Password) {
+	// A disabled user's password is still checked, so that the answer takes the same time, and
+	// gets the same answer as a wrong one.
+	if !s.auth.checkPassword(u.PasswordHash, req.Password) || u.Status == transfer.UserDisabled {
 		abortWithProblem(c, codeInvalidCredentials, "the email or the password is wrong")
 		return
 	}

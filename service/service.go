@@ -29,8 +29,10 @@ import (
 // Store is what the service needs of the ledger.
 type Store interface {
 	// CreateTransfer records a pending transfer, or returns the existing one with created = false
-	// when the id exists with the same request; CodeIdempotencyConflict when it exists with another,
-	// and CodeAccountNotFound, CodeSameAccount or CodeCurrencyMismatch for requests that cannot run.
+	// when the id exists with the same request (for a request with an IdempotencyKey: when the
+	// caller's key names a transfer of the same request); CodeIdempotencyConflict when it exists
+	// with another, and CodeAccountNotFound, CodeSameAccount or CodeCurrencyMismatch for requests
+	// that cannot run.
 	CreateTransfer(ctx context.Context, r transfer.Request) (t transfer.Transfer, created bool, err error)
 	// Transfer returns a transfer; CodeNotFound when there is none.
 	Transfer(ctx context.Context, id uuid.UUID) (transfer.Transfer, error)
@@ -107,10 +109,12 @@ func New(store Store, c client.Client, taskQueue string, log *slog.Logger) *Serv
 	return &Service{store: store, temporal: c, taskQueue: taskQueue, log: log}
 }
 
-// Submit records the transfer and starts its workflow. The transfer id is the idempotency key:
-// a request with an id that exists returns that transfer in its current state with created = false,
-// and makes sure its workflow runs if it is not final (a crash may have come between the two), but
-// never starts a second one; the same id with another request is CodeIdempotencyConflict. For a
+// Submit records the transfer and starts its workflow. The transfer id is the idempotency key, or
+// the caller's IdempotencyKey when the request has one (a new key's transfer then gets r.ID, or a
+// random id): a request with an id or key that exists returns that transfer in its current state
+// with created = false, and makes sure its workflow runs if it is not final (a crash may have come
+// between the two), but never starts a second one; the same id or key with another request is
+// CodeIdempotencyConflict. For a
 // deposit the source is the currency's system account, for a withdrawal the destination; r's
 // corresponding field is ignored. Nothing is acknowledged before the row and the workflow are
 // durable.

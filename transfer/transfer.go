@@ -58,6 +58,13 @@ type Request struct {
 	// HoldExpiresAt is a manual transfer's hold expiry when the client chose it; else the service's
 	// default (ScheduledFor + 7 days, or 7 days after the hold is placed).
 	HoldExpiresAt *time.Time
+	// IdempotencyKey is the Idempotency-Key the request came with, if any. The ledger remembers it
+	// per InitiatedBy: the first request with a key creates a transfer (with ID, which nobody else
+	// can know), and every later one with the same key names that transfer.
+	IdempotencyKey string
+	// APIKeyID is the key the request was sent with, if any, for the audit log; not part of Hash, so
+	// a retry sent with a token or another key is the same request.
+	APIKeyID uuid.UUID
 }
 
 // DefaultHoldFor is how long a hold lasts when the client names no expiry, and MaxHoldFor the
@@ -70,8 +77,19 @@ const (
 // Manual reports whether the request is for a hold that waits for its capture.
 func (r Request) Manual() bool { return r.CaptureMethod == CaptureManual }
 
-// Hash returns a SHA-256 digest of the request's fields that define the transfer (everything but ID
-// and InitiatedBy), in a fixed, unambiguous encoding.
+// legacyKeyNamespace is the UUIDv5 namespace of the transfer ids that Idempotency-Keys were
+// turned into before the ledger remembered keys per caller.
+var legacyKeyNamespace = uuid.MustParse("6f0d2a8e-3c1b-5b7e-9a4d-2e8f1c0b7d35")
+
+// LegacyKeyID is the transfer id that a caller's Idempotency-Key was turned into before the ledger
+// remembered keys per caller. Such an id shares the namespace of the ids clients choose, so it
+// names the key's transfer only when the same caller created it.
+func LegacyKeyID(caller uuid.UUID, key string) uuid.UUID {
+	return uuid.NewSHA1(legacyKeyNamespace, []byte(caller.String()+"\x00"+key))
+}
+
+// Hash returns a SHA-256 digest of the request's fields that define the transfer (everything but ID,
+// InitiatedBy and IdempotencyKey), in a fixed, unambiguous encoding.
 func (r Request) Hash() []byte {
 	h := sha256.New()
 	field := func(b []byte) {
@@ -190,6 +208,11 @@ type User struct {
 	Role         Role
 	PasswordHash string
 	CreatedAt    time.Time
+	// Status is active or disabled: a disabled user's tokens and keys are refused.
+	Status UserStatus
+	// TokenGeneration is carried by the tokens issued to the user: disabling the user raises it, so
+	// that every token issued before stays refused after a re-enable.
+	TokenGeneration int64
 }
 
 // Role is what a user may do: admins see and move everything.

@@ -216,7 +216,7 @@ func (f *faultStore) toggleFreeze(ctx context.Context) {
 	if a.Status == transfer.AccountFrozen {
 		status, fault = transfer.AccountActive, faultUnfreeze
 	}
-	if _, err := f.ledger.SetAccountStatus(ctx, acct, status); err != nil {
+	if _, err := f.ledger.SetAccountStatus(ctx, transfer.Actor{}, acct, status); err != nil {
 		f.fail(err)
 		return
 	}

@@ -352,7 +352,7 @@ func (h *propertyHarness) runSeed(t *testing.T, seed uint64) (tally, transfer.St
 		fault string
 	}{{from.ID, faultFreezeSource}, {to.ID, faultFreezeDest}} {
 		if rng.IntN(100) < 8 {
-			if _, err := h.ledger.SetAccountStatus(ctx, acct.id, transfer.AccountFrozen); err != nil {
+			if _, err := h.ledger.SetAccountStatus(ctx, transfer.Actor{}, acct.id, transfer.AccountFrozen); err != nil {
 				t.Fatalf("freeze: %v", err)
 			}
 			s.seen[acct.fault]++

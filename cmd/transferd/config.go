@@ -45,13 +45,16 @@ type config struct {
 	StopTimeout             time.Duration
 	SkipSearchAttributes    bool
 	// Server.
-	Addr        string
-	JWTSecret   string
-	TokenTTL    time.Duration
-	BcryptCost  int
-	MetricsAddr string
-	WithWorker  bool
-	SagaVariant string
+	Addr      string
+	JWTSecret string
+	TokenTTL  time.Duration
+	// SignUpsPerHour and SignInsPerMinute are the rate limits of sign-up and sign-in per client
+	// address; 0 turns the limit off.
+	SignUpsPerHour, SignInsPerMinute int
+	BcryptCost                       int
+	MetricsAddr                      string
+	WithWorker                       bool
+	SagaVariant                      string
 	// TrustedProxies is a comma-separated list of the reverse proxies' addresses or CIDRs.
 	TrustedProxies string
 	// MaxSubmits and SubmitQueueWait shed submissions beyond the bound with 503s (server.Config).

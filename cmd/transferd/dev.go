@@ -37,6 +37,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var dataDir, uiAddr string
 	fs := c.flagSet("dev", stderr, func(fs *flag.FlagSet) {
 		c.authFlags(fs)
+		c.limitFlags(fs, 10000)
 		c.workerFlags(fs)
 		fs.StringVar(&c.Addr, "addr", env("ADDR", "127.0.0.1:8080"), "address the API listens on (TRANSFERD_ADDR)")
 		fs.StringVar(&c.TemporalAddress, "temporal-address", env("DEV_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "address of the embedded Temporal server's frontend (TRANSFERD_DEV_TEMPORAL_ADDRESS)")
@@ -120,8 +121,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	// The API and the worker share the client here, so workflows start eagerly.
 	c.WithWorker = true
-	api := newAPI(store, tc, c.TaskQueue, auth, log, tel.registry, c.serviceOptions())
-	srv := api.NewHTTPServer(c.Addr)
+	cfg := apiConfig(store, tc, c.TaskQueue, auth, log, tel.registry, c.serviceOptions())
+	c.limits(&cfg)
+	srv := server.New(cfg).NewHTTPServer(c.Addr)
 	srv.Handler = tel.wrapHTTP(srv.Handler)
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {

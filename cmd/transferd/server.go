@@ -26,6 +26,7 @@ import (
 // The wiring of the API: the ledger is its Ledger, the service its Transfers.
 var (
 	_ server.Ledger    = (*ledger.Store)(nil)
+	_ server.Limits    = (*ledger.Store)(nil)
 	_ server.Transfers = (*service.Service)(nil)
 )
 
@@ -34,6 +35,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := c.flagSet("server", stderr, func(fs *flag.FlagSet) {
 		c.temporalFlags(fs)
 		c.authFlags(fs)
+		c.limitFlags(fs, 60)
 		fs.StringVar(&c.Addr, "addr", env("ADDR", ":8080"), "address the API listens on (TRANSFERD_ADDR)")
 		fs.StringVar(&c.TrustedProxies, "trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of the reverse proxies whose X-Forwarded-For names the client, as the sign-in rate limit counts it; none when empty (TRANSFERD_TRUSTED_PROXIES)")
 		fs.IntVar(&c.MaxSubmits, "max-submits", envInt("MAX_SUBMITS", 64), "submissions (transfers, deposits, withdrawals) in progress at once; beyond it a request waits --submit-queue-wait for a slot, then is answered 503 with Retry-After (TRANSFERD_MAX_SUBMITS)")
@@ -85,6 +87,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	cfg := apiConfig(deps.store, deps.temporal, c.TaskQueue, auth, log, deps.tel.registry, c.serviceOptions())
 	cfg.TrustedProxies = proxies
+	c.limits(&cfg)
 	cfg.MaxSubmits, cfg.SubmitQueueWait = c.MaxSubmits, c.SubmitQueueWait
 	srv := server.New(cfg).NewHTTPServer(c.Addr)
 	srv.Handler = deps.tel.wrapHTTP(srv.Handler)
@@ -105,6 +108,7 @@ func newAPI(store *ledger.Store, tc client.Client, taskQueue string, auth *serve
 func apiConfig(store *ledger.Store, tc client.Client, taskQueue string, auth *server.Auth, log *slog.Logger, reg *prometheus.Registry, opts service.Options) server.Config {
 	return server.Config{
 		Ledger:    store,
+		Limits:    store,
 		Transfers: service.New(store, tc, taskQueue, log).WithOptions(opts),
 		Auth:      auth,
 		Log:       log,
@@ -160,6 +164,28 @@ func (c *config) authFlags(fs *flag.FlagSet) {
 	fs.Var(secret{&c.JWTSecret}, "jwt-secret", "`secret` that signs bearer tokens, at least 32 bytes; never printed (TRANSFERD_JWT_SECRET); a random one, lost at restart, when empty")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", envDuration("TOKEN_TTL", time.Hour), "lifetime of bearer tokens (TRANSFERD_TOKEN_TTL)")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", envInt("BCRYPT_COST", 0), "bcrypt cost of password hashes; 0 for the default 10 (TRANSFERD_BCRYPT_COST)")
+}
+
+// limitFlags adds the flags of the API's rate limits, with the defaults of the subcommand: transferd
+// dev's are higher, for scripts that sign many users up from one address.
+func (c *config) limitFlags(fs *flag.FlagSet, signUpsPerHour int) {
+	fs.IntVar(&c.SignUpsPerHour, "sign-ups-per-hour", envInt("SIGN_UPS_PER_HOUR", signUpsPerHour), "sign-ups (POST /v1/users) allowed per client address per hour, shared by every API process on the database; 0 turns the limit off (TRANSFERD_SIGN_UPS_PER_HOUR)")
+	fs.IntVar(&c.SignInsPerMinute, "sign-ins-per-minute", envInt("SIGN_INS_PER_MINUTE", 60), "sign-in attempts (POST /v1/auth/token) allowed per client address per minute; each email also gets at most a sixth of it per address and 100 per 10 minutes in all; 0 turns the limit off (TRANSFERD_SIGN_INS_PER_MINUTE)")
+}
+
+// limits applies the rate-limit flags to the API's configuration.
+func (c *config) limits(cfg *server.Config) {
+	if c.SignUpsPerHour <= 0 {
+		cfg.SignUpLimit.Disabled = true
+	} else {
+		cfg.SignUpLimit.PerIP = server.Rate{Attempts: c.SignUpsPerHour, Window: time.Hour}
+	}
+	if c.SignInsPerMinute <= 0 {
+		cfg.SignInLimit.Disabled = true
+	} else {
+		cfg.SignInLimit.PerIP = server.Rate{Attempts: c.SignInsPerMinute, Window: time.Minute}
+		cfg.SignInLimit.PerEmailAddress = server.Rate{Attempts: max(c.SignInsPerMinute/6, 1), Window: time.Minute}
+	}
 }
 
 // newAuth builds the token issuer; without a secret it makes a random one and says so.
