@@ -20,7 +20,7 @@ import (
 // token generation) and whether the token tokenID was revoked. An unknown user is CodeNotFound.
 func (s *Store) Credential(ctx context.Context, userID, tokenID uuid.UUID) (transfer.Credential, error) {
 	var row struct {
-		userRow `gorm:"embedded"`
+		User    userRow `gorm:"embedded"`
 		Revoked bool
 	}
 	err := s.db.WithContext(ctx).Raw(`SELECT u.id, u.email, u.name, u.role, u.created_at,
@@ -30,7 +30,7 @@ func (s *Store) Credential(ctx context.Context, userID, tokenID uuid.UUID) (tran
 	if err != nil {
 		return transfer.Credential{}, notFound(err, transfer.CodeNotFound, "user", userID)
 	}
-	return transfer.Credential{User: row.domain(), TokenRevoked: row.Revoked}, nil
+	return transfer.Credential{User: row.User.domain(), TokenRevoked: row.Revoked}, nil
 }
 
 // keyTouchEvery is how stale last_used_at may grow: a key's use is written at most once a minute,
@@ -41,9 +41,9 @@ const keyTouchEvery = time.Minute
 // when there is none. It records the key's use (last_used_at, to the minute) when it is usable.
 func (s *Store) KeyAccess(ctx context.Context, hash []byte) (transfer.KeyAccess, error) {
 	var row struct {
-		apiKeyRow `gorm:"embedded"`
-		User      userRow `gorm:"embedded;embeddedPrefix:user_"`
-		Now       time.Time
+		Key  apiKeyRow `gorm:"embedded"`
+		User userRow   `gorm:"embedded;embeddedPrefix:user_"`
+		Now  time.Time
 	}
 	db := s.db.WithContext(ctx)
 	err := db.Raw(`SELECT k.*, u.id AS user_id, u.email AS user_email, u.name AS user_name, u.role AS user_role,
@@ -54,7 +54,7 @@ func (s *Store) KeyAccess(ctx context.Context, hash []byte) (transfer.KeyAccess,
 	if err != nil {
 		return transfer.KeyAccess{}, notFound(err, transfer.CodeNotFound, "API key", "with that text")
 	}
-	out := transfer.KeyAccess{Key: row.apiKeyRow.domain(), User: row.User.domain()}
+	out := transfer.KeyAccess{Key: row.Key.domain(), User: row.User.domain()}
 	if out.Key.Usable(row.Now) && (out.Key.LastUsedAt == nil || row.Now.Sub(*out.Key.LastUsedAt) >= keyTouchEvery) {
 		if err := db.Exec(`UPDATE api_keys SET last_used_at = now() WHERE id = ?
 				AND (last_used_at IS NULL OR last_used_at < now() - ?::interval)`, out.Key.ID, keyTouchEvery.String()).Error; err != nil {
@@ -199,8 +199,8 @@ func (s *Store) RevokeAPIKey(ctx context.Context, actor transfer.Actor, userID, 
 }
 
 // RevokeToken revokes the bearer token tokenID of the user until it expires, and records it in the
-// audit log, in one transaction; revoking it again changes nothing. It also forgets tokens whose
-// expiry has passed, which no check needs any more.
+// audit log, in one transaction; revoking it again changes nothing. It also forgets tokens that
+// expired a day ago, which no check needs any more, even on an API process whose clock is behind.
 func (s *Store) RevokeToken(ctx context.Context, actor transfer.Actor, userID, tokenID uuid.UUID, expiresAt time.Time) error {
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res := tx.Exec(`INSERT INTO revoked_tokens (token_id, user_id, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
@@ -212,7 +212,7 @@ func (s *Store) RevokeToken(ctx context.Context, actor transfer.Actor, userID, t
 			return nil
 		}
 		if err := tx.Exec(`DELETE FROM revoked_tokens WHERE token_id IN (
-				SELECT token_id FROM revoked_tokens WHERE expires_at < now() - interval '1 minute' LIMIT 100)`).Error; err != nil {
+				SELECT token_id FROM revoked_tokens WHERE expires_at < now() - interval '1 day' LIMIT 100)`).Error; err != nil {
 			return fmt.Errorf("ledger: forget expired tokens: %w", err)
 		}
 		return recordAudit(tx, actor, transfer.AuditTokenRevoked, "user", userID, map[string]any{"token_id": tokenID.String()})
@@ -230,7 +230,8 @@ func (s *Store) UpdateUser(ctx context.Context, actor transfer.Actor, id uuid.UU
 	var out transfer.User
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var row userRow
-		if err := tx.Raw(`SELECT id FROM users WHERE id = ? FOR UPDATE`, id).Take(&row).Error; err != nil {
+		// NO KEY UPDATE: only role changes, so accounts created for the user meanwhile need not wait.
+		if err := tx.Raw(`SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE`, id).Take(&row).Error; err != nil {
 			return notFound(err, transfer.CodeNotFound, "user", id)
 		}
 		if err := tx.Raw(userSelect+` WHERE u.id = ?`, id).Take(&row).Error; err != nil {

@@ -198,7 +198,11 @@ func (s *Store) keyedRepeat(db *gorm.DB, caller uuid.UUID, keyHash []byte, legac
 	if !found {
 		return transfer.Transfer{}, false, errKeyNotFound
 	}
-	t, _, err := s.existingTransfer(db, id, hash)
+	t, found, err := s.existingTransfer(db, id, hash)
+	if err == nil && !found {
+		// Transfers are never deleted: a key naming none is a broken ledger (the audit reports it).
+		return transfer.Transfer{}, false, fmt.Errorf("ledger: idempotency key names transfer %s, which does not exist", id)
+	}
 	return t, false, err
 }
 

@@ -87,6 +87,12 @@ func TestAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	t.Run("the role comes from the ledger, not the token", func(t *testing.T) {
+		// Even a token signed with the secret that claims the admin role acts as the user's role now.
+		forged := signToken(t, jwt.SigningMethodHS256, testSecret, with(claims, jwt.MapClaims{"role": "admin"}))
+		a.do("GET", "/v1/users", forged, nil).problem(t, http.StatusForbidden, "forbidden")
+	})
+
 	t.Run("a valid token is accepted", func(t *testing.T) {
 		for _, path := range []string{"/v1/me", "/v1/accounts"} {
 			if r := a.do("GET", path, alice, nil); r.status != http.StatusOK {
@@ -122,7 +128,9 @@ func TestAuthentication(t *testing.T) {
 		{"HS512 with the right secret", "Bearer " + signToken(t, jwt.SigningMethodHS512, testSecret, claims)},
 		{"another issuer", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, with(claims, jwt.MapClaims{"iss": "someone-else"}))},
 		{"without issuer", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, with(claims, jwt.MapClaims{"iss": nil}))},
-		{"unknown role", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, with(claims, jwt.MapClaims{"role": "root"}))},
+		{"without token id", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, with(claims, jwt.MapClaims{"jti": nil}))},
+		{"of a user that does not exist", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, with(claims, jwt.MapClaims{"sub": uuid.NewString()}))},
+		{"of another token generation", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, with(claims, jwt.MapClaims{"gen": 1}))},
 		{"subject not a UUID", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, with(claims, jwt.MapClaims{"sub": "alice"}))},
 	}
 	for _, tt := range tests {
@@ -166,7 +174,7 @@ func TestSignUp(t *testing.T) {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		if got, want := strings.Join(keys, ","), "created_at,email,id,name,role"; got != want {
+		if got, want := strings.Join(keys, ","), "created_at,email,id,name,role,status"; got != want {
 			t.Errorf("user fields: got %s, want %s", got, want)
 		}
 		if strings.Contains(strings.ToLower(string(r.body)), "password") || strings.Contains(string(r.body), "analytical-engine") || strings.Contains(string(r.body), "$2a$") {

@@ -37,6 +37,7 @@ const testQueue = "transfers-http"
 type api struct {
 	t      testing.TB
 	url    string
+	dsn    string
 	store  *ledger.Store
 	auth   *server.Auth
 	admin  string // an admin's token
@@ -51,11 +52,18 @@ var testSecret = []byte("0123456789abcdef0123456789abcdef-test")
 
 func newAPI(t testing.TB) *api {
 	t.Helper()
+	return newAPIWithLog(t, nil)
+}
+
+// newAPIWithLog is newAPI with the API's and the service's log written to logTo, at every level.
+func newAPIWithLog(t testing.TB, logTo io.Writer) *api {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("black-box HTTP tests start a Temporal server")
 	}
 	ctx := context.Background()
-	store, err := ledger.Open(ctx, pgtest.NewDatabase(t), ledger.Options{MaxOpenConns: 40})
+	dsn := pgtest.NewDatabase(t)
+	store, err := ledger.Open(ctx, dsn, ledger.Options{MaxOpenConns: 40})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -86,6 +94,9 @@ func newAPI(t testing.TB) *api {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
+	if logTo != nil {
+		log = slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	h := server.New(server.Config{
 		Ledger: store, Limits: store, Transfers: service.New(store, c, testQueue, log).WithOptions(service.Options{WorkflowTaskTimeout: sagatest.WorkflowTaskTimeout}),
 		Auth: auth, Log: log,
@@ -96,7 +107,7 @@ func newAPI(t testing.TB) *api {
 	srv.Config = h.NewHTTPServer("")
 	srv.Start()
 	t.Cleanup(srv.Close)
-	a := &api{t: t, url: srv.URL, store: store, auth: auth, handle: h, gate: gate, temporal: c}
+	a := &api{t: t, url: srv.URL, dsn: dsn, store: store, auth: auth, handle: h, gate: gate, temporal: c}
 	u, err := auth.NewUser("admin@example.com", "admin-password", "Admin", transfer.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)

@@ -33,12 +33,12 @@ CREATE INDEX revoked_tokens_expires_at_idx ON revoked_tokens (expires_at);
 
 -- An API key is known by the SHA-256 of its text only: the key itself is shown once, at its
 -- creation. prefix is its first 12 characters ('tfd_' and 8 that identify it), for lists and secret
--- scanners. Lists are ordered by (txid, created_at, id) under the watermark, as those of 0005.
+-- scanners; it is not unique (48 bits), the hash is. Lists are ordered by (txid, created_at, id) under the watermark, as those of 0005.
 CREATE TABLE api_keys (
     id           uuid PRIMARY KEY,
     user_id      uuid NOT NULL,
     name         text NOT NULL CHECK (char_length(name) BETWEEN 1 AND 200),
-    prefix       text NOT NULL UNIQUE CHECK (prefix ~ '^tfd_[0-9A-Za-z]{8}$'),
+    prefix       text NOT NULL CHECK (prefix ~ '^tfd_[0-9A-Za-z]{8}$'),
     key_hash     bytea NOT NULL UNIQUE CHECK (octet_length(key_hash) = 32),
     read_only    boolean NOT NULL DEFAULT false,
     created_at   timestamptz NOT NULL DEFAULT now(),
