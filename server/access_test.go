@@ -436,7 +436,9 @@ func TestAuditLog(t *testing.T) {
 		}
 		return found
 	}
-	byKey := func(e *entry) bool { return e != nil && e.APIKeyID != nil && *e.APIKeyID == k.ID && e.ActorID != nil && *e.ActorID == userID }
+	byKey := func(e *entry) bool {
+		return e != nil && e.APIKeyID != nil && *e.APIKeyID == k.ID && e.ActorID != nil && *e.ActorID == userID
+	}
 	byUser := func(e *entry) bool { return e != nil && e.APIKeyID == nil && e.ActorID != nil && *e.ActorID == userID }
 	if e := find("api_key.created", k.ID); !byUser(e) {
 		t.Errorf("key created: got %+v, want by the user", e)

@@ -230,6 +230,7 @@ func (s *Server) keyCaller(c *gin.Context, key string) (caller, error) {
 	}
 	return caller{ID: access.User.ID, Role: access.User.Role, KeyID: access.Key.ID, ReadOnly: access.Key.ReadOnly}, nil
 }
+
 // callerOf returns the authenticated caller of a request behind requireAuth.
 func callerOf(c *gin.Context) caller {
 	v, _ := c.Get(ctxCaller)
