@@ -4,6 +4,7 @@ package chaos_test
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"maps"
@@ -235,6 +236,9 @@ func (s *stack) prepareLoad(ctx context.Context) (*world, *api, *operator, map[s
 // outcome is what the clients saw of one transfer id.
 type outcome struct {
 	req transferRequest
+	// id is the transfer's id: the request's, or for a keyed request the one its answer gave (until
+	// an answer comes, "key:" and its key).
+	id string
 	// first is the definitive answer to the first submission; err is set instead when none came.
 	first answer
 	err   error
@@ -268,7 +272,7 @@ type book struct {
 func (b *book) add(o *outcome) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.byID[o.req.ID] = o
+	b.byID[o.id] = o
 }
 
 // claim reserves the transfer for one cancel or operator action, and reports whether it was still
@@ -314,8 +318,13 @@ func (c *loadClock) on() bool {
 func runClient(ctx context.Context, a *api, op *operator, w *world, b *book, r *rand.Rand, clock *loadClock, operations *sync.WaitGroup) {
 	for clock.on() {
 		o := &outcome{req: w.pick(r)}
-		b.add(o)
-		submit := func() (answer, error) { return a.do(ctx, "POST", "/v1/transfers", o.req.token, o.req) }
+		o.id = o.req.ID
+		if o.req.key != "" {
+			o.id = "key:" + o.req.key
+		}
+		submit := func() (answer, error) {
+			return a.do(ctx, "POST", "/v1/transfers", o.req.token, o.req, o.req.headers()...)
+		}
 		var twin sync.WaitGroup
 		var twinAnswer answer
 		var twinErr error
@@ -329,6 +338,13 @@ func runClient(ctx context.Context, a *api, op *operator, w *world, b *book, r *
 		if concurrent && twinErr == nil {
 			o.repeats = append(o.repeats, twinAnswer)
 		}
+		if o.req.key != "" && o.err == nil && o.first.status/100 == 2 {
+			var tr transferJSON
+			if err := json.Unmarshal(o.first.body, &tr); err == nil && tr.ID != "" {
+				o.id = tr.ID
+			}
+		}
+		b.add(o)
 		if o.err != nil || o.first.status/100 != 2 {
 			continue
 		}
@@ -348,14 +364,14 @@ func runClient(ctx context.Context, a *api, op *operator, w *world, b *book, r *
 			}
 			switch timing {
 			case atOnce:
-				op.act(ctx, o.req.ID, act)
+				op.act(ctx, o.id, act)
 			case midTask:
-				op.whenReserved(ctx, o.req.ID)
-				op.act(ctx, o.req.ID, act)
+				op.whenReserved(ctx, o.id)
+				op.act(ctx, o.id, act)
 			case shortly:
 				operations.Go(func() {
 					time.Sleep(delay)
-					op.act(ctx, o.req.ID, act)
+					op.act(ctx, o.id, act)
 				})
 			}
 		}
@@ -368,7 +384,7 @@ func runClient(ctx context.Context, a *api, op *operator, w *world, b *book, r *
 		switch {
 		case in(apiCancelPercent):
 			if b.claim(o, nil) {
-				if ans, err := a.do(ctx, "POST", "/v1/transfers/"+o.req.ID+"/cancel", o.req.token, nil); err == nil {
+				if ans, err := a.do(ctx, "POST", "/v1/transfers/"+o.id+"/cancel", o.req.token, nil); err == nil {
 					o.cancel = &ans
 				}
 			}
@@ -405,7 +421,7 @@ func raceHold(ctx context.Context, a *api, b *book, o *outcome, r *rand.Rand, op
 	}
 	twice := x >= 90
 	withCancel := x >= 75 && x < 90 && b.claim(o, nil)
-	path := "/v1/transfers/" + o.req.ID
+	path := "/v1/transfers/" + o.id
 	operations.Go(func() {
 		time.Sleep(delay)
 		var wg sync.WaitGroup

@@ -285,6 +285,9 @@ func (s *stack) check(b *book, w *world, before map[string]int64) summary {
 		if o.req.ScheduledFor != "" {
 			sum.scheduled++
 		}
+		if o.req.key != "" {
+			sum.keyed++
+		}
 		for _, c := range o.captures {
 			sum.captures++
 			sum.captureAnswers[c.ans.status]++

@@ -43,9 +43,9 @@ type transferJSON struct {
 	Status        string `json:"status"`
 }
 
-// do sends method path with body (nil for none) as token until an answer is definitive or until
+// do sends method path with body (nil for none) and headers (name, value, ...) as token until an answer is definitive or until
 // passes; err is set only then.
-func (a *api) do(ctx context.Context, method, path, token string, body any) (answer, error) {
+func (a *api) do(ctx context.Context, method, path, token string, body any, headers ...string) (answer, error) {
 	var raw []byte
 	if body != nil {
 		var err error
@@ -67,6 +67,9 @@ func (a *api) do(ctx context.Context, method, path, token string, body any) (ans
 		}
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
 		}
 		resp, err := a.http.Do(req)
 		if err == nil {

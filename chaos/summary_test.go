@@ -26,6 +26,8 @@ type summary struct {
 	// that expired; captures the captures sent; scheduled the scheduled transfers; late the holds and
 	// schedules refused because their time passed before their request got through.
 	holds, holdsCaptured, holdsExpired, captures, scheduled, late int
+	// keyed counts the accepted transfers named by Idempotency-Key rather than by id.
+	keyed int
 	// captureAnswers counts the captures' answers by HTTP status.
 	captureAnswers map[int]int
 	// faultEnded counts transfers that ended for another reason than a business outcome or a cancel.
@@ -84,8 +86,8 @@ func (s summary) text() string {
 	}
 	fmt.Fprintf(&b, "  transfers submitted %d, 2xx %d (completed %d, failed %d, cancelled %d); repeats %d, API cancels %d; requests retried %d, most attempts for one request %d\n",
 		s.submitted, s.accepted, s.completed, s.failed, s.cancelled, s.repeats, s.cancels, s.retries, s.maxAttempts)
-	fmt.Fprintf(&b, "  holds %d (captured %d, expired %d), captures sent %d (answered 200: %d, 409: %d, 422: %d); scheduled %d; refused as late (their time passed before the API answered) %d\n",
-		s.holds, s.holdsCaptured, s.holdsExpired, s.captures, s.captureAnswers[200], s.captureAnswers[409], s.captureAnswers[422], s.scheduled, s.late)
+	fmt.Fprintf(&b, "  holds %d (captured %d, expired %d), captures sent %d (answered 200: %d, 409: %d, 422: %d); scheduled %d; refused as late (their time passed before the API answered) %d; named by Idempotency-Key %d\n",
+		s.holds, s.holdsCaptured, s.holdsExpired, s.captures, s.captureAnswers[200], s.captureAnswers[409], s.captureAnswers[422], s.scheduled, s.late, s.keyed)
 	fmt.Fprintf(&b, "  operator cancels %d: landed %d (won %d, lost %d; during a workflow task %d, of which refused its completion %d), too late %d\n",
 		s.opCancels, s.opCancelsLanded, s.opCancelsWon, s.opCancelsLost, s.duringTask, s.refusedTasks, s.opCancelsLate)
 	fmt.Fprintf(&b, "  operator terminations %d: landed %d (repaired by the reconciler %d, row already final %d), too late %d\n",

@@ -109,7 +109,7 @@ func setup(ctx context.Context, a *api) (*world, error) {
 
 // transferRequest is the body of POST /v1/transfers, with the token of the source's owner.
 type transferRequest struct {
-	ID            string `json:"id"`
+	ID            string `json:"id,omitempty"`
 	FromAccountID string `json:"from_account_id"`
 	ToAccountID   string `json:"to_account_id"`
 	Amount        int64  `json:"amount"`
@@ -118,8 +118,19 @@ type transferRequest struct {
 	HoldExpiresAt string `json:"hold_expires_at,omitempty"`
 	ScheduledFor  string `json:"scheduled_for,omitempty"`
 	token         string
+	// key is the request's Idempotency-Key, for a request that names its transfer by key instead of
+	// by id (ID is then empty, and the server picks the id).
+	key string
 	// deadline is the latest of its times: a request first answered after it may be refused as late.
 	deadline time.Time
+}
+
+// headers are the request's own headers: its Idempotency-Key, if it has one.
+func (r transferRequest) headers() []string {
+	if r.key == "" {
+		return nil
+	}
+	return []string{"Idempotency-Key", r.key}
 }
 
 // manual reports whether the request is for a hold.
@@ -133,6 +144,10 @@ const (
 	holdExpiryMin    = 3 * time.Second
 	holdExpiryMax    = 8 * time.Second
 	scheduleMax      = 4 * time.Second
+	// keyedPercent of the requests name their transfer by Idempotency-Key rather than by id, so that
+	// retries across a rolling upgrade (an API of the previous release derives the key's id, this
+	// release remembers it per caller) are checked to create one transfer.
+	keyedPercent = 25
 )
 
 // pick draws a transfer: mostly random USD pairs, then hot accounts, pairs in opposite
@@ -167,6 +182,9 @@ func (w *world) pick(r *rand.Rand) transferRequest {
 	}
 	req := transferRequest{ID: uuid.NewString(), FromAccountID: from.ID, ToAccountID: to.ID,
 		Amount: 1 + r.Int64N(4000), Currency: from.Currency, token: from.token}
+	if r.IntN(100) < keyedPercent {
+		req.ID, req.key = "", "chaos-"+uuid.NewString()
+	}
 	if !w.newTerms.Load() {
 		return req
 	}
