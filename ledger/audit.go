@@ -145,6 +145,20 @@ var auditQueries = []auditQuery{
 		   OR (x.capture_method = 'manual' AND x.captured_amount IS NULL AND t.status IN ('debited', 'completed'))
 		   OR (x.capture_method = 'manual' AND t.status = 'reserved' AND x.hold_expires_at IS NULL)
 		   OR (t.status = 'scheduled' AND x.scheduled_for IS NULL)`},
+	// Every transfer that has events (those created since migration 0011) has one creation event,
+	// at most one event of each type, and, once final, the one end event of its status.
+	{InvTransferEntries, "events", `
+		SELECT 'transfer ' || t.id AS subject,
+		       format('status %s, but its events are %s', t.status, coalesce(string_agg(e.type, ', ' ORDER BY e.created_at), 'none')) AS detail
+		FROM transfers t JOIN events e ON e.transfer_id = t.id
+		WHERE EXISTS (SELECT FROM events c WHERE c.transfer_id = t.id AND c.type = 'transfer.created')
+		GROUP BY t.id, t.status
+		HAVING count(*) <> count(DISTINCT e.type)
+		    OR (t.status IN ('completed', 'failed', 'cancelled')
+		        AND count(*) FILTER (WHERE e.type IN ('transfer.completed', 'transfer.failed', 'transfer.cancelled')) <> 1)
+		    OR (t.status IN ('completed', 'failed', 'cancelled') AND NOT bool_or(e.type = 'transfer.' || t.status))
+		    OR (t.status NOT IN ('completed', 'failed', 'cancelled')
+		        AND bool_or(e.type IN ('transfer.completed', 'transfer.failed', 'transfer.cancelled')))`},
 	// An Idempotency-Key names a transfer that its caller created (migration 0009): a key naming
 	// another's transfer would replay it to the wrong user.
 	{InvTransferEntries, "idempotency key", `

@@ -153,6 +153,14 @@ func TestAuditFindsCorruption(t *testing.T) {
 				return []violationKey{{ledger.InvTransferEntries, "idempotency key of user 00000000-0000-4000-8000-00000000000a"}}
 			},
 			checks: []string{"idempotency key"}},
+		{name: "a completed transfer's end event deleted",
+			corrupt: func(t testing.TB, f auditFixture) {
+				mustExec(t, f.db, "DELETE FROM events WHERE transfer_id = $1 AND type = 'transfer.completed'", f.completed)
+			},
+			want: func(f auditFixture) []violationKey {
+				return []violationKey{{ledger.InvTransferEntries, transferSubject(f.completed)}}
+			},
+			checks: []string{"events"}},
 		{name: "balance and entry_seq raised together",
 			corrupt: func(t testing.TB, f auditFixture) {
 				mustExec(t, f.db, "UPDATE accounts SET balance = balance + 1, entry_seq = entry_seq + 1 WHERE id = $1", f.b.ID)

@@ -28,7 +28,7 @@ func openUnmigrated(t testing.TB) (*ledger.Store, string) {
 
 // allMigrations are the migrations an empty database gets, in order.
 var allMigrations = []string{"0001_ledger", "0002_step_functions", "0003_ledger_decides", "0004_constraints", "0005_list_watermark", "0006_step_failures",
-	"0007_holds_schedules", "0008_rate_limits", "0009_idempotency_keys", "0010_access"}
+	"0007_holds_schedules", "0008_rate_limits", "0009_idempotency_keys", "0010_access", "0011_events"}
 
 func TestMigrateAppliesOnce(t *testing.T) {
 	ctx := context.Background()

@@ -27,10 +27,15 @@ import (
 	"github.com/transferd/transferd/server"
 	"github.com/transferd/transferd/service"
 	"github.com/transferd/transferd/transfer"
+	"github.com/transferd/transferd/webhooks"
 	"github.com/transferd/transferd/worker"
 )
 
 const testQueue = "transfers-http"
+
+// testWebhookPolicy tries deliveries in seconds, not days.
+var testWebhookPolicy = webhooks.Policy{AttemptTimeout: time.Second, FirstBackoff: 200 * time.Millisecond, MaxBackoff: time.Second,
+	GiveUpAfter: 20 * time.Second, DisableAfter: time.Hour}
 
 // api is one test's running API: the real router over the real ledger, service, worker and an
 // in-process Temporal server.
@@ -97,8 +102,23 @@ func newAPIWithLog(t testing.TB, logTo io.Writer) *api {
 	if logTo != nil {
 		log = slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	// Webhook deliveries, tried quickly: an attempt has 1 s, retries come 200 ms, 400 ms ... apart.
+	ww := worker.NewWebhooks(c, &webhooks.Activities{Store: store, Render: server.EventJSON,
+		Client: webhooks.NewClient(webhooks.ClientOptions{AllowPrivate: true, Timeout: testWebhookPolicy.AttemptTimeout})}, 16, time.Second)
+	if err := ww.Start(); err != nil {
+		t.Fatalf("webhooks worker: %v", err)
+	}
+	t.Cleanup(ww.Stop)
+	dispatchCtx, stopDispatch := context.WithCancel(context.Background())
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		(&webhooks.Dispatcher{Store: store, Temporal: c, Policy: testWebhookPolicy, Log: log, Every: 100 * time.Millisecond}).Run(dispatchCtx)
+	}()
+	t.Cleanup(func() { stopDispatch(); <-dispatched })
 	h := server.New(server.Config{
-		Ledger: store, Limits: store, Transfers: service.New(store, c, testQueue, log).WithOptions(service.Options{WorkflowTaskTimeout: sagatest.WorkflowTaskTimeout}),
+		AllowPrivateWebhooks: true,
+		Ledger:               store, Limits: store, Transfers: service.New(store, c, testQueue, log).WithOptions(service.Options{WorkflowTaskTimeout: sagatest.WorkflowTaskTimeout}),
 		Auth: auth, Log: log,
 		Ready: map[string]server.Check{"postgres": store.Ping},
 	})

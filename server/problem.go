@@ -31,6 +31,7 @@ const (
 	codePayloadTooLarge      transfer.Code = "payload_too_large"
 	codeUnsupportedMediaType transfer.Code = "unsupported_media_type"
 	codeTooManyRequests      transfer.Code = "too_many_requests"
+	codeInvalidWebhookURL    transfer.Code = "invalid_webhook_url"
 	// codeUnavailable is a dependency outage: PostgreSQL or Temporal did not answer. The request may
 	// be sent again, after Retry-After.
 	codeUnavailable transfer.Code = "unavailable"
@@ -80,6 +81,7 @@ var problems = map[transfer.Code]problemKind{
 	transfer.CodeInsufficientFunds:   {http.StatusUnprocessableEntity, "Insufficient funds"},
 	transfer.CodeAccountInactive:     {http.StatusUnprocessableEntity, "Account inactive"},
 	codeTooManyRequests:              {http.StatusTooManyRequests, "Too many requests"},
+	codeInvalidWebhookURL:            {http.StatusUnprocessableEntity, "Invalid webhook URL"},
 	transfer.CodeInternal:            {http.StatusInternalServerError, "Internal error"},
 	codeUnavailable:                  {http.StatusServiceUnavailable, "Service unavailable"},
 }

@@ -40,6 +40,17 @@ func (s *Server) routes() *gin.Engine {
 	authed.GET("/api-keys", s.handleListAPIKeys)
 	authed.DELETE("/api-keys/:id", s.handleRevokeAPIKey)
 	authed.GET("/audit-log", s.handleListAuditLog)
+
+	authed.GET("/events", s.handleListEvents)
+	authed.GET("/events/:id", s.handleGetEvent)
+	authed.POST("/webhook-endpoints", s.handleCreateEndpoint)
+	authed.GET("/webhook-endpoints", s.handleListEndpoints)
+	authed.GET("/webhook-endpoints/:id", s.handleGetEndpoint)
+	authed.PATCH("/webhook-endpoints/:id", s.handleUpdateEndpoint)
+	authed.DELETE("/webhook-endpoints/:id", s.handleDeleteEndpoint)
+	authed.POST("/webhook-endpoints/:id/rotate-secret", s.handleRotateSecret)
+	authed.GET("/webhook-endpoints/:id/deliveries", s.handleListDeliveries)
+	authed.POST("/webhook-endpoints/:id/deliveries", s.handleResend)
 	authed.GET("/currencies", s.handleListCurrencies)
 
 	authed.POST("/accounts", s.handleCreateAccount)

@@ -45,6 +45,35 @@ type Ledger interface {
 	// ListTransfers returns a page of transfers, newest first; CodeInvalidCursor, CodeInvalidInput.
 	ListTransfers(ctx context.Context, f transfer.TransferFilter, p transfer.Page) (transfer.List[transfer.Transfer], error)
 	Access
+	Webhooks
+}
+
+// Webhooks is what the API needs of the ledger for events and webhook endpoints.
+type Webhooks interface {
+	// Event returns an event, of a transfer touching an account of visibleTo unless it is
+	// uuid.Nil; CodeNotFound otherwise.
+	Event(ctx context.Context, id, visibleTo uuid.UUID) (transfer.Event, error)
+	// Events returns a page of events, newest first; CodeInvalidCursor, CodeInvalidInput.
+	Events(ctx context.Context, f transfer.EventFilter, p transfer.Page) (transfer.List[transfer.Event], error)
+	// CreateEndpoint records an endpoint; with an Idempotency-Key used before by the user, the
+	// endpoint it created (created = false), or CodeIdempotencyConflict.
+	CreateEndpoint(ctx context.Context, e transfer.NewEndpoint) (endpoint transfer.WebhookEndpoint, created bool, err error)
+	// Endpoint returns one of the user's endpoints; CodeNotFound.
+	Endpoint(ctx context.Context, userID, id uuid.UUID) (transfer.WebhookEndpoint, error)
+	// Endpoints returns a page of the user's endpoints, newest first.
+	Endpoints(ctx context.Context, userID uuid.UUID, p transfer.Page) (transfer.List[transfer.WebhookEndpoint], error)
+	// UpdateEndpoint changes one of the user's endpoints; CodeNotFound.
+	UpdateEndpoint(ctx context.Context, actor transfer.Actor, userID, id uuid.UUID, patch transfer.EndpointPatch) (transfer.WebhookEndpoint, error)
+	// DeleteEndpoint deletes one of the user's endpoints; CodeNotFound.
+	DeleteEndpoint(ctx context.Context, actor transfer.Actor, userID, id uuid.UUID) error
+	// RotateSecret gives one of the user's endpoints a new secret (rotated = false for a retry
+	// with the same Idempotency-Key); CodeNotFound, CodeIdempotencyConflict.
+	RotateSecret(ctx context.Context, actor transfer.Actor, userID, id uuid.UUID, secret []byte, idempotencyKey string) (endpoint transfer.WebhookEndpoint, rotated bool, err error)
+	// Attempts returns a page of an endpoint's delivery log, newest first.
+	Attempts(ctx context.Context, endpointID uuid.UUID, p transfer.Page) (transfer.List[transfer.DeliveryAttempt], error)
+	// Resend enqueues an event again to one of the user's endpoints; CodeNotFound for an endpoint
+	// or an event the user may not see.
+	Resend(ctx context.Context, userID, endpointID, eventID uuid.UUID, admin bool) (transfer.Delivery, error)
 }
 
 // Access is what the API needs of the ledger to tell who may do what, from one request to the
@@ -126,6 +155,9 @@ type Config struct {
 	SignInLimit SignInLimit
 	// SignUpLimit slows sign-ups on POST /v1/users; the zero value takes its defaults.
 	SignUpLimit SignUpLimit
+	// AllowPrivateWebhooks lets webhook endpoints be plain http and on loopback, private or
+	// link-local addresses (transferd dev's local receivers); off, such URLs are refused.
+	AllowPrivateWebhooks bool
 	// TrustedProxies are the addresses or CIDRs of reverse proxies whose X-Forwarded-For and
 	// X-Real-IP name the client. By default none is trusted and the client is the TCP peer, so that
 	// a client cannot pick the address that the rate limits count it under. An invalid entry is logged
@@ -151,7 +183,9 @@ type Server struct {
 	maxWait   time.Duration
 	limits    *limits
 	admission *admission
-	engine    *gin.Engine
+	// allowPrivateWebhooks is Config.AllowPrivateWebhooks.
+	allowPrivateWebhooks bool
+	engine               *gin.Engine
 }
 
 // New builds the API's handler from cfg.
@@ -168,7 +202,8 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{ledger: cfg.Ledger, transfers: cfg.Transfers, auth: cfg.Auth, log: cfg.Log, ready: cfg.Ready,
 		gatherer: cfg.Gatherer, metrics: newHTTPMetrics(cfg.Metrics), maxWait: cfg.MaxWait,
-		limits: newLimits(cfg.Limits, cfg.SignInLimit, cfg.SignUpLimit), admission: newAdmission(cfg.MaxSubmits, cfg.SubmitQueueWait, cfg.Metrics)}
+		limits: newLimits(cfg.Limits, cfg.SignInLimit, cfg.SignUpLimit), admission: newAdmission(cfg.MaxSubmits, cfg.SubmitQueueWait, cfg.Metrics),
+		allowPrivateWebhooks: cfg.AllowPrivateWebhooks}
 	s.engine = s.routes()
 	if cfg.Limits == nil && cfg.Log != nil {
 		cfg.Log.Warn("no rate-limit store: sign-in and sign-up are not rate limited")

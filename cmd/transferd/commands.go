@@ -9,12 +9,15 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/transferd/transferd/activities"
 	"github.com/transferd/transferd/ledger"
+	"github.com/transferd/transferd/server"
 	"github.com/transferd/transferd/service"
+	"github.com/transferd/transferd/webhooks"
 	"github.com/transferd/transferd/worker"
 )
 
@@ -82,7 +85,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if c.MetricsAddr != "" {
 		go tel.serveMetrics(ctx, c.MetricsAddr, log)
 	}
-	stop, err := startWorker(ctx, &c, store, tc, log)
+	stop, err := startWorker(ctx, &c, store, tc, tel.registry, log)
 	if err != nil {
 		return err
 	}
@@ -130,7 +133,7 @@ func (d *deps) close(ctx context.Context) {
 
 // startWorker registers the search attributes (unless told not to), starts the worker and its
 // reconciler, and returns the function that stops them, letting running activities finish.
-func startWorker(ctx context.Context, c *config, store *ledger.Store, tc client.Client, log *slog.Logger) (stop func(), err error) {
+func startWorker(ctx context.Context, c *config, store *ledger.Store, tc client.Client, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	if !c.SkipSearchAttributes {
 		if err := worker.EnsureSearchAttributes(ctx, tc, c.TemporalNamespace); err != nil {
 			return nil, err
@@ -143,14 +146,25 @@ func startWorker(ctx context.Context, c *config, store *ledger.Store, tc client.
 		return nil, fmt.Errorf("worker: start: %w", err)
 	}
 	log.Info("worker started", "task_queue", c.TaskQueue, "namespace", c.TemporalNamespace)
+	metrics := webhooks.NewMetrics(reg)
+	outbound := webhooks.NewClient(webhooks.ClientOptions{AllowPrivate: c.AllowPrivateWebhooks, Timeout: c.WebhookPolicy.AttemptTimeout})
+	ww := worker.NewWebhooks(tc, &webhooks.Activities{Store: store, Client: outbound, Render: server.EventJSON, Metrics: metrics},
+		c.MaxConcurrentActivities, c.StopTimeout)
+	if err := ww.Start(); err != nil {
+		w.Stop()
+		return nil, fmt.Errorf("worker: start webhooks: %w", err)
+	}
 	reconcileCtx, stopReconcile := context.WithCancel(context.WithoutCancel(ctx))
 	if c.ReconcileEvery > 0 {
 		svc := service.New(store, tc, c.TaskQueue, log).WithOptions(service.Options{Namespace: c.TemporalNamespace})
 		go reconcile(reconcileCtx, svc, c.ReconcileEvery, log)
 	}
+	d := &webhooks.Dispatcher{Store: store, Temporal: tc, Policy: c.WebhookPolicy, Metrics: metrics, Log: log}
+	go d.Run(reconcileCtx)
 	return func() {
 		stopReconcile()
 		log.Info("worker stopping: finishing activities in progress", "timeout", c.StopTimeout.String())
+		ww.Stop()
 		w.Stop()
 		log.Info("worker stopped")
 	}, nil
@@ -163,6 +177,13 @@ func (c *config) workerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("RECONCILE_EVERY", 30*time.Second), "how often to repair accepted transfers that are not final and have no running workflow (a lost start, or a workflow closed by an operator); 0 turns it off (TRANSFERD_RECONCILE_EVERY)")
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", envDuration("STOP_TIMEOUT", 30*time.Second), "how long a stop waits for running activities (TRANSFERD_STOP_TIMEOUT)")
 	fs.BoolVar(&c.SkipSearchAttributes, "skip-search-attributes", envBool("SKIP_SEARCH_ATTRIBUTES", false), "do not register the custom search attributes (TRANSFERD_SKIP_SEARCH_ATTRIBUTES)")
+	d := webhooks.DefaultPolicy
+	fs.BoolVar(&c.AllowPrivateWebhooks, "allow-private-webhooks", envBool("ALLOW_PRIVATE_WEBHOOKS", false), "let webhook endpoints be plain http and on loopback, private or link-local addresses, for receivers on a private network (TRANSFERD_ALLOW_PRIVATE_WEBHOOKS; transferd dev turns it on)")
+	fs.DurationVar(&c.WebhookPolicy.AttemptTimeout, "webhook-attempt-timeout", envDuration("WEBHOOK_ATTEMPT_TIMEOUT", d.AttemptTimeout), "how long a webhook endpoint has to answer one delivery attempt (TRANSFERD_WEBHOOK_ATTEMPT_TIMEOUT)")
+	fs.DurationVar(&c.WebhookPolicy.FirstBackoff, "webhook-first-backoff", envDuration("WEBHOOK_FIRST_BACKOFF", d.FirstBackoff), "wait after a delivery's first failed attempt; each later wait doubles (TRANSFERD_WEBHOOK_FIRST_BACKOFF)")
+	fs.DurationVar(&c.WebhookPolicy.MaxBackoff, "webhook-max-backoff", envDuration("WEBHOOK_MAX_BACKOFF", d.MaxBackoff), "longest wait between two attempts of a delivery (TRANSFERD_WEBHOOK_MAX_BACKOFF)")
+	fs.DurationVar(&c.WebhookPolicy.GiveUpAfter, "webhook-give-up-after", envDuration("WEBHOOK_GIVE_UP_AFTER", d.GiveUpAfter), "how long a delivery is tried before it is marked failed (TRANSFERD_WEBHOOK_GIVE_UP_AFTER)")
+	fs.DurationVar(&c.WebhookPolicy.DisableAfter, "webhook-disable-after", envDuration("WEBHOOK_DISABLE_AFTER", d.DisableAfter), "how long an endpoint may answer no 2xx before it is disabled (TRANSFERD_WEBHOOK_DISABLE_AFTER)")
 }
 
 // reconcile repairs, every period, the accepted transfers that are not final and have no running

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/transferd/transferd/internal/temporalclient"
+	"github.com/transferd/transferd/webhooks"
 )
 
 // config is every setting of every subcommand. Each field is a flag, and its default can be set by an
@@ -51,10 +52,14 @@ type config struct {
 	// SignUpsPerHour and SignInsPerMinute are the rate limits of sign-up and sign-in per client
 	// address; 0 turns the limit off.
 	SignUpsPerHour, SignInsPerMinute int
-	BcryptCost                       int
-	MetricsAddr                      string
-	WithWorker                       bool
-	SagaVariant                      string
+	// AllowPrivateWebhooks lets webhook endpoints be http and on private addresses (dev: on).
+	AllowPrivateWebhooks bool
+	// WebhookPolicy is how deliveries are tried.
+	WebhookPolicy webhooks.Policy
+	BcryptCost    int
+	MetricsAddr   string
+	WithWorker    bool
+	SagaVariant   string
 	// TrustedProxies is a comma-separated list of the reverse proxies' addresses or CIDRs.
 	TrustedProxies string
 	// MaxSubmits and SubmitQueueWait shed submissions beyond the bound with 503s (server.Config).

@@ -109,7 +109,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("dev: connect to Temporal: %w", err)
 	}
 	defer tc.Close()
-	stopWorker, err := startWorker(ctx, &c, store, tc, log)
+	c.AllowPrivateWebhooks = true
+	stopWorker, err := startWorker(ctx, &c, store, tc, tel.registry, log)
 	if err != nil {
 		return err
 	}
@@ -123,6 +124,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	c.WithWorker = true
 	cfg := apiConfig(store, tc, c.TaskQueue, auth, log, tel.registry, c.serviceOptions())
 	c.limits(&cfg)
+	cfg.AllowPrivateWebhooks = true
 	srv := server.New(cfg).NewHTTPServer(c.Addr)
 	srv.Handler = tel.wrapHTTP(srv.Handler)
 	ln, err := net.Listen("tcp", c.Addr)

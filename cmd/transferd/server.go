@@ -79,7 +79,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	if c.WithWorker {
-		stopWorker, err := startWorker(ctx, &c, deps.store, deps.temporal, log)
+		stopWorker, err := startWorker(ctx, &c, deps.store, deps.temporal, deps.tel.registry, log)
 		if err != nil {
 			return err
 		}
@@ -87,6 +87,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	cfg := apiConfig(deps.store, deps.temporal, c.TaskQueue, auth, log, deps.tel.registry, c.serviceOptions())
 	cfg.TrustedProxies = proxies
+	cfg.AllowPrivateWebhooks = c.AllowPrivateWebhooks
 	c.limits(&cfg)
 	cfg.MaxSubmits, cfg.SubmitQueueWait = c.MaxSubmits, c.SubmitQueueWait
 	srv := server.New(cfg).NewHTTPServer(c.Addr)

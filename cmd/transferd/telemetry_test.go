@@ -55,7 +55,7 @@ func TestTelemetry(t *testing.T) {
 	ts := temporaltest.NewServer(temporaltest.WithT(t), temporaltest.WithBaseClientOptions(tel.clientOptions(client.Options{})))
 	tc := ts.GetDefaultClient()
 	cfg := &config{TaskQueue: "telemetry", TemporalNamespace: ts.GetDefaultNamespace(), StopTimeout: time.Second}
-	stop, err := startWorker(ctx, cfg, store, tc, log)
+	stop, err := startWorker(ctx, cfg, store, tc, tel.registry, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,80 @@
+package webhooks_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/transferd/transferd/webhooks"
+)
+
+// TestDeliveryWorkflow runs the delivery workflow on the SDK's test environment with its attempt
+// mocked: a 2xx ends it at once; failures are tried again after doubling waits, each attempt told
+// when the next comes, until the give-up time, when the last attempt is told there is none; a stop
+// (endpoint disabled, event no longer visible) ends it without another attempt.
+func TestDeliveryWorkflow(t *testing.T) {
+	policy := webhooks.Policy{AttemptTimeout: time.Second, FirstBackoff: 10 * time.Second, MaxBackoff: time.Minute,
+		GiveUpAfter: 5 * time.Minute, DisableAfter: time.Hour}
+	tests := []struct {
+		name         string
+		results      []webhooks.AttemptResult // by attempt; past the end, a failure
+		wantAttempts int
+		wantOK       bool
+		wantReason   string
+	}{
+		{"delivered at once", []webhooks.AttemptResult{{Delivered: true}}, 1, true, ""},
+		{"delivered at the third attempt", []webhooks.AttemptResult{{}, {}, {Delivered: true}}, 3, true, ""},
+		// Attempts at 0, 10, 30, 70, 130, 190 and 250 s: an 8th would come at 310 s, past 5 minutes.
+		{"never delivered", nil, 7, false, "no 2xx answer within 5m0s"},
+		{"stopped", []webhooks.AttemptResult{{}, {Stop: true, Reason: "the endpoint is disabled"}}, 2, false, "the endpoint is disabled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestWorkflowEnvironment()
+			var a *webhooks.Activities
+			env.RegisterActivity(a)
+			var inputs []webhooks.AttemptInput
+			var times []time.Time
+			env.OnActivity(a.Attempt, mock.Anything, mock.Anything).Return(
+				func(_ context.Context, in webhooks.AttemptInput) (webhooks.AttemptResult, error) {
+					inputs = append(inputs, in)
+					times = append(times, env.Now())
+					if in.Attempt <= len(tt.results) {
+						return tt.results[in.Attempt-1], nil
+					}
+					return webhooks.AttemptResult{}, nil
+				})
+			env.ExecuteWorkflow(webhooks.DeliveryWorkflow, webhooks.DeliveryInput{DeliveryID: uuid.New(), Policy: policy})
+			if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
+				t.Fatalf("workflow: completed %v, %v", env.IsWorkflowCompleted(), env.GetWorkflowError())
+			}
+			var got webhooks.DeliveryResult
+			if err := env.GetWorkflowResult(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Attempts != tt.wantAttempts || got.Delivered != tt.wantOK || got.Reason != tt.wantReason {
+				t.Errorf("result: got %+v, want %d attempts, delivered %v, reason %q", got, tt.wantAttempts, tt.wantOK, tt.wantReason)
+			}
+			for i, in := range inputs {
+				if in.Attempt != i+1 || in.DisableAfter != time.Hour {
+					t.Errorf("attempt %d: input %+v", i+1, in)
+				}
+				last := i == len(inputs)-1
+				if tt.name == "never delivered" && last != (in.NextRetryAt == nil) {
+					t.Errorf("attempt %d: next retry %v; only the last one has none", i+1, in.NextRetryAt)
+				}
+				if i > 0 {
+					want := min(10*time.Second<<(i-1), time.Minute)
+					if gap := times[i].Sub(times[i-1]); gap < want || gap > want+time.Second {
+						t.Errorf("wait before attempt %d: %v, want %v", i+1, gap, want)
+					}
+				}
+			}
+		})
+	}
+}
