@@ -172,6 +172,14 @@ func runChaos(t *testing.T, p plan) {
 	s := startStackOn(t, p.temporal, p.workers, pg, "")
 	ctx := context.Background()
 	w, client, op, before := s.prepareLoad(ctx)
+	// Every event from here on goes to a receiver that fails some attempts, and is down for a while
+	// in the middle of the load (connections refused) while the faults hit the workers.
+	hooks := startReceiver(t, seed)
+	endpointID := s.subscribe(ctx, w, hooks)
+	downFor := 10 * time.Second
+	if *full {
+		downFor = time.Minute
+	}
 
 	start := time.Now()
 	clock := &loadClock{plannedEnd: start.Add(p.load), faultsOver: make(chan struct{})}
@@ -185,6 +193,11 @@ func runChaos(t *testing.T, p plan) {
 		})
 	}
 	wg.Go(func() { op.sweep(ctx, b, rand.New(rand.NewPCG(seed, 1<<33)), clock) })
+	wg.Go(func() {
+		time.Sleep(p.load * 3 / 10)
+		t.Logf("%6.1fs webhook receiver down for %s", time.Since(start).Seconds(), downFor)
+		hooks.goDown(downFor)
+	})
 	done := s.injectFaults(ctx, p, rand.New(rand.NewPCG(seed, 1<<32)), start, clock)
 	wg.Wait()
 	operations.Wait()
@@ -200,6 +213,8 @@ func runChaos(t *testing.T, p plan) {
 	sum.loadTook, sum.plannedLoad, sum.drainTook = loadTook, p.load, drainTook
 	s.checkOperated(ctx, op, b, &sum)
 	s.checkFaultsHappened(p, done, &sum)
+	sum.webhooks = s.checkWebhooks(ctx, hooks, endpointID, 3*time.Minute)
+	sum.webhooks.downFor = downFor
 	sum.audit = s.audit(ctx)
 	t.Log(sum.text())
 	if *reportFile != "" {

@@ -150,7 +150,7 @@ func startStackOn(t *testing.T, kind temporalKind, workers int, pg *cluster, bin
 	}
 
 	// Ten connections a process keep the suite well under a shared server's default limit of 100.
-	common := []string{"TRANSFERD_TEMPORAL_ADDRESS=" + s.temporalAddr, "TRANSFERD_TASK_QUEUE=" + taskQueue, "TRANSFERD_DB_MAX_CONNS=10"}
+	common := append([]string{"TRANSFERD_TEMPORAL_ADDRESS=" + s.temporalAddr, "TRANSFERD_TASK_QUEUE=" + taskQueue, "TRANSFERD_DB_MAX_CONNS=10"}, webhookEnv...)
 	if kind == clusterPG {
 		// Only here: a previous release's binaries (the upgrade test, on the dev server) may not
 		// know the variable, and the dev server's namespace is their default.

@@ -28,6 +28,8 @@ type summary struct {
 	holds, holdsCaptured, holdsExpired, captures, scheduled, late int
 	// keyed counts the accepted transfers named by Idempotency-Key rather than by id.
 	keyed int
+	// webhooks is what the load's webhook receiver got.
+	webhooks webhookSummary
 	// captureAnswers counts the captures' answers by HTTP status.
 	captureAnswers map[int]int
 	// faultEnded counts transfers that ended for another reason than a business outcome or a cancel.
@@ -99,6 +101,9 @@ func (s summary) text() string {
 	if s.temporal == clusterPG {
 		fmt.Fprintf(&b, "  connections between Temporal and PostgreSQL cut by its outages %d\n", s.temporalOutageConns)
 	}
+	fmt.Fprintf(&b, "  webhooks: events %d, enqueued for the receiver %d, received (by webhook-id) %d, duplicates %d, lost %d, never enqueued %d, bad signatures %d, deliveries failed %d; attempts %d, answered 500 %d, past the timeout %d; receiver down %s\n",
+		s.webhooks.events, s.webhooks.enqueued, s.webhooks.received, s.webhooks.duplicates, s.webhooks.lost, s.webhooks.unqueued,
+		s.webhooks.badSigs, s.webhooks.failedDeliveries, s.webhooks.arrivals, s.webhooks.failed, s.webhooks.hung, s.webhooks.downFor)
 	fmt.Fprintf(&b, "  lost %d, invented %d, applied twice %d, ended by a fault %d, refused %d, unanswered %d, not final %d, balance errors %d, totals conserved %v, audit %s",
 		s.lost, s.invented, s.duplicated, s.faultEnded, s.refused, s.unanswered, s.stuck, s.balanceErrors, s.conserved, s.audit)
 	if len(s.missing) > 0 {
@@ -108,13 +113,13 @@ func (s summary) text() string {
 }
 
 // rowHeader is the header of the table that row's lines belong to, in docs/reliability.md.
-const rowHeader = `| when (UTC) | seed | worker kills (after a debit: still debited) | API kills | Temporal restarts | PG outages | PG crashes | PG slow/stall (steps timed out) | source freezes (refused) | submitted | 2xx | operator cancels landed (won/lost/during a task) | terminations landed (repaired) | results ≠ row | lost | applied twice | not final | balance errors | audit violations | load | drain | verdict |
-|---|---|---|---:|---:|---:|---:|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|`
+const rowHeader = `| when (UTC) | seed | worker kills (after a debit: still debited) | API kills | Temporal restarts | PG outages | PG crashes | PG slow/stall (steps timed out) | source freezes (refused) | submitted | 2xx | operator cancels landed (won/lost/during a task) | terminations landed (repaired) | results ≠ row | lost | applied twice | not final | balance errors | audit violations | webhooks: events enqueued / received / duplicates / lost / bad signatures | load | drain | verdict |
+|---|---|---|---:|---:|---:|---:|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|`
 
 // clusterRowHeader is the header of the table of the runs on the Temporal cluster, in
 // docs/reliability.md.
-const clusterRowHeader = `| when (UTC) | seed | worker kills (after a debit: still debited) | API kills | PG outages (ledger) | source freezes (refused) | history kills | matching kills | frontend restarts | Temporal PG outages (conns cut) | submitted | 2xx | operator cancels landed (won/lost/during a task) | terminations landed (repaired) | results ≠ row | lost | applied twice | not final | balance errors | audit violations | load | drain | verdict |
-|---|---|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|`
+const clusterRowHeader = `| when (UTC) | seed | worker kills (after a debit: still debited) | API kills | PG outages (ledger) | source freezes (refused) | history kills | matching kills | frontend restarts | Temporal PG outages (conns cut) | submitted | 2xx | operator cancels landed (won/lost/during a task) | terminations landed (repaired) | results ≠ row | lost | applied twice | not final | balance errors | audit violations | webhooks: events enqueued / received / duplicates / lost / bad signatures | load | drain | verdict |
+|---|---|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|`
 
 // header is the header of the table that row's lines belong to.
 func (s summary) header() string {
@@ -131,19 +136,25 @@ func (s summary) row(failed bool) string {
 		verdict = "FAIL"
 	}
 	if s.temporal == clusterPG {
-		return fmt.Sprintf("| %s | %d | %d + %d (%d/%d) | %d | %d | %d (%d) | %d | %d | %d | %d (%d) | %d | %d | %d (%d/%d/%d) | %d (%d) | %d | %d | %d | %d | %d | %s | %.0f s | %.1f s | %s |",
+		return fmt.Sprintf("| %s | %d | %d + %d (%d/%d) | %d | %d | %d (%d) | %d | %d | %d | %d (%d) | %d | %d | %d (%d/%d/%d) | %d (%d) | %d | %d | %d | %d | %d | %s | %s | %.0f s | %.1f s | %s |",
 			time.Now().UTC().Format("2006-01-02 15:04"), s.seed,
 			s.faults[workerKill], s.faults[debitKill], s.stillDebited, s.debitKills, s.faults[apiKill], s.faults[pgOutage],
 			s.faults[sourceFreeze], s.frozenRefused, s.faults[historyKill], s.faults[matchingKill],
 			s.faults[frontendRestart], s.faults[temporalPGOutage], s.temporalOutageConns, s.submitted, s.accepted,
 			s.opCancelsLanded, s.opCancelsWon, s.opCancelsLost, s.duringTask, s.terminationsLanded, s.repaired, s.resultMismatches,
-			s.lost, s.duplicated, s.unanswered+s.stuck, s.balanceErrors, s.audit.violationsCell(), s.loadTook.Seconds(), s.drainTook.Seconds(), verdict)
+			s.lost, s.duplicated, s.unanswered+s.stuck, s.balanceErrors, s.audit.violationsCell(), s.webhookCell(), s.loadTook.Seconds(), s.drainTook.Seconds(), verdict)
 	}
-	return fmt.Sprintf("| %s | %d | %d + %d (%d/%d) | %d | %d | %d | %d | %d/%d (%d) | %d (%d) | %d | %d | %d (%d/%d/%d) | %d (%d) | %d | %d | %d | %d | %d | %s | %.0f s | %.1f s | %s |",
+	return fmt.Sprintf("| %s | %d | %d + %d (%d/%d) | %d | %d | %d | %d | %d/%d (%d) | %d (%d) | %d | %d | %d (%d/%d/%d) | %d (%d) | %d | %d | %d | %d | %d | %s | %s | %.0f s | %.1f s | %s |",
 		time.Now().UTC().Format("2006-01-02 15:04"), s.seed,
 		s.faults[workerKill], s.faults[debitKill], s.stillDebited, s.debitKills, s.faults[apiKill], s.faults[temporalRestart],
 		s.faults[pgOutage], s.faults[pgRestart], s.faults[pgSlow], s.faults[pgStall], s.stallTimeouts,
 		s.faults[sourceFreeze], s.frozenRefused, s.submitted, s.accepted,
 		s.opCancelsLanded, s.opCancelsWon, s.opCancelsLost, s.duringTask, s.terminationsLanded, s.repaired, s.resultMismatches,
-		s.lost, s.duplicated, s.unanswered+s.stuck, s.balanceErrors, s.audit.violationsCell(), s.loadTook.Seconds(), s.drainTook.Seconds(), verdict)
+		s.lost, s.duplicated, s.unanswered+s.stuck, s.balanceErrors, s.audit.violationsCell(), s.webhookCell(), s.loadTook.Seconds(), s.drainTook.Seconds(), verdict)
+}
+
+// webhookCell is the row's webhook column.
+func (s summary) webhookCell() string {
+	w := s.webhooks
+	return fmt.Sprintf("%d / %d / %d / %d / %d", w.enqueued, w.received, w.duplicates, w.lost, w.badSigs)
 }

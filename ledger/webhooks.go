@@ -81,6 +81,17 @@ func (s *Store) CreateEndpoint(ctx context.Context, e transfer.NewEndpoint) (tra
 				return err
 			}
 		}
+		// The user's row, locked, serialises the user's creations, so the count below holds.
+		if err := tx.Exec(`SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE`, e.UserID).Error; err != nil {
+			return fmt.Errorf("ledger: create endpoint: %w", err)
+		}
+		var n int64
+		if err := tx.Raw(`SELECT count(*) FROM webhook_endpoints WHERE user_id = ? AND deleted_at IS NULL`, e.UserID).Scan(&n).Error; err != nil {
+			return fmt.Errorf("ledger: create endpoint: %w", err)
+		}
+		if n >= MaxEndpointsPerUser {
+			return transfer.Errorf(transfer.CodeTooManyEndpoints, "a user may have at most %d webhook endpoints; delete one first", MaxEndpointsPerUser)
+		}
 		var row endpointRow
 		err := tx.Raw(`WITH w AS (INSERT INTO webhook_endpoints (id, user_id, url, event_types, description, secret)
 			VALUES (?, ?, ?, ?::text[], ?, ?) RETURNING *) SELECT `+endpointColumns+` FROM w`,
@@ -344,19 +355,20 @@ func (s *Store) RecordAttempt(ctx context.Context, a transfer.DeliveryAttempt, d
 			return fmt.Errorf("ledger: record attempt: %w", err)
 		}
 		if delivered {
-			return tx.Exec(`UPDATE webhook_endpoints SET last_success_at = now(), failing_since = NULL WHERE id = ?`, a.EndpointID).Error
+			return tx.Exec(`UPDATE webhook_endpoints SET last_success_at = now(), failing_since = NULL, last_failure_at = NULL WHERE id = ?`, a.EndpointID).Error
 		}
 		var st struct {
-			Status       string
-			FailingSince *time.Time
-			Now          time.Time
+			Status        string
+			FailingSince  *time.Time
+			LastFailureAt *time.Time
+			Now           time.Time
 		}
-		if err := tx.Raw(`SELECT status, failing_since, now() AS now FROM webhook_endpoints WHERE id = ? FOR UPDATE`, a.EndpointID).
+		if err := tx.Raw(`SELECT status, failing_since, last_failure_at, now() AS now FROM webhook_endpoints WHERE id = ? FOR UPDATE`, a.EndpointID).
 			Take(&st).Error; err != nil {
 			return fmt.Errorf("ledger: record attempt: %w", err)
 		}
 		since := st.Now
-		if st.FailingSince != nil {
+		if st.FailingSince != nil && st.LastFailureAt != nil && st.Now.Sub(*st.LastFailureAt) < streakGap {
 			since = *st.FailingSince
 		}
 		status, reason := st.Status, (*string)(nil)
@@ -365,7 +377,7 @@ func (s *Store) RecordAttempt(ctx context.Context, a transfer.DeliveryAttempt, d
 				since.UTC().Format(time.RFC3339), disableAfter)
 			status, reason, disabled = string(transfer.EndpointDisabled), &r, true
 		}
-		err := tx.Exec(`UPDATE webhook_endpoints SET failing_since = ?, status = ?, disabled_reason = coalesce(?, disabled_reason),
+		err := tx.Exec(`UPDATE webhook_endpoints SET failing_since = ?, last_failure_at = now(), status = ?, disabled_reason = coalesce(?, disabled_reason),
 			updated_at = CASE WHEN ? THEN now() ELSE updated_at END WHERE id = ?`, since, status, reason, disabled, a.EndpointID).Error
 		if err != nil {
 			return fmt.Errorf("ledger: record attempt: %w", err)
@@ -374,6 +386,15 @@ func (s *Store) RecordAttempt(ctx context.Context, a transfer.DeliveryAttempt, d
 	})
 	return disabled, businessOr(err)
 }
+
+// streakGap is how long after its last failed attempt an endpoint's failing streak ends without a
+// 2xx: an endpoint that got no event for a day was idle, not failing, and its next failure starts a
+// new streak rather than disable it at once for a streak that began days ago.
+const streakGap = 24 * time.Hour
+
+// MaxEndpointsPerUser bounds a user's webhook endpoints: each event is enqueued to every endpoint
+// that may see it in the statement of the status change, under the saga's locks.
+const MaxEndpointsPerUser = 16
 
 // EndDelivery marks a delivery delivered or failed.
 func (s *Store) EndDelivery(ctx context.Context, id uuid.UUID, delivered bool) error {

@@ -145,9 +145,22 @@ func TestEndpointStreakDisables(t *testing.T) {
 	if attempt(5, false, time.Hour) {
 		t.Errorf("a disabled endpoint was disabled again")
 	}
+	// An endpoint idle for over a day after its last failure starts a new streak at its next one,
+	// rather than being disabled for a streak that began days ago.
+	enabled := transfer.EndpointEnabled
+	if _, err := s.UpdateEndpoint(ctx, transfer.Actor{}, u.ID, e.ID, transfer.EndpointPatch{Status: &enabled}); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, db, `UPDATE webhook_endpoints SET failing_since = now() - interval '6 days', last_failure_at = now() - interval '3 days' WHERE id = $1`, e.ID)
+	if attempt(6, false, 120*time.Hour) {
+		t.Errorf("the first failure after three idle days disabled the endpoint for a streak begun six days ago")
+	}
+	if got, _ := s.Endpoint(ctx, u.ID, e.ID); got.Status != transfer.EndpointEnabled || got.FailingSince == nil || time.Since(*got.FailingSince) > time.Minute {
+		t.Errorf("after the idle days: %+v, want enabled with a streak begun now", got)
+	}
 	l, err := s.Attempts(ctx, e.ID, transfer.Page{})
-	if err != nil || len(l.Items) != 5 || l.Items[0].Attempt != 5 || l.Items[4].Attempt != 1 {
-		t.Errorf("delivery log: %d attempts, %v; want 5, newest first", len(l.Items), err)
+	if err != nil || len(l.Items) != 6 || l.Items[0].Attempt != 6 || l.Items[5].Attempt != 1 {
+		t.Errorf("delivery log: %d attempts, %v; want 6, newest first", len(l.Items), err)
 	}
 }
 
@@ -196,4 +209,15 @@ func TestEndpointCalls(t *testing.T) {
 	checkCode(t, s.DeleteEndpoint(ctx, transfer.Actor{}, u.ID, e.ID), transfer.CodeNotFound)
 	_, err = s.Endpoint(ctx, u.ID, e.ID)
 	checkCode(t, err, transfer.CodeNotFound)
+
+	// At most MaxEndpointsPerUser endpoints a user, deleted ones not counted.
+	for i := range ledger.MaxEndpointsPerUser {
+		if _, _, err := s.CreateEndpoint(ctx, transfer.NewEndpoint{ID: uuid.New(), UserID: u.ID, URL: "https://example.com/" + string(rune('a'+i)),
+			EventTypes: []string{"*"}, Secret: bytes.Repeat([]byte{1}, 32)}); err != nil {
+			t.Fatalf("endpoint %d: %v", i+1, err)
+		}
+	}
+	_, _, err = s.CreateEndpoint(ctx, transfer.NewEndpoint{ID: uuid.New(), UserID: u.ID, URL: "https://example.com/z",
+		EventTypes: []string{"*"}, Secret: bytes.Repeat([]byte{1}, 32)})
+	checkCode(t, err, transfer.CodeTooManyEndpoints)
 }

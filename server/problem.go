@@ -71,6 +71,7 @@ var problems = map[transfer.Code]problemKind{
 	transfer.CodeCaptureExceedsHold:  {http.StatusUnprocessableEntity, "Capture exceeds hold"},
 	transfer.CodeAccountNotEmpty:     {http.StatusConflict, "Account not empty"},
 	transfer.CodeExternalIDConflict:  {http.StatusConflict, "External id conflict"},
+	transfer.CodeTooManyEndpoints:    {http.StatusConflict, "Too many endpoints"},
 	codeRequestTimeout:               {http.StatusRequestTimeout, "Request timeout"},
 	codePayloadTooLarge:              {http.StatusRequestEntityTooLarge, "Payload too large"},
 	codeUnsupportedMediaType:         {http.StatusUnsupportedMediaType, "Unsupported media type"},

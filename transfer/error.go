@@ -25,6 +25,7 @@ const (
 	CodeHoldExpired        Code = "hold_expired"
 	CodeAccountNotEmpty    Code = "account_not_empty"
 	CodeExternalIDConflict Code = "external_id_conflict"
+	CodeTooManyEndpoints   Code = "too_many_endpoints"
 	CodeEmailTaken         Code = "email_taken"
 	CodeInvalidAmount      Code = "invalid_amount"
 	CodeInvalidCursor      Code = "invalid_cursor"

@@ -97,7 +97,8 @@ type AttemptResult struct {
 }
 
 // DeliveryWorkflow sends one event to one endpoint until a 2xx answer, trying again after growing
-// waits on durable timers until Policy.GiveUpAfter has passed since the first attempt. Every
+// waits on durable timers until Policy.GiveUpAfter has passed since the first attempt (the last
+// attempt comes at that time). Every
 // attempt is an activity that reads the endpoint afresh, signs anew and records itself.
 func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
 	p := in.Policy.orDefault()
@@ -111,10 +112,17 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (DeliveryResult, e
 	var a *Activities
 	start := workflow.Now(ctx)
 	wait := p.FirstBackoff
+	deadline := start.Add(p.GiveUpAfter)
 	for attempt := 1; ; attempt++ {
-		next := workflow.Now(ctx).Add(wait)
+		now := workflow.Now(ctx)
+		next := now.Add(wait)
+		if next.After(deadline) {
+			// One last attempt at the deadline itself, so that a delivery is tried for all of
+			// GiveUpAfter, not for up to a wait less.
+			next = deadline
+		}
 		try := AttemptInput{DeliveryID: in.DeliveryID, Attempt: attempt, DisableAfter: p.DisableAfter}
-		if next.Sub(start) <= p.GiveUpAfter {
+		if now.Before(deadline) {
 			try.NextRetryAt = &next
 		}
 		var out AttemptResult

@@ -232,8 +232,10 @@ func refuseDisallowed(_, address string, _ syscall.RawConn) error {
 // refusedError names the refused address, which the operator needs in logs.
 type refusedError struct{ addr netip.Addr }
 
+// Error names no address: the message reaches the endpoint's owner through the delivery log, and
+// the internal address a name resolved to is not theirs to learn.
 func (e *refusedError) Error() string {
-	return fmt.Sprintf("destination address %s is not allowed", e.addr)
+	return "destination address is not allowed (loopback, private or internal)"
 }
 func (e *refusedError) Unwrap() error { return ErrDestinationRefused }
 

@@ -46,7 +46,9 @@ CREATE INDEX IF NOT EXISTS events_transfer_idx ON events (transfer_id);
 -- secret and previous_secret are the signing keys' bytes (what follows whsec_, decoded); the service
 -- must keep them to sign. previous_secret keeps signing beside the new one until
 -- previous_expires_at, 24 hours after a rotation. failing_since is the time of the first failed
--- attempt since the last 2xx (NULL while the endpoint answers): five days of it disable the endpoint.
+-- attempt since the last 2xx (NULL while the endpoint answers), and last_failure_at the latest: a
+-- streak lasting five days disables the endpoint, and a failure a day after the last one starts a
+-- new streak (the endpoint was not failing in between, only idle).
 CREATE TABLE IF NOT EXISTS webhook_endpoints (
     id                  uuid PRIMARY KEY,
     user_id             uuid NOT NULL,
@@ -59,6 +61,7 @@ CREATE TABLE IF NOT EXISTS webhook_endpoints (
     previous_secret     bytea,
     previous_expires_at timestamptz,
     failing_since       timestamptz,
+    last_failure_at     timestamptz,
     last_success_at     timestamptz,
     deleted_at          timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
