@@ -172,6 +172,11 @@ func runChaos(t *testing.T, p plan) {
 	s := startStackOn(t, p.temporal, p.workers, pg, "")
 	ctx := context.Background()
 	w, client, op, before := s.prepareLoad(ctx)
+
+	start := time.Now()
+	clock := &loadClock{plannedEnd: start.Add(p.load), faultsOver: make(chan struct{})}
+	client.until = start.Add(p.load + 4*time.Minute)
+	s.admin.until, op.until = client.until, client.until
 	// Every event from here on goes to a receiver that fails some attempts, and is down for a while
 	// in the middle of the load (connections refused) while the faults hit the workers.
 	hooks := startReceiver(t, seed)
@@ -180,11 +185,6 @@ func runChaos(t *testing.T, p plan) {
 	if *full {
 		downFor = time.Minute
 	}
-
-	start := time.Now()
-	clock := &loadClock{plannedEnd: start.Add(p.load), faultsOver: make(chan struct{})}
-	client.until = start.Add(p.load + 4*time.Minute)
-	s.admin.until, op.until = client.until, client.until
 	b := &book{byID: map[string]*outcome{}}
 	var wg, operations sync.WaitGroup
 	for i := range p.clients {
