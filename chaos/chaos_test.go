@@ -180,7 +180,7 @@ func runChaos(t *testing.T, p plan) {
 	// Every event from here on goes to a receiver that fails some attempts, and is down for a while
 	// in the middle of the load (connections refused) while the faults hit the workers.
 	hooks := startReceiver(t, seed)
-	endpointID := s.subscribe(ctx, w, hooks)
+	endpointID := s.subscribe(ctx, w, hooks, p.temporal)
 	downFor := 10 * time.Second
 	if *full {
 		downFor = time.Minute
