@@ -150,22 +150,24 @@ func startStackOn(t *testing.T, kind temporalKind, workers int, pg *cluster, bin
 	}
 
 	// Ten connections a process keep the suite well under a shared server's default limit of 100.
-	common := append([]string{"TRANSFERD_TEMPORAL_ADDRESS=" + s.temporalAddr, "TRANSFERD_TASK_QUEUE=" + taskQueue, "TRANSFERD_DB_MAX_CONNS=10"}, webhookEnv...)
+	// Each process's environment is its own slice: appending to a shared one with room to spare
+	// would let a later process's settings overwrite an earlier one's (slices.Concat copies).
+	common := slices.Concat([]string{"TRANSFERD_TEMPORAL_ADDRESS=" + s.temporalAddr, "TRANSFERD_TASK_QUEUE=" + taskQueue, "TRANSFERD_DB_MAX_CONNS=10"}, webhookEnv)
 	if kind == clusterPG {
 		// Only here: a previous release's binaries (the upgrade test, on the dev server) may not
 		// know the variable, and the dev server's namespace is their default.
-		common = append(common, "TRANSFERD_TEMPORAL_NAMESPACE="+s.namespace)
+		common = slices.Concat(common, []string{"TRANSFERD_TEMPORAL_NAMESPACE=" + s.namespace})
 	}
 	apiAddr := freeAddr(t)
 	s.apiURL = "http://" + apiAddr
-	s.api = newProc(t, s.dir, "api", append(common, "TRANSFERD_DATABASE_URL="+viaProxy(dsn, s.pgAPI),
-		"TRANSFERD_JWT_SECRET="+jwtSecret, "TRANSFERD_BCRYPT_COST=4", "TRANSFERD_SIGN_UPS_PER_HOUR=0"), "server", "--addr", apiAddr)
+	s.api = newProc(t, s.dir, "api", slices.Concat(common, []string{"TRANSFERD_DATABASE_URL=" + viaProxy(dsn, s.pgAPI),
+		"TRANSFERD_JWT_SECRET=" + jwtSecret, "TRANSFERD_BCRYPT_COST=4", "TRANSFERD_SIGN_UPS_PER_HOUR=0"}), "server", "--addr", apiAddr)
 	s.api.bin = bin
 	s.api.ready = func(ctx context.Context) error { return waitHTTP(ctx, s.apiURL+"/readyz", s.api) }
 	for i := range workers {
 		// The reconciler starts the workflows of transfers the API recorded but died before starting.
-		w := newProc(t, s.dir, "worker-"+strconv.Itoa(i+1), append(common, "TRANSFERD_DATABASE_URL="+viaProxy(dsn, s.pgWorkers),
-			"TRANSFERD_RECONCILE_EVERY=5s"), "worker", "--metrics-addr", "")
+		w := newProc(t, s.dir, "worker-"+strconv.Itoa(i+1), slices.Concat(common, []string{"TRANSFERD_DATABASE_URL=" + viaProxy(dsn, s.pgWorkers),
+			"TRANSFERD_RECONCILE_EVERY=5s"}), "worker", "--metrics-addr", "")
 		w.bin = bin
 		// A worker is ready once it polls its task queue, which it does only once it has reached
 		// PostgreSQL: the next fault then finds it working (a stall that begins while the workers

@@ -136,8 +136,8 @@ func (h *hookReceiver) goDown(d time.Duration) {
 // webhookSummary is what the receiver got against what the ledger recorded.
 type webhookSummary struct {
 	events, enqueued, received, duplicates, lost, invented, unqueued, failedDeliveries, badSigs, pending int
-	failed, hung, arrivals                                                                            int
-	downFor                                                                                           time.Duration
+	failed, hung, arrivals                                                                               int
+	downFor                                                                                              time.Duration
 }
 
 // checkWebhooks waits for the endpoint's deliveries to end, then checks that the receiver accepted
