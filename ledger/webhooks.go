@@ -411,11 +411,15 @@ func (s *Store) EndDelivery(ctx context.Context, id uuid.UUID, delivered bool) e
 }
 
 // Resend enqueues the event again to one of the user's endpoints, if the user may see the event;
-// CodeNotFound otherwise. The worker starts its delivery like any other.
+// CodeNotFound otherwise, and CodeEndpointDisabled for a disabled endpoint, which would skip it. The worker starts its delivery like any other.
 func (s *Store) Resend(ctx context.Context, userID, endpointID, eventID uuid.UUID, admin bool) (transfer.Delivery, error) {
 	db := s.db.WithContext(ctx)
-	if _, err := endpointByID(db, userID, endpointID); err != nil {
+	e, err := endpointByID(db, userID, endpointID)
+	if err != nil {
 		return transfer.Delivery{}, err
+	}
+	if e.Status != transfer.EndpointEnabled {
+		return transfer.Delivery{}, transfer.Errorf(transfer.CodeEndpointDisabled, "the endpoint is disabled; enable it before sending an event again")
 	}
 	visibleTo := userID
 	if admin {
@@ -425,7 +429,7 @@ func (s *Store) Resend(ctx context.Context, userID, endpointID, eventID uuid.UUI
 		return transfer.Delivery{}, err
 	}
 	var d transfer.Delivery
-	err := db.Raw(`INSERT INTO webhook_deliveries (id, endpoint_id, event_id) VALUES (?, ?, ?)
+	err = db.Raw(`INSERT INTO webhook_deliveries (id, endpoint_id, event_id) VALUES (?, ?, ?)
 		RETURNING id, endpoint_id, event_id, status, attempts, created_at`, uuid.New(), endpointID, eventID).Scan(&d).Error
 	if err != nil {
 		return transfer.Delivery{}, fmt.Errorf("ledger: resend: %w", err)

@@ -72,6 +72,7 @@ var problems = map[transfer.Code]problemKind{
 	transfer.CodeAccountNotEmpty:     {http.StatusConflict, "Account not empty"},
 	transfer.CodeExternalIDConflict:  {http.StatusConflict, "External id conflict"},
 	transfer.CodeTooManyEndpoints:    {http.StatusConflict, "Too many endpoints"},
+	transfer.CodeEndpointDisabled:    {http.StatusConflict, "Endpoint disabled"},
 	codeRequestTimeout:               {http.StatusRequestTimeout, "Request timeout"},
 	codePayloadTooLarge:              {http.StatusRequestEntityTooLarge, "Payload too large"},
 	codeUnsupportedMediaType:         {http.StatusUnsupportedMediaType, "Unsupported media type"},

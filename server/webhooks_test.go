@@ -369,6 +369,7 @@ func TestWebhookEndpointsContract(t *testing.T) {
 		}
 	}
 	patch(map[string]any{"status": "disabled"}, `"status":"disabled"`)
+	a.do("POST", "/v1/webhook-endpoints/"+ep.ID+"/deliveries", ada, map[string]any{"event_id": uuid.NewString()}).problem(t, http.StatusConflict, "endpoint_disabled")
 	patch(map[string]any{"status": "enabled"}, `"disabled_reason":null`)
 	patch(map[string]any{"event_types": []string{"*"}, "description": "all"}, `"event_types":["*"]`)
 	a.do("PATCH", "/v1/webhook-endpoints/"+ep.ID, ada, map[string]any{"status": "paused"}).problem(t, http.StatusBadRequest, "invalid_request")

@@ -26,6 +26,7 @@ const (
 	CodeAccountNotEmpty    Code = "account_not_empty"
 	CodeExternalIDConflict Code = "external_id_conflict"
 	CodeTooManyEndpoints   Code = "too_many_endpoints"
+	CodeEndpointDisabled   Code = "endpoint_disabled"
 	CodeEmailTaken         Code = "email_taken"
 	CodeInvalidAmount      Code = "invalid_amount"
 	CodeInvalidCursor      Code = "invalid_cursor"
