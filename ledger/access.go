@@ -307,9 +307,9 @@ func (s *Store) Users(ctx context.Context, p transfer.Page) (transfer.List[trans
 		func(r userRow) cursor { return cursor{T: r.CreatedAt.UnixMicro(), ID: r.ID} })
 }
 
-// RecordAudit writes one audit entry on its own, for an action that the ledger decided elsewhere
-// (a transfer's cancel or capture, which its workflow's step commits): an action that happens once
-// to its subject is recorded once, however often it is reported.
+// RecordAudit writes one audit entry on its own: the API's request of a transfer's cancel or capture,
+// recorded before the request is sent (the ledger's step that decides it records the cancel or
+// capture itself, as the latest requester's: migration 0011).
 func (s *Store) RecordAudit(ctx context.Context, actor transfer.Actor, action, subjectType string, subjectID uuid.UUID, detail map[string]any) error {
 	return recordAudit(s.db.WithContext(ctx), actor, action, subjectType, subjectID, detail)
 }

@@ -392,11 +392,14 @@ func TestAuditLog(t *testing.T) {
 			t.Fatalf("cancel: %s", r)
 		}
 	}
+	// A hold that expires is cancelled by nobody.
+	expiring := a.hold(user, from, to, 7, map[string]any{"hold_expires_at": time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)})
+	a.awaitStatus(user, expiring.ID, "cancelled")
 	a.do("PATCH", "/v1/accounts/"+to, a.admin, map[string]any{"status": "frozen"})
 	a.do("PATCH", "/v1/users/"+userID, a.admin, map[string]any{"role": "admin"})
 	a.do("PATCH", "/v1/users/"+userID, a.admin, map[string]any{"status": "disabled"})
 	a.do("DELETE", "/v1/api-keys/"+k.ID, a.admin, nil) // Not the admin's: 404, nothing recorded.
-	a.awaitWorkflows(t, tr.ID, held.ID, held2.ID)
+	a.awaitWorkflows(t, tr.ID, held.ID, held2.ID, expiring.ID)
 
 	type entry struct {
 		Action      string         `json:"action"`
@@ -452,6 +455,19 @@ func TestAuditLog(t *testing.T) {
 	if e := find("transfer.cancelled", held2.ID); !byKey(e) {
 		t.Errorf("cancel: got %+v, want by the user with the key, once", e)
 	}
+	if e := find("transfer.cancelled", expiring.ID); e == nil || e.ActorID != nil || e.Detail["failure_code"] != "hold_expired" {
+		t.Errorf("the expiry: got %+v, want nobody's, hold_expired", e)
+	}
+	requests := 0
+	for _, e := range all {
+		if e.Action == "transfer.cancel_requested" && e.SubjectID == held2.ID && byKey(&e) {
+			requests++
+		}
+	}
+	if requests != 2 {
+		t.Errorf("cancel requests of the second hold: got %d, want the 2 sent", requests)
+	}
+	find("transfer.capture_requested", held.ID)
 	for _, action := range []string{"account.status_changed"} {
 		find(action, to)
 	}

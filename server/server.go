@@ -101,8 +101,7 @@ type Access interface {
 	Users(ctx context.Context, p transfer.Page) (transfer.List[transfer.User], error)
 	// AuditLog returns a page of the audit log, newest first; CodeInvalidCursor, CodeInvalidInput.
 	AuditLog(ctx context.Context, p transfer.Page) (transfer.List[transfer.AuditEntry], error)
-	// RecordAudit records an action decided elsewhere, once per action and subject where the
-	// action happens once.
+	// RecordAudit records a request (a transfer's cancel or capture) before it is sent.
 	RecordAudit(ctx context.Context, actor transfer.Actor, action, subjectType string, subjectID uuid.UUID, detail map[string]any) error
 }
 

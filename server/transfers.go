@@ -458,10 +458,11 @@ func (s *Server) handleCancelTransfer(c *gin.Context) {
 		abortWithError(c, err)
 		return
 	}
-	t, err := s.transfers.Cancel(c.Request.Context(), t.ID, req.Reason)
-	if err == nil && t.Status == transfer.StatusCancelled {
-		err = s.recordDecided(c, transfer.AuditTransferCancelled, t, map[string]any{"reason": req.Reason})
+	if err := s.recordRequest(c, transfer.AuditCancelRequested, t, map[string]any{"reason": req.Reason}); err != nil {
+		abortWithError(c, err)
+		return
 	}
+	t, err := s.transfers.Cancel(c.Request.Context(), t.ID, req.Reason)
 	if err != nil {
 		abortWithError(c, err)
 		return
@@ -499,13 +500,14 @@ func (s *Server) handleCaptureTransfer(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
+	if err := s.recordRequest(c, transfer.AuditCaptureRequested, t, map[string]any{"amount": int64(amount)}); err != nil {
+		abortWithError(c, err)
+		return
+	}
 	t, err := s.transfers.Capture(ctx, t.ID, int64(amount))
 	if transfer.IsCode(err, transfer.CodeAccountInactive) && !ownsSource {
 		// The payee is not told the state of the payer's account.
 		err = transfer.Errorf(transfer.CodeNotCapturable, "the transfer cannot be captured now; the hold stays until it is cancelled or expires")
-	}
-	if err == nil && t.CapturedAmount != nil {
-		err = s.recordDecided(c, transfer.AuditTransferCaptured, t, map[string]any{"amount": *t.CapturedAmount, "currency": string(t.Currency)})
 	}
 	if err != nil {
 		abortWithError(c, err)
@@ -520,11 +522,10 @@ func (s *Server) handleCaptureTransfer(c *gin.Context) {
 	c.JSON(http.StatusOK, toTransferJSON(t, ownsSource))
 }
 
-// recordDecided records in the audit log a cancel or capture that the transfer's workflow committed
-// to the ledger, as the caller's: once per transfer, however often the request is retried. It is
-// written once the ledger has answered, not in the step's own transaction (the workflow's step
-// does not know the caller); an error is answered, so that the client's retry, which the ledger
-// answers as a repeat, records it.
-func (s *Server) recordDecided(c *gin.Context, action string, t transfer.Transfer, detail map[string]any) error {
+// recordRequest records in the audit log that the caller asks for a cancel or a capture, before it
+// is sent: the saga's step that decides it does not know the caller, and the ledger records the
+// cancel or capture itself, in the statement that makes it, as the latest requester's (migration
+// 0011). An amount of 0 asks for all of a hold.
+func (s *Server) recordRequest(c *gin.Context, action string, t transfer.Transfer, detail map[string]any) error {
 	return s.ledger.RecordAudit(c.Request.Context(), callerOf(c).actor(), action, "transfer", t.ID, detail)
 }

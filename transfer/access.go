@@ -97,10 +97,15 @@ const (
 	AuditTransferCreated   = "transfer.created"
 	AuditTransferCancelled = "transfer.cancelled"
 	AuditTransferCaptured  = "transfer.captured"
-	AuditAccountStatus     = "account.status_changed"
-	AuditUserStatus        = "user.status_changed"
-	AuditUserRole          = "user.role_changed"
-	AuditAPIKeyCreated     = "api_key.created"
-	AuditAPIKeyRevoked     = "api_key.revoked"
-	AuditTokenRevoked      = "token.revoked"
+	// AuditCancelRequested and AuditCaptureRequested are the API's requests, recorded before they
+	// are sent: the ledger's step that decides records the cancel or capture itself, as the latest
+	// requester's (migration 0011's trigger).
+	AuditCancelRequested  = "transfer.cancel_requested"
+	AuditCaptureRequested = "transfer.capture_requested"
+	AuditAccountStatus    = "account.status_changed"
+	AuditUserStatus       = "user.status_changed"
+	AuditUserRole         = "user.role_changed"
+	AuditAPIKeyCreated    = "api_key.created"
+	AuditAPIKeyRevoked    = "api_key.revoked"
+	AuditTokenRevoked     = "token.revoked"
 )

@@ -51,7 +51,11 @@ CREATE INDEX api_keys_user_list_idx ON api_keys (user_id, txid DESC, created_at 
 
 -- The audit log: who (actor_id, and api_key_id when a key was used) did what (action) to what
 -- (subject_type, subject_id), written in the transaction of the action. actor_id is NULL for the
--- operator's command line.
+-- operator's command line, the Web UI and the system (a hold's expiry). A transfer's cancel and
+-- capture are decided by a saga step that does not know who asked: the API records the request
+-- (transfer.cancel_requested, transfer.capture_requested) before it sends it, and the events trigger
+-- of 0011 records the cancel or capture itself, in the statement that makes it, as the latest
+-- requester's.
 CREATE TABLE audit_log (
     id           uuid PRIMARY KEY,
     actor_id     uuid,
@@ -64,6 +68,8 @@ CREATE TABLE audit_log (
     txid         xid8 NOT NULL DEFAULT pg_current_xact_id()
 );
 CREATE INDEX audit_log_list_idx ON audit_log (txid DESC, created_at DESC, id DESC);
+-- The events trigger of 0011 finds a transfer's latest cancel or capture request through it.
+CREATE INDEX audit_log_subject_idx ON audit_log (subject_id, created_at DESC);
 -- One entry per action that happens once to its subject (a transfer's cancel, its capture), however
 -- often its request is retried.
 CREATE UNIQUE INDEX audit_log_once_idx ON audit_log (action, subject_id)

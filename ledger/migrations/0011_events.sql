@@ -128,8 +128,27 @@ DECLARE
     terms  transfer_terms%ROWTYPE;
     ev     uuid;
     snap   jsonb;
+    act    text;
+    who    record;
 BEGIN
     SELECT * INTO terms FROM transfer_terms x WHERE x.transfer_id = NEW.id;
+    -- The audit log's cancels and captures, in the statement that makes them, as the latest
+    -- requester's (0010); a hold's expiry, and a cancel with no request through the API (the Web UI),
+    -- are nobody's. step_capture sets the captured amount before the status, so it is read here.
+    IF TG_OP = 'UPDATE' AND NEW.status IS DISTINCT FROM OLD.status
+       AND (NEW.status = 'cancelled' OR (NEW.status = 'debited' AND terms.capture_method = 'manual')) THEN
+        act := CASE WHEN NEW.status = 'cancelled' THEN 'transfer.cancelled' ELSE 'transfer.captured' END;
+        SELECT l.actor_id, l.api_key_id INTO who FROM audit_log l
+         WHERE l.subject_id = NEW.id
+           AND l.action = CASE WHEN NEW.status = 'cancelled' THEN 'transfer.cancel_requested' ELSE 'transfer.capture_requested' END
+           AND coalesce(NEW.failure_code, '') <> 'hold_expired'
+         ORDER BY l.created_at DESC LIMIT 1;
+        INSERT INTO audit_log (id, actor_id, api_key_id, action, subject_type, subject_id, detail)
+        VALUES (gen_random_uuid(), who.actor_id, who.api_key_id, act, 'transfer', NEW.id,
+                CASE WHEN NEW.status = 'cancelled' THEN jsonb_build_object('failure_code', NEW.failure_code)
+                     ELSE jsonb_build_object('amount', terms.captured_amount, 'currency', NEW.currency) END)
+        ON CONFLICT DO NOTHING;
+    END IF;
     IF TG_OP = 'INSERT' THEN
         types := ARRAY['transfer.created'];
         IF NEW.status IN ('completed', 'failed', 'cancelled') THEN
