@@ -189,3 +189,60 @@ func TestEventVisibility(t *testing.T) {
 	_, err = s.Events(ctx, transfer.EventFilter{Type: "transfer.exploded"}, transfer.Page{})
 	checkCode(t, err, transfer.CodeInvalidInput)
 }
+
+// TestCancelAndCaptureAudited checks that the ledger records a transfer's capture and cancel in the
+// statement that makes them, as the requester's whose request matches: of two captures requested,
+// the one of the amount captured, even when the other was requested later; a cancel as its latest
+// requester's; a hold's expiry as nobody's.
+func TestCancelAndCaptureAudited(t *testing.T) {
+	ctx := context.Background()
+	s, db := newStoreDB(t)
+	payer, payee := newUser(t, s), newUser(t, s)
+	a, b := newOwnedAccount(t, s, payer.ID, "USD"), newOwnedAccount(t, s, payee.ID, "USD")
+	fund(t, s, a, 1000)
+	actorOf := func(id uuid.UUID, action string) (string, bool) {
+		t.Helper()
+		var actor *string
+		err := db.QueryRow(`SELECT actor_id::text FROM audit_log WHERE subject_id = $1 AND action = $2`, id, action).Scan(&actor)
+		if err != nil {
+			return "", false
+		}
+		if actor == nil {
+			return "", true
+		}
+		return *actor, true
+	}
+	request := func(who uuid.UUID, action string, id uuid.UUID, detail map[string]any) {
+		t.Helper()
+		if err := s.RecordAudit(ctx, transfer.Actor{UserID: who}, action, "transfer", id, detail); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	h := createHold(t, s, a.ID, b.ID, 300, nil)
+	step(t, s, h.ID, transfer.StepReserve, transfer.Outcome{})
+	request(payee.ID, transfer.AuditCaptureRequested, h.ID, map[string]any{"amount": 150})
+	request(payer.ID, transfer.AuditCaptureRequested, h.ID, map[string]any{"amount": 0}) // all of it, asked later
+	step(t, s, h.ID, transfer.StepCapture, capture(150))
+	if got, ok := actorOf(h.ID, transfer.AuditTransferCaptured); !ok || got != payee.ID.String() {
+		t.Errorf("capture of 150: recorded %v as %q, want the payee's, who asked for 150", ok, got)
+	}
+
+	c := createHold(t, s, a.ID, b.ID, 100, nil)
+	step(t, s, c.ID, transfer.StepReserve, transfer.Outcome{})
+	request(payee.ID, transfer.AuditCancelRequested, c.ID, nil)
+	request(payer.ID, transfer.AuditCancelRequested, c.ID, nil)
+	step(t, s, c.ID, transfer.StepRelease, transfer.Outcome{Status: transfer.StatusCancelled})
+	if got, ok := actorOf(c.ID, transfer.AuditTransferCancelled); !ok || got != payer.ID.String() {
+		t.Errorf("cancel: recorded %v as %q, want the latest requester's", ok, got)
+	}
+
+	e := createHold(t, s, a.ID, b.ID, 10, nil)
+	step(t, s, e.ID, transfer.StepReserve, transfer.Outcome{})
+	request(payer.ID, transfer.AuditCancelRequested, e.ID, nil)
+	expireNow(t, db, e.ID)
+	step(t, s, e.ID, transfer.StepExpire, transfer.Outcome{})
+	if got, ok := actorOf(e.ID, transfer.AuditTransferCancelled); !ok || got != "" {
+		t.Errorf("expiry: recorded %v as %q, want nobody's", ok, got)
+	}
+}

@@ -69,7 +69,8 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_list_idx ON audit_log (txid DESC, created_at DESC, id DESC);
 -- The events trigger of 0011 finds a transfer's latest cancel or capture request through it.
-CREATE INDEX audit_log_subject_idx ON audit_log (subject_id, created_at DESC);
+CREATE INDEX audit_log_subject_idx ON audit_log (subject_id, created_at DESC)
+    WHERE action IN ('transfer.cancel_requested', 'transfer.capture_requested');
 -- One entry per action that happens once to its subject (a transfer's cancel, its capture), however
 -- often its request is retried.
 CREATE UNIQUE INDEX audit_log_once_idx ON audit_log (action, subject_id)

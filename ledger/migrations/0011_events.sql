@@ -142,6 +142,10 @@ BEGIN
          WHERE l.subject_id = NEW.id
            AND l.action = CASE WHEN NEW.status = 'cancelled' THEN 'transfer.cancel_requested' ELSE 'transfer.capture_requested' END
            AND coalesce(NEW.failure_code, '') <> 'hold_expired'
+           -- A capture is the requester's who asked for the amount captured (0: all of the hold):
+           -- of two captures racing, the one refused is not credited with the other's.
+           AND (NEW.status = 'cancelled'
+                OR coalesce(nullif((l.detail->>'amount')::bigint, 0), NEW.amount) = terms.captured_amount)
          ORDER BY l.created_at DESC LIMIT 1;
         INSERT INTO audit_log (id, actor_id, api_key_id, action, subject_type, subject_id, detail)
         VALUES (gen_random_uuid(), who.actor_id, who.api_key_id, act, 'transfer', NEW.id,
