@@ -121,7 +121,8 @@ type transferRequest struct {
 	// key is the request's Idempotency-Key, for a request that names its transfer by key instead of
 	// by id (ID is then empty, and the server picks the id).
 	key string
-	// deadline is the latest of its times: a request first answered after it may be refused as late.
+	// deadline is the earliest of its times: a request first answered after it may be refused as
+	// late (a scheduled hold is refused once its scheduled_for has passed, before its expiry).
 	deadline time.Time
 }
 
@@ -196,7 +197,10 @@ func (w *world) pick(r *rand.Rand) transferRequest {
 	}
 	if r.IntN(100) < holdPercent {
 		at := now.Add(holdExpiryMin + time.Duration(r.Int64N(int64(holdExpiryMax-holdExpiryMin))))
-		req.CaptureMethod, req.HoldExpiresAt, req.deadline = "manual", at.UTC().Format(time.RFC3339Nano), at
+		req.CaptureMethod, req.HoldExpiresAt = "manual", at.UTC().Format(time.RFC3339Nano)
+		if req.deadline.IsZero() {
+			req.deadline = at
+		}
 	}
 	return req
 }
