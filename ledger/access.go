@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -355,8 +354,7 @@ func (s *Store) AuditLog(ctx context.Context, p transfer.Page) (transfer.List[tr
 
 // businessOr returns a business error as it is and wraps anything else as the ledger's.
 func businessOr(err error) error {
-	var te *transfer.Error
-	if err == nil || errors.As(err, &te) {
+	if err == nil || isBusiness(err) {
 		return err
 	}
 	return fmt.Errorf("ledger: %w", err)

@@ -34,7 +34,7 @@ func (s *Store) takeTokens(ctx context.Context, at time.Time, buckets []transfer
 		}
 		// Array literals, since GORM would expand a slice into a list; each key quoted, so that no
 		// character in it can end its element.
-		keys[i] = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(b.Key) + `"`
+		keys[i] = quoteArrayElement(b.Key)
 		intervals[i] = strconv.FormatInt(b.Rate.Interval().Microseconds(), 10)
 		windows[i] = strconv.FormatInt(b.Rate.Window.Microseconds(), 10)
 	}
@@ -53,3 +53,9 @@ func (s *Store) takeTokens(ctx context.Context, at time.Time, buckets []transfer
 
 // arrayLiteral is the PostgreSQL array literal of elements that are already quoted as need be.
 func arrayLiteral(elems []string) string { return "{" + strings.Join(elems, ",") + "}" }
+
+// quoteArrayElement quotes a string as an element of an array literal, so that no character in it
+// can end the element.
+func quoteArrayElement(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}

@@ -56,7 +56,7 @@ func (r endpointRow) domain() (transfer.WebhookEndpoint, error) {
 func textArray(items []string) string {
 	quoted := make([]string, len(items))
 	for i, s := range items {
-		quoted[i] = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+		quoted[i] = quoteArrayElement(s)
 	}
 	return arrayLiteral(quoted)
 }

@@ -49,9 +49,8 @@ func (s *Server) handleUpdateUser(c *gin.Context) {
 	if !requireAdmin(c, "change a user") {
 		return
 	}
-	id, err := uuid.Parse(c.Param("id"))
-	if err != nil {
-		abortWithProblem(c, transfer.CodeNotFound, "no user "+c.Param("id"))
+	id, ok := idParam(c, "user")
+	if !ok {
 		return
 	}
 	var req updateUserRequest
@@ -134,4 +133,14 @@ func (s *Server) handleListAuditLog(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, toListJSON(list, toAuditEntryJSON))
+}
+
+// idParam parses the path's id of a thing; a malformed one is answered 404, like an unknown one.
+func idParam(c *gin.Context, thing string) (uuid.UUID, bool) {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		abortWithProblem(c, transfer.CodeNotFound, "no "+thing+" "+c.Param("id"))
+		return uuid.Nil, false
+	}
+	return id, true
 }

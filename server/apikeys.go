@@ -110,7 +110,7 @@ func (s *Server) handleCreateAPIKey(c *gin.Context) {
 	if expires != nil && !expires.After(time.Now()) {
 		fe.add("expires_at", "must be in the future")
 	}
-	idemKey := idempotencyKey(&fe, c)
+	idemKey := idempotencyKeyHeader(&fe, c.Request.Header["Idempotency-Key"])
 	if err := fe.err(); err != nil {
 		abortWithError(c, err)
 		return
@@ -135,20 +135,6 @@ func (s *Server) handleCreateAPIKey(c *gin.Context) {
 	c.JSON(http.StatusCreated, newAPIKeyJSON{apiKeyJSON: toAPIKeyJSON(k), Key: &text})
 }
 
-// idempotencyKey returns the request's Idempotency-Key header, "" when absent, with a field error
-// when it is malformed.
-func idempotencyKey(fe *fieldErrors, c *gin.Context) string {
-	key, ok := c.Request.Header["Idempotency-Key"]
-	if !ok {
-		return ""
-	}
-	if len(key) != 1 || len(key[0]) < 1 || len(key[0]) > maxIdempotencyKey {
-		fe.add("Idempotency-Key", "send one Idempotency-Key header of 1 to 255 characters")
-		return ""
-	}
-	return key[0]
-}
-
 // handleListAPIKeys lists the caller's API keys, revoked ones included, without their text.
 func (s *Server) handleListAPIKeys(c *gin.Context) {
 	var fe fieldErrors
@@ -168,9 +154,8 @@ func (s *Server) handleListAPIKeys(c *gin.Context) {
 // handleRevokeAPIKey revokes one of the caller's API keys: it is refused from the next request on.
 // Revoking a revoked key answers the same; another user's key, or none, is 404.
 func (s *Server) handleRevokeAPIKey(c *gin.Context) {
-	id, err := uuid.Parse(c.Param("id"))
-	if err != nil {
-		abortWithProblem(c, transfer.CodeNotFound, "no API key "+c.Param("id"))
+	id, ok := idParam(c, "API key")
+	if !ok {
 		return
 	}
 	who := callerOf(c)

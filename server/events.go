@@ -72,9 +72,8 @@ func (s *Server) handleListEvents(c *gin.Context) {
 
 // handleGetEvent returns an event of a transfer the caller may see; 404 otherwise.
 func (s *Server) handleGetEvent(c *gin.Context) {
-	id, err := uuid.Parse(c.Param("id"))
-	if err != nil {
-		abortWithProblem(c, transfer.CodeNotFound, "no event "+c.Param("id"))
+	id, ok := idParam(c, "event")
+	if !ok {
 		return
 	}
 	who := callerOf(c)

@@ -128,15 +128,29 @@ func requestedID(fe *fieldErrors, bodyID string, key []string) (uuid.UUID, strin
 	if key == nil {
 		return id, ""
 	}
+	k := idempotencyKeyHeader(fe, key)
 	switch {
-	case len(key) != 1 || len(key[0]) < 1 || len(key[0]) > maxIdempotencyKey:
-		fe.add("Idempotency-Key", "must be one header of 1 to 255 characters")
+	case k == "":
 	case bodyID != "":
 		fe.add("id", "send either an id or an Idempotency-Key header, not both")
 	default:
-		return uuid.Nil, key[0]
+		return uuid.Nil, k
 	}
 	return uuid.Nil, ""
+}
+
+// idempotencyKeyHeader returns the request's Idempotency-Key from its header values (nil when the
+// header is absent): "" when absent, and "" with a field error when it is not one value of 1 to 255
+// characters.
+func idempotencyKeyHeader(fe *fieldErrors, key []string) string {
+	if key == nil {
+		return ""
+	}
+	if len(key) != 1 || len(key[0]) < 1 || len(key[0]) > maxIdempotencyKey {
+		fe.add("Idempotency-Key", "must be one header of 1 to 255 characters")
+		return ""
+	}
+	return key[0]
 }
 
 // handleCreateTransfer starts a transfer from one of the caller's accounts (an admin's: any).

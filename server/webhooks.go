@@ -108,7 +108,7 @@ func (s *Server) handleCreateEndpoint(c *gin.Context) {
 	}
 	checkEventTypes(&fe, req.EventTypes)
 	checkText(&fe, "description", req.Description, maxEndpointDescription)
-	key := idempotencyKey(&fe, c)
+	key := idempotencyKeyHeader(&fe, c.Request.Header["Idempotency-Key"])
 	if err := fe.err(); err != nil {
 		abortWithError(c, err)
 		return
@@ -155,14 +155,7 @@ func (s *Server) handleListEndpoints(c *gin.Context) {
 }
 
 // endpointParam parses the path's endpoint id; a malformed one is a 404 like an unknown one.
-func endpointParam(c *gin.Context) (uuid.UUID, bool) {
-	id, err := uuid.Parse(c.Param("id"))
-	if err != nil {
-		abortWithProblem(c, transfer.CodeNotFound, "no webhook endpoint "+c.Param("id"))
-		return uuid.Nil, false
-	}
-	return id, true
-}
+func endpointParam(c *gin.Context) (uuid.UUID, bool) { return idParam(c, "webhook endpoint") }
 
 // handleGetEndpoint returns one of the caller's endpoints, without its secret.
 func (s *Server) handleGetEndpoint(c *gin.Context) {
@@ -245,7 +238,7 @@ func (s *Server) handleRotateSecret(c *gin.Context) {
 		return
 	}
 	var fe fieldErrors
-	key := idempotencyKey(&fe, c)
+	key := idempotencyKeyHeader(&fe, c.Request.Header["Idempotency-Key"])
 	if err := fe.err(); err != nil {
 		abortWithError(c, err)
 		return
