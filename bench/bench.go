@@ -130,6 +130,8 @@ type Result struct {
 	Workers int `json:"workers,omitempty"`
 	// Ledger is the run as the ledger recorded it (LedgerView), for the runs through the API.
 	Ledger *LedgerFigures `json:"ledger,omitempty"`
+	// Webhooks is what events and deliveries cost, for the run with an endpoint subscribed.
+	Webhooks *WebhookFigures `json:"webhooks,omitempty"`
 	// accepted are the ids of the transfers the target accepted, and began when the run began.
 	accepted []uuid.UUID
 	began    time.Time

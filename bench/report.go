@@ -121,3 +121,40 @@ func errorsText(r Result) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// writeWebhooks renders what events and deliveries cost: the saga's closed-loop run with an endpoint
+// subscribed to every event (wh) beside the same run without (saga).
+func writeWebhooks(w io.Writer, saga, wh Result) {
+	f := wh.Webhooks
+	per := func(n int64) float64 { return ratio(float64(n), float64(f.Transfers)) }
+	fmt.Fprintf(w, "\n## Events and webhooks\n\n"+
+		"Every transfer's status changes are recorded as events by the ledger in the statement that makes them, in every run above. "+
+		"The `%s` run is the `saga` closed-loop run again (%s, %d transfers) with one admin's endpoint subscribed to every event, "+
+		"on a receiver in the bench's process that verifies each delivery with the Standard Webhooks Go library and answers 204; "+
+		"each delivery is a `WebhookDelivery` workflow on dev's Temporal server, run by the worker in dev's process. "+
+		"The run ends when its transfers have ended; the bench then waits until no delivery of its events is pending (the drain).\n\n", webhooksTarget, load(wh), wh.Accepted)
+	fmt.Fprintf(w, "| figure | without endpoint (`saga`) | with endpoint (`%s`) |\n|---|---:|---:|\n", webhooksTarget)
+	fmt.Fprintf(w, "| completed per second | %.1f | %.1f |\n", saga.CompletedPerSec, wh.CompletedPerSec)
+	fmt.Fprintf(w, "| final p50 / p99, ms | %.1f / %.1f | %.1f / %.1f |\n", saga.Final.P50, saga.Final.P99, wh.Final.P50, wh.Final.P99)
+	cpuTotal := func(m map[string]float64) float64 {
+		t := 0.0
+		for _, v := range m {
+			t += v
+		}
+		return t
+	}
+	for _, name := range slices.Sorted(maps.Keys(f.CPUPerTransfer)) {
+		fmt.Fprintf(w, "| CPU ms per transfer, %s | %.2f | %.2f |\n", name, saga.CPUPerTransfer[name], f.CPUPerTransfer[name])
+	}
+	fmt.Fprintf(w, "| CPU ms per transfer, total | %.2f | %.2f |\n\n", cpuTotal(saga.CPUPerTransfer), cpuTotal(f.CPUPerTransfer))
+	fmt.Fprintf(w, "The CPU of the run with an endpoint covers the drain of its deliveries as well.\n\n")
+	fmt.Fprintf(w, "| deliveries of the run | value |\n|---|---:|\n")
+	fmt.Fprintf(w, "| transfers accepted | %d |\n", f.Transfers)
+	fmt.Fprintf(w, "| events recorded (per transfer) | %d (%.2f) |\n", f.Events, per(f.Events))
+	fmt.Fprintf(w, "| deliveries (per transfer) | %d (%.2f) |\n", f.Deliveries, per(f.Deliveries))
+	fmt.Fprintf(w, "| delivered / failed / pending | %d / %d / %d |\n", f.Delivered, f.Failed, f.Pending)
+	fmt.Fprintf(w, "| attempts per delivery | %.2f |\n", ratio(float64(f.Attempts), float64(f.Deliveries)))
+	fmt.Fprintf(w, "| distinct events verified by the receiver (its setup's deposits included) / duplicates / bad signatures | %d / %d / %d |\n", f.Received, f.Duplicates, f.BadSignatures)
+	fmt.Fprintf(w, "| event recorded to 2xx recorded, p50 / p90 / p99 / max, ms | %.0f / %.0f / %.0f / %.0f |\n", f.Delivery.P50, f.Delivery.P90, f.Delivery.P99, f.Delivery.Max)
+	fmt.Fprintf(w, "| drain after the last transfer ended, s | %.1f |\n", f.DrainSeconds)
+}

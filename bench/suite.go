@@ -147,6 +147,12 @@ func (s *Suite) runDev(ctx context.Context) ([]Result, ledger.AuditReport, error
 	if err != nil {
 		return nil, none, err
 	}
+	// The saga again with a webhook endpoint subscribed to every event, and its deliveries drained.
+	wh, err := s.runWebhooks(ctx, dep, store, 10*time.Minute)
+	if err != nil {
+		return nil, none, err
+	}
+	results = append(results, wh)
 
 	// The naive variant: the same saga with a regular activity and a search-attribute upsert per
 	// step, as Temporal's money-transfer sample is built, on the stack started again to run it. The

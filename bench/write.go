@@ -120,6 +120,10 @@ func (rep Report) Write(out, jsonOut string) error {
 	}
 	WriteCPUMarkdown(&b, fixed)
 
+	if wh := rep.find(ServerDev, webhooksTarget, ModeRandom, false, 0); wh.Webhooks != nil {
+		writeWebhooks(&b, saga, wh)
+	}
+
 	fmt.Fprintf(&b, "\n## The ledger's view\n\nEach run through the API as the ledger recorded it, read once every transfer had ended: what the stack did, whatever the bench saw in time. "+
 		"*ended in run* counts the accepted transfers that ended while a fixed-rate run submitted; the latency is from each transfer's `created_at` (its acceptance) to its `completed_at`, in milliseconds.\n\n")
 	WriteLedgerMarkdown(&b, rep.Results)

@@ -71,3 +71,25 @@ func TestReportBinaryFrom(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckWebhooks: the webhook run fails on a refused signature, a delivery failed or pending, or
+// an event without its delivery, and passes when every event arrived.
+func TestCheckWebhooks(t *testing.T) {
+	good := WebhookFigures{Transfers: 10, Events: 20, Deliveries: 20, Delivered: 20, Attempts: 20, Received: 36}
+	if err := checkWebhooks(&good); err != nil {
+		t.Errorf("every event delivered: %v", err)
+	}
+	for name, mutate := range map[string]func(*WebhookFigures){
+		"bad signature":     func(f *WebhookFigures) { f.BadSignatures = 1 },
+		"failed":            func(f *WebhookFigures) { f.Failed, f.Delivered = 1, 19 },
+		"pending":           func(f *WebhookFigures) { f.Pending, f.Delivered = 1, 19 },
+		"event not queued":  func(f *WebhookFigures) { f.Deliveries, f.Delivered = 19, 19 },
+		"delivered, unseen": func(f *WebhookFigures) { f.Received = 19 },
+	} {
+		f := good
+		mutate(&f)
+		if err := checkWebhooks(&f); err == nil {
+			t.Errorf("%s: passed", name)
+		}
+	}
+}

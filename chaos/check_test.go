@@ -303,7 +303,7 @@ func (s *stack) check(b *book, w *world, before map[string]int64) summary {
 			case c.ans.status == http.StatusConflict && row.captured == want:
 				// Another capture of the same amount won; this one answered 409 only if it came
 				// before the ledger decided and was refused for another reason, which cannot be.
-				t.Errorf("transfer %s: a capture of %d answered 409, the ledger captured %d", id, want, row.captured)
+				t.Errorf("transfer %s: a capture of %d answered 409 after %d attempts (%s), the ledger captured %d (%s)", id, want, c.ans.attempts, c.ans.body, row.captured, row.status)
 			case c.ans.status == http.StatusUnprocessableEntity && row.captured == 0 && strings.Contains(string(c.ans.body), "account_inactive"):
 				// The source was frozen (sourceFreeze) when the capture reached the ledger: refused,
 				// the hold kept.

@@ -371,3 +371,49 @@ func TestAFailedFullSweepIsTriedAgainAtOnce(t *testing.T) {
 		t.Errorf("sweep with a busy visibility: error %v, %d busy answers left, %d listings; want nil, 0, 4", err, busy, len(queries))
 	}
 }
+
+// TestRepairAfterACompletedRunStartsNothing is the race CI met in TestTerminatedWorkflowsAreRepaired:
+// a repair read the row before the run it had started completed, described the workflow after, and
+// its start was refused by the reuse policy; the SDK turns that refusal into the closed run's handle
+// unless asked not to, so Repair counted a repair it had not made. Here the completed run is planted:
+// an impostor completes over a row that is still pending. Repair must report that it started nothing,
+// and indeed start nothing.
+func TestRepairAfterACompletedRunStartsNothing(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	from, to := s.account("USD"), s.account("USD")
+	s.deposit(from, 100)
+	tr, _, err := s.store.CreateTransfer(ctx, transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer,
+		FromAccountID: from.ID, ToAccountID: to.ID, Amount: 40, Currency: "USD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const queue = "impostor-completes"
+	w := sdkworker.New(s.temporal, queue, sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(func(ctx workflow.Context, in workflows.TransferInput) (workflows.TransferResult, error) {
+		return workflows.TransferResult{Status: transfer.StatusPending}, nil
+	}, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	in := workflows.TransferInput{TransferID: tr.ID, Kind: tr.Kind, FromAccountID: from.ID, ToAccountID: to.ID, Amount: 40, Currency: "USD"}
+	run, err := s.temporal.ExecuteWorkflow(ctx, workflows.StartOptions(in, queue), workflows.WorkflowName, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	started, err := s.svc.Repair(ctx, tr.ID)
+	if err != nil || started {
+		t.Errorf("repair after a completed run: started %v, err %v; want false, nil", started, err)
+	}
+	d, err := s.temporal.DescribeWorkflowExecution(ctx, tr.ID.String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.GetWorkflowExecutionInfo().GetExecution().GetRunId(); got != run.GetRunID() {
+		t.Errorf("the latest run is %s, want the completed %s: the repair started one", got, run.GetRunID())
+	}
+}

@@ -145,15 +145,19 @@ var auditQueries = []auditQuery{
 		   OR (x.capture_method = 'manual' AND x.captured_amount IS NULL AND t.status IN ('debited', 'completed'))
 		   OR (x.capture_method = 'manual' AND t.status = 'reserved' AND x.hold_expires_at IS NULL)
 		   OR (t.status = 'scheduled' AND x.scheduled_for IS NULL)`},
-	// Every transfer that has events (those created since migration 0011) has one creation event,
-	// at most one event of each type, and, once final, the one end event of its status.
+	// Every transfer recorded since migration 0011 (or with a creation event) has one creation
+	// event, at most one event of each type, a held event once a manual transfer's hold was
+	// captured, and, once final, the one end event of its status.
 	{InvTransferEntries, "events", `
 		SELECT 'transfer ' || t.id AS subject,
 		       format('status %s, but its events are %s', t.status, coalesce(string_agg(e.type, ', ' ORDER BY e.created_at), 'none')) AS detail
-		FROM transfers t JOIN events e ON e.transfer_id = t.id
-		WHERE EXISTS (SELECT FROM events c WHERE c.transfer_id = t.id AND c.type = 'transfer.created')
-		GROUP BY t.id, t.status
-		HAVING count(*) <> count(DISTINCT e.type)
+		FROM transfers t LEFT JOIN events e ON e.transfer_id = t.id LEFT JOIN transfer_terms x ON x.transfer_id = t.id
+		WHERE t.created_at > (SELECT applied_at FROM schema_migrations WHERE version = '0011_events')
+		   OR EXISTS (SELECT FROM events c WHERE c.transfer_id = t.id AND c.type = 'transfer.created')
+		GROUP BY t.id, t.status, x.capture_method, x.captured_amount
+		HAVING NOT coalesce(bool_or(e.type = 'transfer.created'), false)
+		    OR count(e.id) <> count(DISTINCT e.type)
+		    OR (x.capture_method = 'manual' AND x.captured_amount IS NOT NULL AND NOT coalesce(bool_or(e.type = 'transfer.held'), false))
 		    OR (t.status IN ('completed', 'failed', 'cancelled')
 		        AND count(*) FILTER (WHERE e.type IN ('transfer.completed', 'transfer.failed', 'transfer.cancelled')) <> 1)
 		    OR (t.status IN ('completed', 'failed', 'cancelled') AND NOT bool_or(e.type = 'transfer.' || t.status))

@@ -102,6 +102,27 @@ func TestEventsAreTheStatusChanges(t *testing.T) {
 		t.Errorf("events in all: got %d, want 14 (the deposit's 2, 2 for each of 3 transfers, 3 for each of 2 holds)", n)
 	}
 	mustAudit(t, s)
+
+	// The audit misses none: a captured hold without its held event, a transfer recorded since
+	// migration 0011 without any event.
+	mustExec(t, db, "DELETE FROM events WHERE transfer_id = $1 AND type = 'transfer.held'", captured.ID)
+	mustExec(t, db, "DELETE FROM events WHERE transfer_id = $1", completed)
+	r, err := s.Audit(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reported := map[string]bool{}
+	for _, v := range r.Violations {
+		reported[v.Subject] = true
+	}
+	for _, id := range []uuid.UUID{captured.ID, completed} {
+		if !reported["transfer "+id.String()] {
+			t.Errorf("the audit did not report transfer %s: %+v", id, r.Violations)
+		}
+	}
+	if len(r.Violations) != 2 {
+		t.Errorf("violations: %+v, want the two", r.Violations)
+	}
 }
 
 // TestEventsUnderConcurrentSagas runs many sagas at once, racing cancels, and checks that each

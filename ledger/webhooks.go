@@ -382,6 +382,11 @@ func (s *Store) RecordAttempt(ctx context.Context, a transfer.DeliveryAttempt, d
 		if err != nil {
 			return fmt.Errorf("ledger: record attempt: %w", err)
 		}
+		if disabled {
+			// The attempt that disabled the endpoint is the delivery's last: its log line names
+			// no retry.
+			return tx.Exec(`UPDATE webhook_attempts SET next_retry_at = NULL WHERE id = ?`, a.ID).Error
+		}
 		return nil
 	})
 	return disabled, businessOr(err)
@@ -499,4 +504,64 @@ func (s *Store) PendingDeliveries(ctx context.Context) (map[uuid.UUID]int, error
 		out[r.EndpointID] = r.N
 	}
 	return out, nil
+}
+
+// DeliveryStats are an endpoint's deliveries by status, their attempts, and the time from each
+// delivered event's recording to its 2xx being recorded.
+type DeliveryStats struct {
+	Deliveries, Pending, Delivered, Failed, Attempts int64
+	// P50, P90, P99 and Max are the delivered deliveries' event-to-2xx times, in milliseconds.
+	P50, P90, P99, Max float64
+}
+
+// DeliveryStats reads the figures of an endpoint's deliveries of the events recorded since the time
+// given (the bench's, an operator's).
+func (s *Store) DeliveryStats(ctx context.Context, endpointID uuid.UUID, since time.Time) (DeliveryStats, error) {
+	var out DeliveryStats
+	err := s.db.WithContext(ctx).Raw(`WITH d AS (
+			SELECT d.status, d.attempts, (extract(epoch FROM d.ended_at - e.created_at) * 1000)::float8 AS ms
+			FROM webhook_deliveries d JOIN events e ON e.id = d.event_id WHERE d.endpoint_id = ? AND e.created_at >= ?)
+		SELECT count(*) AS deliveries,
+			count(*) FILTER (WHERE status = 'pending') AS pending,
+			count(*) FILTER (WHERE status = 'delivered') AS delivered,
+			count(*) FILTER (WHERE status = 'failed') AS failed,
+			coalesce(sum(attempts), 0) AS attempts,
+			coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE status = 'delivered'), 0) AS p50,
+			coalesce(percentile_cont(0.9) WITHIN GROUP (ORDER BY ms) FILTER (WHERE status = 'delivered'), 0) AS p90,
+			coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) FILTER (WHERE status = 'delivered'), 0) AS p99,
+			coalesce(max(ms) FILTER (WHERE status = 'delivered'), 0) AS max
+		FROM d`, endpointID, since).Scan(&out).Error
+	if err != nil {
+		return DeliveryStats{}, fmt.Errorf("ledger: delivery stats: %w", err)
+	}
+	return out, nil
+}
+
+// EventCount counts the events of the transfers named.
+func (s *Store) EventCount(ctx context.Context, transferIDs []uuid.UUID) (int64, error) {
+	var total int64
+	for chunk := range slices.Chunk(transferIDs, 5000) {
+		var n int64
+		if err := s.db.WithContext(ctx).Raw(`SELECT count(*) FROM events WHERE transfer_id IN ?`, chunk).Scan(&n).Error; err != nil {
+			return 0, fmt.Errorf("ledger: event count: %w", err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// StalledDeliveries returns up to limit pending deliveries whose workflow was started and whose
+// next attempt was due before dueBefore (the first when none was made yet), after the delivery of
+// after (the zero value for the first), in the order of when they were due: the candidates for a
+// workflow that closed without ending its delivery.
+func (s *Store) StalledDeliveries(ctx context.Context, dueBefore time.Time, after transfer.StalledDelivery, limit int) ([]transfer.StalledDelivery, error) {
+	var rows []transfer.StalledDelivery
+	err := s.db.WithContext(ctx).Raw(`SELECT id, attempts, started_at, coalesce(next_attempt_at, started_at) AS due_at FROM webhook_deliveries
+		WHERE status = 'pending' AND started_at IS NOT NULL AND coalesce(next_attempt_at, started_at) < ?
+		AND (coalesce(next_attempt_at, started_at), id) > (?, ?)
+		ORDER BY coalesce(next_attempt_at, started_at), id LIMIT ?`, dueBefore, after.DueAt, after.ID, limit).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("ledger: stalled deliveries: %w", err)
+	}
+	return rows, nil
 }

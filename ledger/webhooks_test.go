@@ -113,6 +113,9 @@ func TestEndpointStreakDisables(t *testing.T) {
 		rec := transfer.DeliveryAttempt{ID: uuid.New(), DeliveryID: del, EndpointID: e.ID, EventID: ev, Attempt: n, ResponseStatus: 500, Duration: time.Millisecond}
 		if ok {
 			rec.ResponseStatus = 204
+		} else {
+			next := time.Now().Add(time.Minute)
+			rec.NextRetryAt = &next
 		}
 		disabled, err := s.RecordAttempt(ctx, rec, ok, disableAfter)
 		if err != nil {
@@ -161,6 +164,12 @@ func TestEndpointStreakDisables(t *testing.T) {
 	l, err := s.Attempts(ctx, e.ID, transfer.Page{})
 	if err != nil || len(l.Items) != 6 || l.Items[0].Attempt != 6 || l.Items[5].Attempt != 1 {
 		t.Errorf("delivery log: %d attempts, %v; want 6, newest first", len(l.Items), err)
+	}
+	// The attempt that disabled the endpoint names no retry; the failure before it does.
+	for _, a := range l.Items {
+		if (a.Attempt == 4) != (a.NextRetryAt == nil) && (a.Attempt == 3 || a.Attempt == 4) {
+			t.Errorf("attempt %d: next retry %v; only the disabling attempt 4 has none", a.Attempt, a.NextRetryAt)
+		}
 	}
 }
 

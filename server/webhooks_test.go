@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/transferd/transferd/server"
 	"github.com/transferd/transferd/transfer"
+	"github.com/transferd/transferd/webhooks"
 )
 
 // endpointBody is a webhook endpoint as the API shows it.
@@ -451,4 +453,89 @@ func TestWebhookURLsRefused(t *testing.T) {
 func quoteJSON(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestTerminatedDeliveryIsRestarted: an operator terminates a delivery's workflow in the Web UI
+// between its attempts. The dispatcher's look for stalled deliveries leaves a running delivery
+// alone, starts a new run for the terminated one, which numbers its attempts on from the log, and the
+// event arrives, verified; nothing is left pending.
+func TestTerminatedDeliveryIsRestarted(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	rcv := newReceiver(t, "500", "500", "500", "500", "500", "500")
+	r := a.do("POST", "/v1/webhook-endpoints", a.admin, map[string]any{"url": rcv.srv.URL, "event_types": []string{"transfer.created"}})
+	var ep endpointBody
+	r.json(t, &ep)
+	if r.status != http.StatusCreated {
+		t.Fatalf("create endpoint: %s", r)
+	}
+	rcv.trust(*ep.Secret)
+	ada, _ := a.user()
+	a.deposit(a.account(ada, "USD"), 100, "USD") // One event for the endpoint: the deposit's transfer.created.
+	epID := uuid.MustParse(ep.ID)
+	attempts := func() []transfer.DeliveryAttempt {
+		t.Helper()
+		l, err := a.store.Attempts(ctx, epID, transfer.Page{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Items
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(attempts()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(attempts()) == 0 {
+		t.Fatal("no attempt within 15 s")
+	}
+	deliveryID := attempts()[0].DeliveryID
+	d := &webhooks.Dispatcher{Store: a.store, Temporal: a.temporal, Policy: testWebhookPolicy, Log: slog.New(slog.DiscardHandler)}
+	everything := time.Now().Add(time.Hour) // Every pending delivery counts as stalled.
+	if n, err := d.RestartStalled(ctx, everything); err != nil || n != 0 {
+		t.Fatalf("a running delivery: restarted %d, %v; want 0", n, err)
+	}
+	if err := a.temporal.TerminateWorkflow(ctx, webhooks.WorkflowID(deliveryID), "", "operator pressed Terminate"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // An attempt in flight at the termination (1 s timeout) records itself.
+	before := len(attempts())
+	if n, err := d.RestartStalled(ctx, everything); err != nil || n != 1 {
+		t.Fatalf("the terminated delivery: restarted %d, %v; want 1", n, err)
+	}
+	if n, err := d.RestartStalled(ctx, everything); err != nil || n != 0 {
+		t.Errorf("the restarted delivery, running again: restarted %d, %v; want 0", n, err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for len(rcv.received()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(rcv.received()) != 1 {
+		t.Fatalf("received %d events, want 1", len(rcv.received()))
+	}
+	// The log: attempts 1 to 7 once each (six 500s, then the 204), the restart's numbered on.
+	deadline = time.Now().Add(5 * time.Second)
+	var log []transfer.DeliveryAttempt
+	for log = attempts(); len(log) < 7 && time.Now().Before(deadline); log = attempts() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	slices.SortFunc(log, func(x, y transfer.DeliveryAttempt) int { return x.Attempt - y.Attempt })
+	for i, l := range log {
+		want := http.StatusInternalServerError
+		if i == 6 {
+			want = http.StatusNoContent
+		}
+		if l.Attempt != i+1 || l.ResponseStatus != want {
+			t.Errorf("log line %d: attempt %d status %v, want attempt %d status %d", i, l.Attempt, l.ResponseStatus, i+1, want)
+		}
+	}
+	if len(log) != 7 || before >= 7 {
+		t.Errorf("%d attempts in the log (%d before the restart), want 7 with the restart's among them", len(log), before)
+	}
+	pending, err := a.store.PendingDeliveries(ctx)
+	if err != nil || pending[epID] != 0 {
+		t.Errorf("pending deliveries: %v, %v; want none", pending, err)
+	}
+	if n, err := d.RestartStalled(ctx, everything); err != nil || n != 0 {
+		t.Errorf("after the delivery: restarted %d, %v; want 0", n, err)
+	}
 }

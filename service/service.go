@@ -421,6 +421,9 @@ func (s *Service) Repair(ctx context.Context, id uuid.UUID) (bool, error) {
 	// (use-existing), or, if that run has already completed, is refused.
 	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
 	opts.EnableEagerStart = false
+	// Without this the SDK answers a refused start with the handle of the run that refused it, and
+	// Repair would report a run it did not start.
+	opts.WorkflowExecutionErrorWhenAlreadyStarted = true
 	run, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowName, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {

@@ -67,6 +67,11 @@ func (p Policy) orDefault() Policy {
 type DeliveryInput struct {
 	DeliveryID uuid.UUID
 	Policy     Policy
+	// FirstAttempt numbers the run's first attempt (1 when zero), and GiveUpAt, when set, is the
+	// deadline instead of the run's start plus Policy.GiveUpAfter: a run started over a delivery
+	// whose workflow closed without ending it goes on from where that one stopped.
+	FirstAttempt int       `json:",omitempty"`
+	GiveUpAt     time.Time `json:",omitzero"`
 }
 
 // DeliveryResult is how a delivery ended.
@@ -98,8 +103,9 @@ type AttemptResult struct {
 
 // DeliveryWorkflow sends one event to one endpoint until a 2xx answer, trying again after growing
 // waits on durable timers until Policy.GiveUpAfter has passed since the first attempt (the last
-// attempt comes at that time). Every
-// attempt is an activity that reads the endpoint afresh, signs anew and records itself.
+// attempt comes at that time). Every attempt is an activity that reads the endpoint afresh, signs
+// anew and records itself. The dispatcher passes a policy with every field set, so a change of
+// DefaultPolicy never changes the commands of a delivery in flight.
 func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
 	p := in.Policy.orDefault()
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -113,7 +119,10 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (DeliveryResult, e
 	start := workflow.Now(ctx)
 	wait := p.FirstBackoff
 	deadline := start.Add(p.GiveUpAfter)
-	for attempt := 1; ; attempt++ {
+	if !in.GiveUpAt.IsZero() {
+		deadline = in.GiveUpAt
+	}
+	for attempt := max(1, in.FirstAttempt); ; attempt++ {
 		now := workflow.Now(ctx)
 		next := now.Add(wait)
 		if next.After(deadline) {
@@ -198,7 +207,9 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 	}
 	body, err := a.Render(t.Event, t.OwnerAdmin || t.Event.SourceOwnerID == t.Endpoint.UserID)
 	if err != nil {
-		return AttemptResult{}, temporal.NewNonRetryableApplicationError("render event: "+err.Error(), "render", err)
+		// An event its own release cannot render will not render on a retry either: end the
+		// delivery rather than fail the workflow over a row left pending.
+		return stop("the event could not be rendered: " + err.Error())
 	}
 	now := time.Now
 	if a.Now != nil {

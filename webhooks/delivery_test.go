@@ -83,3 +83,51 @@ func TestDeliveryWorkflow(t *testing.T) {
 		})
 	}
 }
+
+// TestDeliveryWorkflowGoesOn: a run started over a delivery whose workflow closed without ending it
+// numbers its attempts on from FirstAttempt and gives up at GiveUpAt, the first run's deadline; a
+// GiveUpAt already past leaves one last attempt.
+func TestDeliveryWorkflowGoesOn(t *testing.T) {
+	policy := webhooks.Policy{AttemptTimeout: time.Second, FirstBackoff: 10 * time.Second, MaxBackoff: time.Minute,
+		GiveUpAfter: time.Hour, DisableAfter: time.Hour}
+	for _, tt := range []struct {
+		name      string
+		giveUpIn  time.Duration
+		wantFirst int
+		wantLast  int
+	}{
+		// Attempts 4 to 8 at 0, 10, 30, 70 s and a last one at the 100 s deadline.
+		{"before its deadline", 100 * time.Second, 4, 8},
+		{"past its deadline", -time.Minute, 4, 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestWorkflowEnvironment()
+			var a *webhooks.Activities
+			env.RegisterActivity(a)
+			var inputs []webhooks.AttemptInput
+			env.OnActivity(a.Attempt, mock.Anything, mock.Anything).Return(
+				func(_ context.Context, in webhooks.AttemptInput) (webhooks.AttemptResult, error) {
+					inputs = append(inputs, in)
+					return webhooks.AttemptResult{}, nil
+				})
+			env.ExecuteWorkflow(webhooks.DeliveryWorkflow, webhooks.DeliveryInput{DeliveryID: uuid.New(), Policy: policy,
+				FirstAttempt: 4, GiveUpAt: env.Now().Add(tt.giveUpIn)})
+			var got webhooks.DeliveryResult
+			if err := env.GetWorkflowResult(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Delivered || got.Attempts != tt.wantLast {
+				t.Errorf("result %+v, want undelivered after attempt %d", got, tt.wantLast)
+			}
+			if len(inputs) != tt.wantLast-tt.wantFirst+1 {
+				t.Fatalf("%d attempts, want %d", len(inputs), tt.wantLast-tt.wantFirst+1)
+			}
+			for i, in := range inputs {
+				if in.Attempt != tt.wantFirst+i || (in.NextRetryAt == nil) != (i == len(inputs)-1) {
+					t.Errorf("attempt %d: input %+v", i, in)
+				}
+			}
+		})
+	}
+}

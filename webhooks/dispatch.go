@@ -1,9 +1,11 @@
 package webhooks
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -74,6 +76,9 @@ type DispatchStore interface {
 	MarkDeliveryStarted(ctx context.Context, id uuid.UUID) error
 	// PendingDeliveries counts the deliveries not yet ended, by endpoint.
 	PendingDeliveries(ctx context.Context) (map[uuid.UUID]int, error)
+	// StalledDeliveries returns pending deliveries whose attempt was due before dueBefore, after
+	// the one given, in the order of when they were due.
+	StalledDeliveries(ctx context.Context, dueBefore time.Time, after transfer.StalledDelivery, limit int) ([]transfer.StalledDelivery, error)
 }
 
 // Dispatcher starts a delivery workflow for each delivery the ledger enqueued. Several may run (one
@@ -87,6 +92,14 @@ type Dispatcher struct {
 	Log      *slog.Logger
 	// Every is how often the ledger is asked for new deliveries; default 500 ms.
 	Every time.Duration
+	// StallAfter is how long past its due time a pending delivery may go without an attempt before
+	// the dispatcher asks whether its workflow still runs (RestartStalled); default 5 minutes,
+	// past an attempt's timeout and its activity's retries. RestartEvery is how often it looks;
+	// default a minute.
+	StallAfter, RestartEvery time.Duration
+
+	// stalledAfter is where the next look for stalled deliveries goes on from.
+	stalledAfter transfer.StalledDelivery
 }
 
 // Run dispatches until ctx ends.
@@ -95,9 +108,10 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	if every <= 0 {
 		every = 500 * time.Millisecond
 	}
+	stallAfter, restartEvery := cmp.Or(d.StallAfter, 5*time.Minute), cmp.Or(d.RestartEvery, time.Minute)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	lastBacklog := time.Time{}
+	lastBacklog, lastRestart := time.Time{}, time.Now()
 	for {
 		for {
 			n, err := d.DispatchOnce(ctx)
@@ -111,6 +125,12 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		if time.Since(lastBacklog) > 15*time.Second {
 			d.updateBacklog(ctx)
 			lastBacklog = time.Now()
+		}
+		if time.Since(lastRestart) > restartEvery {
+			if _, err := d.RestartStalled(ctx, time.Now().Add(-stallAfter)); err != nil && ctx.Err() == nil {
+				d.Log.Warn("webhooks: restart stalled deliveries", "err", err.Error())
+			}
+			lastRestart = time.Now()
 		}
 		select {
 		case <-ctx.Done():
@@ -133,7 +153,7 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 		opts := client.StartWorkflowOptions{ID: WorkflowID(del.ID), TaskQueue: TaskQueue,
 			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING}
-		_, err := d.Temporal.ExecuteWorkflow(ctx, opts, DeliveryWorkflowName, DeliveryInput{DeliveryID: del.ID, Policy: d.Policy})
+		_, err := d.Temporal.ExecuteWorkflow(ctx, opts, DeliveryWorkflowName, DeliveryInput{DeliveryID: del.ID, Policy: d.Policy.orDefault()})
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if err != nil && !errors.As(err, &started) {
 			return 0, err
@@ -157,4 +177,71 @@ func (d *Dispatcher) updateBacklog(ctx context.Context) {
 	for id, n := range pending {
 		d.Metrics.backlog.WithLabelValues(id.String()).Set(float64(n))
 	}
+}
+
+// stalledBatch is how many stalled deliveries one look examines at most.
+const stalledBatch = 100
+
+// RestartStalled looks at up to stalledBatch pending deliveries whose attempt was due before
+// dueBefore and has not come, going on from where the previous look stopped, and starts a new
+// workflow run for each whose workflow is no longer running (an operator terminated it, or it
+// failed or timed out): the run goes on from the delivery's recorded attempts, to the deadline its
+// first run had. A delivery whose workflow still runs (a backlog, a ledger outage between its
+// retries) is left to it. It returns how many runs it started.
+func (d *Dispatcher) RestartStalled(ctx context.Context, dueBefore time.Time) (int, error) {
+	ds, err := d.Store.StalledDeliveries(ctx, dueBefore, d.stalledAfter, stalledBatch)
+	if err != nil {
+		return 0, err
+	}
+	if len(ds) < stalledBatch {
+		d.stalledAfter = transfer.StalledDelivery{}
+	} else {
+		d.stalledAfter = ds[len(ds)-1]
+	}
+	restarted := 0
+	var errs []error
+	for _, del := range ds {
+		ok, err := d.restart(ctx, del)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if ok {
+			restarted++
+		}
+	}
+	return restarted, errors.Join(errs...)
+}
+
+// restart starts a new run of a stalled delivery's workflow unless one runs, and reports whether
+// it started one.
+func (d *Dispatcher) restart(ctx context.Context, del transfer.StalledDelivery) (bool, error) {
+	id := WorkflowID(del.ID)
+	desc, err := d.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	var gone *serviceerror.NotFound
+	switch {
+	case errors.As(err, &gone):
+		// No run within retention: start one.
+	case err != nil:
+		return false, fmt.Errorf("webhooks: describe %s: %w", id, err)
+	case desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return false, nil
+	}
+	p := d.Policy.orDefault()
+	opts := client.StartWorkflowOptions{ID: id, TaskQueue: TaskQueue,
+		// A run that completed ended its delivery first: never start after one.
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		WorkflowExecutionErrorWhenAlreadyStarted: true}
+	in := DeliveryInput{DeliveryID: del.ID, Policy: p, FirstAttempt: del.Attempts + 1, GiveUpAt: del.StartedAt.Add(p.GiveUpAfter)}
+	run, err := d.Temporal.ExecuteWorkflow(ctx, opts, DeliveryWorkflowName, in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("webhooks: restart %s: %w", id, err)
+	}
+	d.Log.Info("webhooks: restarted a delivery whose workflow closed without ending it",
+		"delivery_id", del.ID.String(), "attempts", del.Attempts, "run_id", run.GetRunID())
+	return true, nil
 }

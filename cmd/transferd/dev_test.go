@@ -280,7 +280,8 @@ func TestBenchQuick(t *testing.T) {
 		"| dev | naive | random |", "| dev | split | random |", "peak RSS of the API process", "peak RSS of the worker process", "saga / floor", "saga / naive",
 		"| cluster | floor | random | c=4 |", "| cluster, 1 worker | saga | random | c=4 |", "| cluster, 1 worker | saga | random | 20/s |",
 		"| cluster, 2 workers | saga | random | c=4 |", "| cluster, 2 workers | naive | random | c=4 |", "| cluster | saga (1 worker) / floor", "| dev | floor-eager | random |", "| cluster | floor-eager | random |",
-		"| cluster | p50 accepted-to-completed at 20/s (ledger) |", "Audit after the cluster's runs: ", "## CPU per transfer", "temporal history", "## The ledger's view", "(ledger)"} {
+		"| cluster | p50 accepted-to-completed at 20/s (ledger) |", "Audit after the cluster's runs: ", "## CPU per transfer", "temporal history", "## The ledger's view", "(ledger)",
+		"| dev | saga+webhooks | random |", "## Events and webhooks", "| deliveries (per transfer) |", "/ 0 / 0 |"} {
 		if !strings.Contains(string(report), row) {
 			t.Errorf("report lacks %q", row)
 		}
