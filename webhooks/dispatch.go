@@ -4,8 +4,8 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
