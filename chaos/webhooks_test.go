@@ -14,6 +14,7 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"go.temporal.io/api/workflowservice/v1"
 )
 
 // webhookEnv are the settings of every process of the stack for webhooks: the receiver is on
@@ -21,7 +22,7 @@ import (
 // binaries ignore them.
 var webhookEnv = []string{"TRANSFERD_ALLOW_PRIVATE_WEBHOOKS=true", "TRANSFERD_WEBHOOK_ATTEMPT_TIMEOUT=2s",
 	"TRANSFERD_WEBHOOK_FIRST_BACKOFF=500ms", "TRANSFERD_WEBHOOK_MAX_BACKOFF=5s", "TRANSFERD_WEBHOOK_GIVE_UP_AFTER=30m",
-	"TRANSFERD_WEBHOOK_DISABLE_AFTER=24h"}
+	"TRANSFERD_WEBHOOK_DISABLE_AFTER=24h", "TRANSFERD_WEBHOOK_STALL_AFTER=10s"}
 
 // hookReceiver is the load's webhook receiver: a client's server that verifies every delivery with
 // the Standard Webhooks library (not transferd's code), answers some first attempts 500 or not in
@@ -137,7 +138,9 @@ func (h *hookReceiver) goDown(d time.Duration) {
 type webhookSummary struct {
 	events, enqueued, received, duplicates, lost, invented, unqueued, failedDeliveries, badSigs, pending int
 	failed, hung, arrivals                                                                               int
-	downFor                                                                                              time.Duration
+	// terminated counts the delivery workflows the operator terminated.
+	terminated int
+	downFor    time.Duration
 }
 
 // checkWebhooks waits for the endpoint's deliveries to end, then checks that the receiver accepted
@@ -210,4 +213,26 @@ func (s *stack) checkWebhooks(ctx context.Context, h *hookReceiver, endpointID s
 		t.Errorf("webhooks: %d enqueued, %d answered 500: the receiver was not exercised", sum.enqueued, sum.failed)
 	}
 	return sum
+}
+
+// terminateDeliveries is an operator terminating webhook deliveries' workflows in the Web UI while
+// the load runs: every few seconds it lists the running ones and terminates one. Each must still
+// arrive (the dispatcher starts a new run over a delivery left pending); it returns how many
+// terminations landed.
+func (op *operator) terminateDeliveries(ctx context.Context, r *rand.Rand, clock *loadClock) int {
+	landed := 0
+	for clock.on() {
+		time.Sleep(2*sweepEvery + time.Duration(r.Int64N(int64(2*sweepEvery))))
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := op.tc.ListWorkflow(rctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: op.namespace, Query: "WorkflowType = 'WebhookDelivery' AND ExecutionStatus = 'Running'", PageSize: 100})
+		if err == nil && len(resp.GetExecutions()) > 0 {
+			e := resp.GetExecutions()[r.IntN(len(resp.GetExecutions()))].GetExecution()
+			if op.tc.TerminateWorkflow(rctx, e.GetWorkflowId(), e.GetRunId(), "chaos: an operator terminated a delivery") == nil {
+				landed++
+			}
+		}
+		cancel()
+	}
+	return landed
 }

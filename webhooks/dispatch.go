@@ -95,7 +95,7 @@ type Dispatcher struct {
 	// StallAfter is how long past its due time a pending delivery may go without an attempt before
 	// the dispatcher asks whether its workflow still runs (RestartStalled); default 5 minutes,
 	// past an attempt's timeout and its activity's retries. RestartEvery is how often it looks;
-	// default a minute.
+	// default half of StallAfter, at most a minute.
 	StallAfter, RestartEvery time.Duration
 
 	// stalledAfter is where the next look for stalled deliveries goes on from.
@@ -108,7 +108,8 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	if every <= 0 {
 		every = 500 * time.Millisecond
 	}
-	stallAfter, restartEvery := cmp.Or(d.StallAfter, 5*time.Minute), cmp.Or(d.RestartEvery, time.Minute)
+	stallAfter := cmp.Or(d.StallAfter, 5*time.Minute)
+	restartEvery := cmp.Or(d.RestartEvery, min(stallAfter/2, time.Minute))
 	t := time.NewTicker(every)
 	defer t.Stop()
 	lastBacklog, lastRestart := time.Time{}, time.Now()
