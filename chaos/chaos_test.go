@@ -193,8 +193,8 @@ func runChaos(t *testing.T, p plan) {
 		})
 	}
 	wg.Go(func() { op.sweep(ctx, b, rand.New(rand.NewPCG(seed, 1<<33)), clock) })
-	var deliveriesTerminated int
-	wg.Go(func() { deliveriesTerminated = op.terminateDeliveries(ctx, rand.New(rand.NewPCG(seed, 1<<34)), clock) })
+	var deliveriesTerminated map[string]string
+	wg.Go(func() { deliveriesTerminated = op.terminateDeliveries(ctx, rand.New(rand.NewPCG(seed, 1<<35)), clock) })
 	wg.Go(func() {
 		time.Sleep(p.load * 3 / 10)
 		t.Logf("%6.1fs webhook receiver down for %s", time.Since(start).Seconds(), downFor)
@@ -216,9 +216,10 @@ func runChaos(t *testing.T, p plan) {
 	s.checkOperated(ctx, op, b, &sum)
 	s.checkFaultsHappened(p, done, &sum)
 	sum.webhooks = s.checkWebhooks(ctx, hooks, endpointID, 3*time.Minute)
-	sum.webhooks.downFor, sum.webhooks.terminated = downFor, deliveriesTerminated
-	if deliveriesTerminated == 0 {
-		t.Errorf("webhooks: the operator terminated no delivery workflow: the restart of a terminated delivery was not exercised")
+	sum.webhooks.downFor, sum.webhooks.terminated = downFor, len(deliveriesTerminated)
+	sum.webhooks.restarted = op.restartedDeliveries(ctx, deliveriesTerminated)
+	if sum.webhooks.restarted == 0 {
+		t.Errorf("webhooks: the operator terminated %d delivery workflows and none was restarted: the restart of a terminated delivery was not exercised", sum.webhooks.terminated)
 	}
 	sum.audit = s.audit(ctx)
 	t.Log(sum.text())

@@ -101,9 +101,9 @@ func (s summary) text() string {
 	if s.temporal == clusterPG {
 		fmt.Fprintf(&b, "  connections between Temporal and PostgreSQL cut by its outages %d\n", s.temporalOutageConns)
 	}
-	fmt.Fprintf(&b, "  webhooks: events %d, enqueued for the receiver %d, received (by webhook-id) %d, duplicates %d, lost %d, never enqueued %d, bad signatures %d, deliveries failed %d; attempts %d, answered 500 %d, past the timeout %d; receiver down %s; delivery workflows terminated by the operator %d\n",
+	fmt.Fprintf(&b, "  webhooks: events %d, enqueued for the receiver %d, received (by webhook-id) %d, duplicates %d, lost %d, never enqueued %d, bad signatures %d, deliveries failed %d; attempts %d, answered 500 %d, past the timeout %d; receiver down %s; delivery workflows terminated by the operator %d, restarted %d\n",
 		s.webhooks.events, s.webhooks.enqueued, s.webhooks.received, s.webhooks.duplicates, s.webhooks.lost, s.webhooks.unqueued,
-		s.webhooks.badSigs, s.webhooks.failedDeliveries, s.webhooks.arrivals, s.webhooks.failed, s.webhooks.hung, s.webhooks.downFor, s.webhooks.terminated)
+		s.webhooks.badSigs, s.webhooks.failedDeliveries, s.webhooks.arrivals, s.webhooks.failed, s.webhooks.hung, s.webhooks.downFor, s.webhooks.terminated, s.webhooks.restarted)
 	fmt.Fprintf(&b, "  lost %d, invented %d, applied twice %d, ended by a fault %d, refused %d, unanswered %d, not final %d, balance errors %d, totals conserved %v, audit %s",
 		s.lost, s.invented, s.duplicated, s.faultEnded, s.refused, s.unanswered, s.stuck, s.balanceErrors, s.conserved, s.audit)
 	if len(s.missing) > 0 {

@@ -138,9 +138,10 @@ func (h *hookReceiver) goDown(d time.Duration) {
 type webhookSummary struct {
 	events, enqueued, received, duplicates, lost, invented, unqueued, failedDeliveries, badSigs, pending int
 	failed, hung, arrivals                                                                               int
-	// terminated counts the delivery workflows the operator terminated.
-	terminated int
-	downFor    time.Duration
+	// terminated counts the delivery workflows the operator terminated, restarted those the
+	// dispatcher then started a new run for.
+	terminated, restarted int
+	downFor               time.Duration
 }
 
 // checkWebhooks waits for the endpoint's deliveries to end, then checks that the receiver accepted
@@ -217,10 +218,10 @@ func (s *stack) checkWebhooks(ctx context.Context, h *hookReceiver, endpointID s
 
 // terminateDeliveries is an operator terminating webhook deliveries' workflows in the Web UI while
 // the load runs: every few seconds it lists the running ones and terminates one. Each must still
-// arrive (the dispatcher starts a new run over a delivery left pending); it returns how many
-// terminations landed.
-func (op *operator) terminateDeliveries(ctx context.Context, r *rand.Rand, clock *loadClock) int {
-	landed := 0
+// arrive (the dispatcher starts a new run over a delivery left pending); it returns the runs it
+// terminated, by workflow id.
+func (op *operator) terminateDeliveries(ctx context.Context, r *rand.Rand, clock *loadClock) map[string]string {
+	terminated := map[string]string{}
 	for clock.on() {
 		time.Sleep(2*sweepEvery + time.Duration(r.Int64N(int64(2*sweepEvery))))
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -229,10 +230,24 @@ func (op *operator) terminateDeliveries(ctx context.Context, r *rand.Rand, clock
 		if err == nil && len(resp.GetExecutions()) > 0 {
 			e := resp.GetExecutions()[r.IntN(len(resp.GetExecutions()))].GetExecution()
 			if op.tc.TerminateWorkflow(rctx, e.GetWorkflowId(), e.GetRunId(), "chaos: an operator terminated a delivery") == nil {
-				landed++
+				terminated[e.GetWorkflowId()] = e.GetRunId()
 			}
 		}
 		cancel()
 	}
-	return landed
+	return terminated
+}
+
+// restartedDeliveries counts the terminated deliveries whose workflow has a later run than the one
+// terminated: those the dispatcher restarted (a delivery whose attempt in flight at the termination
+// got its 2xx needs none).
+func (op *operator) restartedDeliveries(ctx context.Context, terminated map[string]string) int {
+	n := 0
+	for id, runID := range terminated {
+		d, err := op.tc.DescribeWorkflowExecution(ctx, id, "")
+		if err == nil && d.GetWorkflowExecutionInfo().GetExecution().GetRunId() != runID {
+			n++
+		}
+	}
+	return n
 }

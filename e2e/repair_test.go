@@ -417,3 +417,44 @@ func TestRepairAfterACompletedRunStartsNothing(t *testing.T) {
 		t.Errorf("the latest run is %s, want the completed %s: the repair started one", got, run.GetRunID())
 	}
 }
+
+// staleDescribe is the real Temporal client, except that its describes of the workflow ids given
+// answer as one read just before another repairer started a run would: the workflow terminated.
+type staleDescribe struct {
+	client.Client
+	stale map[string]bool
+}
+
+func (f staleDescribe) DescribeWorkflowExecution(ctx context.Context, id, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	d, err := f.Client.DescribeWorkflowExecution(ctx, id, runID)
+	if err == nil && f.stale[id] {
+		d.GetWorkflowExecutionInfo().Status = enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED
+	}
+	return d, err
+}
+
+// TestRepairRacingARepairStartsNothing is two repairers of one terminated transfer (two workers'
+// sweeps, or a cancel's repair and a sweep): both described the workflow terminated, and the other
+// started its run first. This one's start must be refused and reported as no repair, not answered
+// with the other's running run (the start options' use-existing conflict policy) and counted.
+func TestRepairRacingARepairStartsNothing(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	tr, _, _ := s.strand(t, transfer.StatusPending) // Its run, on a queue nobody polls, is the other repairer's.
+	before, err := s.temporal.DescribeWorkflowExecution(ctx, tr.ID.String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := service.New(s.store, staleDescribe{Client: s.temporal, stale: map[string]bool{tr.ID.String(): true}}, taskQueue, slog.New(slog.DiscardHandler)).
+		WithOptions(service.Options{WorkflowTaskTimeout: sagatest.WorkflowTaskTimeout, Namespace: s.namespace})
+	if started, err := svc.Repair(ctx, tr.ID); err != nil || started {
+		t.Errorf("repair racing a run another repairer started: started %v, err %v; want false, nil", started, err)
+	}
+	after, err := s.temporal.DescribeWorkflowExecution(ctx, tr.ID.String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := after.GetWorkflowExecutionInfo().GetExecution().GetRunId(), before.GetWorkflowExecutionInfo().GetExecution().GetRunId(); a != b {
+		t.Errorf("the latest run is %s, want the other repairer's %s", a, b)
+	}
+}

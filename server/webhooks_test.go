@@ -491,18 +491,21 @@ func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 	deliveryID := attempts()[0].DeliveryID
 	d := &webhooks.Dispatcher{Store: a.store, Temporal: a.temporal, Policy: testWebhookPolicy, Log: slog.New(slog.DiscardHandler)}
 	everything := time.Now().Add(time.Hour) // Every pending delivery counts as stalled.
-	if n, err := d.RestartStalled(ctx, everything); err != nil || n != 0 {
+	if n, err := d.RestartStalled(ctx, everything, everything); err != nil || n != 0 {
 		t.Fatalf("a running delivery: restarted %d, %v; want 0", n, err)
 	}
 	if err := a.temporal.TerminateWorkflow(ctx, webhooks.WorkflowID(deliveryID), "", "operator pressed Terminate"); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond) // An attempt in flight at the termination (1 s timeout) records itself.
+	if n, err := d.RestartStalled(ctx, everything, time.Now().Add(-time.Minute)); err != nil || n != 0 {
+		t.Fatalf("a delivery whose workflow closed too recently for its last attempt to have ended: restarted %d, %v; want 0", n, err)
+	}
 	before := len(attempts())
-	if n, err := d.RestartStalled(ctx, everything); err != nil || n != 1 {
+	if n, err := d.RestartStalled(ctx, everything, everything); err != nil || n != 1 {
 		t.Fatalf("the terminated delivery: restarted %d, %v; want 1", n, err)
 	}
-	if n, err := d.RestartStalled(ctx, everything); err != nil || n != 0 {
+	if n, err := d.RestartStalled(ctx, everything, everything); err != nil || n != 0 {
 		t.Errorf("the restarted delivery, running again: restarted %d, %v; want 0", n, err)
 	}
 	deadline = time.Now().Add(20 * time.Second)
@@ -535,7 +538,7 @@ func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 	if err != nil || pending[epID] != 0 {
 		t.Errorf("pending deliveries: %v, %v; want none", pending, err)
 	}
-	if n, err := d.RestartStalled(ctx, everything); err != nil || n != 0 {
+	if n, err := d.RestartStalled(ctx, everything, everything); err != nil || n != 0 {
 		t.Errorf("after the delivery: restarted %d, %v; want 0", n, err)
 	}
 }

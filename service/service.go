@@ -417,12 +417,14 @@ func (s *Service) Repair(ctx context.Context, id uuid.UUID) (bool, error) {
 	opts, in := s.startOptions(t)
 	// The row is not final and no run is running: a new run may follow a run that failed, was
 	// terminated, cancelled or timed out, never one that completed (a completed run of this code
-	// always left its row final). A second repairer racing this one meets the running run
-	// (use-existing), or, if that run has already completed, is refused.
+	// always left its row final). A second repairer racing this one is refused, whether the run it
+	// meets is running or has completed.
 	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
 	opts.EnableEagerStart = false
-	// Without this the SDK answers a refused start with the handle of the run that refused it, and
-	// Repair would report a run it did not start.
+	// A run already running (another repairer's) refuses the start rather than being used, and
+	// the SDK reports a refused start as an error rather than as the handle of the run that
+	// refused it: Repair reports only a run it started.
+	opts.WorkflowIDConflictPolicy = enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL
 	opts.WorkflowExecutionErrorWhenAlreadyStarted = true
 	run, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowName, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted

@@ -63,6 +63,10 @@ func (p Policy) orDefault() Policy {
 	return d
 }
 
+// attemptBound bounds one attempt's activity: the POST's own timeout, plus the ledger's reads and
+// writes around it.
+func (p Policy) attemptBound() time.Duration { return p.AttemptTimeout + 20*time.Second }
+
 // DeliveryInput is the delivery workflow's input.
 type DeliveryInput struct {
 	DeliveryID uuid.UUID
@@ -109,8 +113,7 @@ type AttemptResult struct {
 func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (DeliveryResult, error) {
 	p := in.Policy.orDefault()
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		// The POST's own timeout, plus the ledger's reads and writes around it.
-		StartToCloseTimeout: p.AttemptTimeout + 20*time.Second,
+		StartToCloseTimeout: p.attemptBound(),
 		// Only the ledger or the worker failing makes the activity fail: retry it, as the same
 		// attempt (its record is written once).
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},

@@ -79,6 +79,8 @@ type DispatchStore interface {
 	// StalledDeliveries returns pending deliveries whose attempt was due before dueBefore, after
 	// the one given, in the order of when they were due.
 	StalledDeliveries(ctx context.Context, dueBefore time.Time, after transfer.StalledDelivery, limit int) ([]transfer.StalledDelivery, error)
+	// DeliveryTarget reads a delivery afresh (with its endpoint and event).
+	DeliveryTarget(ctx context.Context, deliveryID uuid.UUID) (transfer.DeliveryTarget, error)
 }
 
 // Dispatcher starts a delivery workflow for each delivery the ledger enqueued. Several may run (one
@@ -128,7 +130,8 @@ func (d *Dispatcher) Run(ctx context.Context) {
 			lastBacklog = time.Now()
 		}
 		if time.Since(lastRestart) > restartEvery {
-			if _, err := d.RestartStalled(ctx, time.Now().Add(-stallAfter)); err != nil && ctx.Err() == nil {
+			now := time.Now()
+			if _, err := d.RestartStalled(ctx, now.Add(-stallAfter), now.Add(-d.Policy.orDefault().attemptBound()-orphanMargin)); err != nil && ctx.Err() == nil {
 				d.Log.Warn("webhooks: restart stalled deliveries", "err", err.Error())
 			}
 			lastRestart = time.Now()
@@ -183,13 +186,21 @@ func (d *Dispatcher) updateBacklog(ctx context.Context) {
 // stalledBatch is how many stalled deliveries one look examines at most.
 const stalledBatch = 100
 
+// orphanMargin is how long past the bound of an attempt (Policy.attemptBound) the dispatcher waits
+// after a delivery's workflow closed before it starts a new run: an attempt that was running when
+// an operator terminated the workflow goes on (a terminate does not reach an activity that does not
+// heartbeat), and may still record itself until its own timeout; the new run must see its record,
+// or it would number an attempt the same.
+const orphanMargin = 10 * time.Second
+
 // RestartStalled looks at up to stalledBatch pending deliveries whose attempt was due before
 // dueBefore and has not come, going on from where the previous look stopped, and starts a new
-// workflow run for each whose workflow is no longer running (an operator terminated it, or it
-// failed or timed out): the run goes on from the delivery's recorded attempts, to the deadline its
-// first run had. A delivery whose workflow still runs (a backlog, a ledger outage between its
-// retries) is left to it. It returns how many runs it started.
-func (d *Dispatcher) RestartStalled(ctx context.Context, dueBefore time.Time) (int, error) {
+// workflow run for each whose workflow closed before closedBefore without ending it (an operator
+// terminated it, or it failed or timed out): the run goes on from the delivery's attempts as the
+// ledger has them then, to the deadline its first run had. A delivery whose workflow still runs (a
+// backlog, a ledger outage between its retries), or closed too recently for an attempt it left
+// running to have ended, is left for a later look. It returns how many runs it started.
+func (d *Dispatcher) RestartStalled(ctx context.Context, dueBefore, closedBefore time.Time) (int, error) {
 	ds, err := d.Store.StalledDeliveries(ctx, dueBefore, d.stalledAfter, stalledBatch)
 	if err != nil {
 		return 0, err
@@ -202,7 +213,7 @@ func (d *Dispatcher) RestartStalled(ctx context.Context, dueBefore time.Time) (i
 	restarted := 0
 	var errs []error
 	for _, del := range ds {
-		ok, err := d.restart(ctx, del)
+		ok, err := d.restart(ctx, del, closedBefore)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -216,22 +227,41 @@ func (d *Dispatcher) RestartStalled(ctx context.Context, dueBefore time.Time) (i
 
 // restart starts a new run of a stalled delivery's workflow unless one runs, and reports whether
 // it started one.
-func (d *Dispatcher) restart(ctx context.Context, del transfer.StalledDelivery) (bool, error) {
+func (d *Dispatcher) restart(ctx context.Context, del transfer.StalledDelivery, closedBefore time.Time) (bool, error) {
 	id := WorkflowID(del.ID)
 	desc, err := d.Temporal.DescribeWorkflowExecution(ctx, id, "")
 	var gone *serviceerror.NotFound
+	info := desc.GetWorkflowExecutionInfo()
 	switch {
 	case errors.As(err, &gone):
 		// No run within retention: start one.
 	case err != nil:
 		return false, fmt.Errorf("webhooks: describe %s: %w", id, err)
-	case desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return false, nil
+	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		// Every way a run completes ends its delivery first: the row says otherwise.
+		d.Log.Warn("webhooks: a delivery is pending although its workflow completed; resend its event",
+			"delivery_id", del.ID.String(), "run_id", info.GetExecution().GetRunId())
+		return false, nil
+	case info.GetCloseTime().AsTime().After(closedBefore):
 		return false, nil
 	}
+	// The attempts as the ledger has them now, the closed run's last included.
+	t, err := d.Store.DeliveryTarget(ctx, del.ID)
+	if err != nil {
+		return false, err
+	}
+	if t.Delivery.Status != "pending" {
+		return false, nil
+	}
+	del.Attempts = t.Delivery.Attempts
 	p := d.Policy.orDefault()
 	opts := client.StartWorkflowOptions{ID: id, TaskQueue: TaskQueue,
-		// A run that completed ended its delivery first: never start after one.
+		// A run that completed ended its delivery first: never start after one; nor over a running
+		// one (another dispatcher's).
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true}
 	in := DeliveryInput{DeliveryID: del.ID, Policy: p, FirstAttempt: del.Attempts + 1, GiveUpAt: del.StartedAt.Add(p.GiveUpAfter)}
 	run, err := d.Temporal.ExecuteWorkflow(ctx, opts, DeliveryWorkflowName, in)
