@@ -146,8 +146,8 @@ var auditQueries = []auditQuery{
 		   OR (x.capture_method = 'manual' AND t.status = 'reserved' AND x.hold_expires_at IS NULL)
 		   OR (t.status = 'scheduled' AND x.scheduled_for IS NULL)`},
 	// Every transfer recorded since migration 0011 (or with a creation event) has one creation
-	// event, at most one event of each type, a held event once a manual transfer's hold was
-	// captured, and, once final, the one end event of its status.
+	// event, at most one event of each type, a held event when it is a manual transfer held or
+	// captured (and none when it is not manual), and, once final, the one end event of its status.
 	{InvTransferEntries, "events", `
 		SELECT 'transfer ' || t.id AS subject,
 		       format('status %s, but its events are %s', t.status, coalesce(string_agg(e.type, ', ' ORDER BY e.created_at), 'none')) AS detail
@@ -157,7 +157,9 @@ var auditQueries = []auditQuery{
 		GROUP BY t.id, t.status, x.capture_method, x.captured_amount
 		HAVING NOT coalesce(bool_or(e.type = 'transfer.created'), false)
 		    OR count(e.id) <> count(DISTINCT e.type)
-		    OR (x.capture_method = 'manual' AND x.captured_amount IS NOT NULL AND NOT coalesce(bool_or(e.type = 'transfer.held'), false))
+		    OR (x.capture_method = 'manual' AND (x.captured_amount IS NOT NULL OR t.status = 'reserved')
+		        AND NOT coalesce(bool_or(e.type = 'transfer.held'), false))
+		    OR (x.capture_method IS DISTINCT FROM 'manual' AND coalesce(bool_or(e.type = 'transfer.held'), false))
 		    OR (t.status IN ('completed', 'failed', 'cancelled')
 		        AND count(*) FILTER (WHERE e.type IN ('transfer.completed', 'transfer.failed', 'transfer.cancelled')) <> 1)
 		    OR (t.status IN ('completed', 'failed', 'cancelled') AND NOT bool_or(e.type = 'transfer.' || t.status))
