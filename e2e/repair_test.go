@@ -157,6 +157,20 @@ func TestCancelOfAPendingTransferWithoutWorkflow(t *testing.T) {
 	s.audit()
 }
 
+// impostor runs, until t ends, a worker on queue whose workflow registered under the transfer
+// workflow's name completes at once with result.
+func (s *stack) impostor(t *testing.T, queue string, result workflows.TransferResult) {
+	t.Helper()
+	w := sdkworker.New(s.temporal, queue, sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(func(ctx workflow.Context, in workflows.TransferInput) (workflows.TransferResult, error) {
+		return result, nil
+	}, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+}
+
 // TestAuditFindsAWorkflowResultThatDisagreesWithItsRow plants what the cancel defect produced: a
 // transfer workflow that completed with "cancelled" over a row the ledger completed. A worker on a
 // task queue of its own runs an impostor registered under the transfer workflow's name. The audit
@@ -175,14 +189,7 @@ func TestAuditFindsAWorkflowResultThatDisagreesWithItsRow(t *testing.T) {
 
 	// The impostor's run starts after the real one closed, as a repair would.
 	const queue = "impostor"
-	w := sdkworker.New(s.temporal, queue, sdkworker.Options{})
-	w.RegisterWorkflowWithOptions(func(ctx workflow.Context, in workflows.TransferInput) (workflows.TransferResult, error) {
-		return workflows.TransferResult{Status: transfer.StatusCancelled, FailureMessage: "cancelled before the debit"}, nil
-	}, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	s.impostor(t, queue, workflows.TransferResult{Status: transfer.StatusCancelled, FailureMessage: "cancelled before the debit"})
 	in := workflows.TransferInput{TransferID: done.ID, Kind: done.Kind, FromAccountID: from.ID, ToAccountID: to.ID, Amount: 40, Currency: "USD"}
 	opts := workflows.StartOptions(in, queue)
 	opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE // As only a repair may.
@@ -389,14 +396,7 @@ func TestRepairAfterACompletedRunStartsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	const queue = "impostor-completes"
-	w := sdkworker.New(s.temporal, queue, sdkworker.Options{})
-	w.RegisterWorkflowWithOptions(func(ctx workflow.Context, in workflows.TransferInput) (workflows.TransferResult, error) {
-		return workflows.TransferResult{Status: transfer.StatusPending}, nil
-	}, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	s.impostor(t, queue, workflows.TransferResult{Status: transfer.StatusPending})
 	in := workflows.TransferInput{TransferID: tr.ID, Kind: tr.Kind, FromAccountID: from.ID, ToAccountID: to.ID, Amount: 40, Currency: "USD"}
 	run, err := s.temporal.ExecuteWorkflow(ctx, workflows.StartOptions(in, queue), workflows.WorkflowName, in)
 	if err != nil {
