@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"go.temporal.io/api/workflowservice/v1"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/transferd/transferd/server"
@@ -456,9 +457,9 @@ func quoteJSON(s string) string {
 }
 
 // TestTerminatedDeliveryIsRestarted: an operator terminates a delivery's workflow in the Web UI
-// between its attempts. The dispatcher's look for stalled deliveries leaves a running delivery
-// alone, starts a new run for the terminated one, which numbers its attempts on from the log, and the
-// event arrives, verified; nothing is left pending.
+// between its attempts. The dispatcher's look for closed delivery workflows leaves a running
+// delivery alone, and one closed too recently, starts one new run for the terminated one, which
+// numbers its attempts on from the log, and the event arrives, verified; nothing is left pending.
 func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 	a := newAPI(t)
 	ctx := context.Background()
@@ -490,22 +491,33 @@ func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 	}
 	deliveryID := attempts()[0].DeliveryID
 	d := &webhooks.Dispatcher{Store: a.store, Temporal: a.temporal, Policy: testWebhookPolicy, Log: slog.New(slog.DiscardHandler)}
-	everything := time.Now().Add(time.Hour) // Every pending delivery counts as stalled.
-	if n, err := d.RestartStalled(ctx, everything, everything); err != nil || n != 0 {
+	anyClose := time.Now().Add(time.Hour) // Every run closed counts as closed long enough ago.
+	if n, err := d.RestartClosed(ctx, anyClose); err != nil || n != 0 {
 		t.Fatalf("a running delivery: restarted %d, %v; want 0", n, err)
 	}
-	if err := a.temporal.TerminateWorkflow(ctx, webhooks.WorkflowID(deliveryID), "", "operator pressed Terminate"); err != nil {
+	wfID := webhooks.WorkflowID(deliveryID)
+	if err := a.temporal.TerminateWorkflow(ctx, wfID, "", "operator pressed Terminate"); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond) // An attempt in flight at the termination (1 s timeout) records itself.
-	if n, err := d.RestartStalled(ctx, everything, time.Now().Add(-time.Minute)); err != nil || n != 0 {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := a.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: "WorkflowId = '" + wfID + "' AND ExecutionStatus = 'Terminated'"})
+		if err == nil && len(resp.GetExecutions()) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("visibility does not list the terminated delivery: %v", err)
+		}
+	}
+	if n, err := d.RestartClosed(ctx, time.Now().Add(-time.Minute)); err != nil || n != 0 {
 		t.Fatalf("a delivery whose workflow closed too recently for its last attempt to have ended: restarted %d, %v; want 0", n, err)
 	}
 	before := len(attempts())
-	if n, err := d.RestartStalled(ctx, everything, everything); err != nil || n != 1 {
+	if n, err := d.RestartClosed(ctx, anyClose); err != nil || n != 1 {
 		t.Fatalf("the terminated delivery: restarted %d, %v; want 1", n, err)
 	}
-	if n, err := d.RestartStalled(ctx, everything, everything); err != nil || n != 0 {
+	if n, err := d.RestartClosed(ctx, anyClose); err != nil || n != 0 {
 		t.Errorf("the restarted delivery, running again: restarted %d, %v; want 0", n, err)
 	}
 	deadline = time.Now().Add(20 * time.Second)
@@ -538,7 +550,7 @@ func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 	if err != nil || pending[epID] != 0 {
 		t.Errorf("pending deliveries: %v, %v; want none", pending, err)
 	}
-	if n, err := d.RestartStalled(ctx, everything, everything); err != nil || n != 0 {
+	if n, err := d.RestartClosed(ctx, anyClose); err != nil || n != 0 {
 		t.Errorf("after the delivery: restarted %d, %v; want 0", n, err)
 	}
 }

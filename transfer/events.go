@@ -117,15 +117,6 @@ type Delivery struct {
 	CreatedAt  time.Time
 }
 
-// StalledDelivery is a pending delivery whose attempt was due before a time and has not come: its
-// workflow may have closed without ending it.
-type StalledDelivery struct {
-	ID       uuid.UUID
-	Attempts int
-	// StartedAt is when its workflow was first started; DueAt when its next attempt was due.
-	StartedAt, DueAt time.Time
-}
-
 // DeliveryAttempt is one line of an endpoint's delivery log.
 type DeliveryAttempt struct {
 	ID             uuid.UUID

@@ -22,7 +22,9 @@ const (
 )
 
 // WorkflowID is the id of a delivery's workflow: one per delivery, however often it is started.
-func WorkflowID(deliveryID uuid.UUID) string { return "webhook-delivery-" + deliveryID.String() }
+func WorkflowID(deliveryID uuid.UUID) string { return workflowIDPrefix + deliveryID.String() }
+
+const workflowIDPrefix = "webhook-delivery-"
 
 // Policy is how a delivery is tried. The zero value takes DefaultPolicy's fields.
 type Policy struct {

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/transferd/transferd/transfer"
@@ -76,10 +78,7 @@ type DispatchStore interface {
 	MarkDeliveryStarted(ctx context.Context, id uuid.UUID) error
 	// PendingDeliveries counts the deliveries not yet ended, by endpoint.
 	PendingDeliveries(ctx context.Context) (map[uuid.UUID]int, error)
-	// StalledDeliveries returns pending deliveries whose attempt was due before dueBefore, after
-	// the one given, in the order of when they were due.
-	StalledDeliveries(ctx context.Context, dueBefore time.Time, after transfer.StalledDelivery, limit int) ([]transfer.StalledDelivery, error)
-	// DeliveryTarget reads a delivery afresh (with its endpoint and event).
+	// DeliveryTarget reads a delivery afresh (with its endpoint and event); CodeNotFound.
 	DeliveryTarget(ctx context.Context, deliveryID uuid.UUID) (transfer.DeliveryTarget, error)
 }
 
@@ -94,14 +93,12 @@ type Dispatcher struct {
 	Log      *slog.Logger
 	// Every is how often the ledger is asked for new deliveries; default 500 ms.
 	Every time.Duration
-	// StallAfter is how long past its due time a pending delivery may go without an attempt before
-	// the dispatcher asks whether its workflow still runs (RestartStalled); default 5 minutes,
-	// past an attempt's timeout and its activity's retries. RestartEvery is how often it looks;
-	// default half of StallAfter, at most a minute.
-	StallAfter, RestartEvery time.Duration
+	// RestartEvery is how often it looks for deliveries whose workflow closed without ending them
+	// (RestartClosed); default a minute.
+	RestartEvery time.Duration
 
-	// stalledAfter is where the next look for stalled deliveries goes on from.
-	stalledAfter transfer.StalledDelivery
+	// closedSince is when the previous look began; zero before the first.
+	closedSince time.Time
 }
 
 // Run dispatches until ctx ends.
@@ -110,11 +107,10 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	if every <= 0 {
 		every = 500 * time.Millisecond
 	}
-	stallAfter := cmp.Or(d.StallAfter, 5*time.Minute)
-	restartEvery := cmp.Or(d.RestartEvery, min(stallAfter/2, time.Minute))
+	restartEvery := cmp.Or(d.RestartEvery, time.Minute)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	lastBacklog, lastRestart := time.Time{}, time.Now()
+	lastBacklog, lastRestart := time.Time{}, time.Time{}
 	for {
 		for {
 			n, err := d.DispatchOnce(ctx)
@@ -130,9 +126,8 @@ func (d *Dispatcher) Run(ctx context.Context) {
 			lastBacklog = time.Now()
 		}
 		if time.Since(lastRestart) > restartEvery {
-			now := time.Now()
-			if _, err := d.RestartStalled(ctx, now.Add(-stallAfter), now.Add(-d.Policy.orDefault().attemptBound()-orphanMargin)); err != nil && ctx.Err() == nil {
-				d.Log.Warn("webhooks: restart stalled deliveries", "err", err.Error())
+			if _, err := d.RestartClosed(ctx, time.Now().Add(-d.Policy.orDefault().attemptBound()-orphanMargin)); err != nil && ctx.Err() == nil {
+				d.Log.Warn("webhooks: restart deliveries whose workflow closed", "err", err.Error())
 			}
 			lastRestart = time.Now()
 		}
@@ -183,9 +178,6 @@ func (d *Dispatcher) updateBacklog(ctx context.Context) {
 	}
 }
 
-// stalledBatch is how many stalled deliveries one look examines at most.
-const stalledBatch = 100
-
 // orphanMargin is how long past the bound of an attempt (Policy.attemptBound) the dispatcher waits
 // after a delivery's workflow closed before it starts a new run: an attempt that was running when
 // an operator terminated the workflow goes on (a terminate does not reach an activity that does not
@@ -193,69 +185,92 @@ const stalledBatch = 100
 // or it would number an attempt the same.
 const orphanMargin = 10 * time.Second
 
-// RestartStalled looks at up to stalledBatch pending deliveries whose attempt was due before
-// dueBefore and has not come, going on from where the previous look stopped, and starts a new
-// workflow run for each whose workflow closed before closedBefore without ending it (an operator
-// terminated it, or it failed or timed out): the run goes on from the delivery's attempts as the
-// ledger has them then, to the deadline its first run had. A delivery whose workflow still runs (a
-// backlog, a ledger outage between its retries), or closed too recently for an attempt it left
-// running to have ended, is left for a later look. It returns how many runs it started.
-func (d *Dispatcher) RestartStalled(ctx context.Context, dueBefore, closedBefore time.Time) (int, error) {
-	ds, err := d.Store.StalledDeliveries(ctx, dueBefore, d.stalledAfter, stalledBatch)
-	if err != nil {
-		return 0, err
+// closedOverlap is how far back each look lists closed delivery workflows from when the previous
+// one began: visibility trails the workflows, and the server's clock is not the worker's. Listing
+// a closed run again costs a read of its delivery's row.
+const closedOverlap = 15 * time.Minute
+
+// RestartClosed lists, from Temporal's visibility, the delivery workflows that closed without
+// completing (an operator terminated one; one failed or timed out) since the previous look began,
+// less closedOverlap (the first look: every one within the namespace's retention), and starts a new
+// run for each whose delivery the ledger still has pending and whose latest run is not running: the
+// run goes on from the delivery's attempts as the ledger has them, to the deadline counted from the
+// delivery's creation. A run that closed after closedBefore (too recently for an attempt it left
+// running to have ended) is left for a later look, which lists it again. Its cost follows the
+// workflows that closed this way, not the deliveries in flight. It returns how many runs it started.
+func (d *Dispatcher) RestartClosed(ctx context.Context, closedBefore time.Time) (int, error) {
+	lookStart := time.Now()
+	query := "WorkflowType = '" + DeliveryWorkflowName + "' AND ExecutionStatus != 'Running' AND ExecutionStatus != 'Completed'"
+	if !d.closedSince.IsZero() {
+		query += " AND CloseTime > '" + d.closedSince.Add(-closedOverlap).UTC().Format(time.RFC3339Nano) + "'"
 	}
-	if len(ds) < stalledBatch {
-		d.stalledAfter = transfer.StalledDelivery{}
-	} else {
-		d.stalledAfter = ds[len(ds)-1]
-	}
+	next := lookStart
 	restarted := 0
 	var errs []error
-	for _, del := range ds {
-		ok, err := d.restart(ctx, del, closedBefore)
+	var token []byte
+	for {
+		resp, err := d.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 100, NextPageToken: token})
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			// The next look starts over from where this one did.
+			return restarted, errors.Join(append(errs, fmt.Errorf("webhooks: list closed deliveries: %w", err))...)
 		}
-		if ok {
-			restarted++
+		for _, e := range resp.GetExecutions() {
+			raw, ok := strings.CutPrefix(e.GetExecution().GetWorkflowId(), workflowIDPrefix)
+			id, err := uuid.Parse(raw)
+			if !ok || err != nil {
+				continue
+			}
+			started, later, err := d.restart(ctx, id, closedBefore)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if closed := e.GetCloseTime().AsTime(); (err != nil || later) && closed.Before(next) {
+				next = closed
+			}
+			if started {
+				restarted++
+			}
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			break
 		}
 	}
+	d.closedSince = next
 	return restarted, errors.Join(errs...)
 }
 
-// restart starts a new run of a stalled delivery's workflow unless one runs, and reports whether
-// it started one.
-func (d *Dispatcher) restart(ctx context.Context, del transfer.StalledDelivery, closedBefore time.Time) (bool, error) {
-	id := WorkflowID(del.ID)
+// restart starts a new run of a delivery's workflow if the ledger has it pending and no run runs,
+// and reports whether it started one, or whether the latest run closed after closedBefore and the
+// delivery is to be looked at again later.
+func (d *Dispatcher) restart(ctx context.Context, deliveryID uuid.UUID, closedBefore time.Time) (started, later bool, err error) {
+	// Read before the describe, and after closedBefore: an attempt of a run closed before then has
+	// recorded itself by now, or never will.
+	t, err := d.Store.DeliveryTarget(ctx, deliveryID)
+	if err != nil {
+		return false, false, err
+	}
+	if t.Delivery.Status != "pending" {
+		return false, false, nil
+	}
+	id := WorkflowID(deliveryID)
 	desc, err := d.Temporal.DescribeWorkflowExecution(ctx, id, "")
 	var gone *serviceerror.NotFound
 	info := desc.GetWorkflowExecutionInfo()
 	switch {
 	case errors.As(err, &gone):
-		// No run within retention: start one.
+		// No run left within retention: start one.
 	case err != nil:
-		return false, fmt.Errorf("webhooks: describe %s: %w", id, err)
+		return false, false, fmt.Errorf("webhooks: describe %s: %w", id, err)
 	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
-		return false, nil
+		return false, false, nil
 	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
 		// Every way a run completes ends its delivery first: the row says otherwise.
 		d.Log.Warn("webhooks: a delivery is pending although its workflow completed; resend its event",
-			"delivery_id", del.ID.String(), "run_id", info.GetExecution().GetRunId())
-		return false, nil
+			"delivery_id", deliveryID.String(), "run_id", info.GetExecution().GetRunId())
+		return false, false, nil
 	case info.GetCloseTime().AsTime().After(closedBefore):
-		return false, nil
+		return false, true, nil
 	}
-	// The attempts as the ledger has them now, the closed run's last included.
-	t, err := d.Store.DeliveryTarget(ctx, del.ID)
-	if err != nil {
-		return false, err
-	}
-	if t.Delivery.Status != "pending" {
-		return false, nil
-	}
-	del.Attempts = t.Delivery.Attempts
 	p := d.Policy.orDefault()
 	opts := client.StartWorkflowOptions{ID: id, TaskQueue: TaskQueue,
 		// A run that completed ended its delivery first: never start after one; nor over a running
@@ -263,16 +278,16 @@ func (d *Dispatcher) restart(ctx context.Context, del transfer.StalledDelivery, 
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true}
-	in := DeliveryInput{DeliveryID: del.ID, Policy: p, FirstAttempt: del.Attempts + 1, GiveUpAt: del.StartedAt.Add(p.GiveUpAfter)}
+	in := DeliveryInput{DeliveryID: deliveryID, Policy: p, FirstAttempt: t.Delivery.Attempts + 1, GiveUpAt: t.Delivery.CreatedAt.Add(p.GiveUpAfter)}
 	run, err := d.Temporal.ExecuteWorkflow(ctx, opts, DeliveryWorkflowName, in)
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &started) {
-		return false, nil
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &already) {
+		return false, false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("webhooks: restart %s: %w", id, err)
+		return false, false, fmt.Errorf("webhooks: restart %s: %w", id, err)
 	}
 	d.Log.Info("webhooks: restarted a delivery whose workflow closed without ending it",
-		"delivery_id", del.ID.String(), "attempts", del.Attempts, "run_id", run.GetRunID())
-	return true, nil
+		"delivery_id", deliveryID.String(), "attempts", t.Delivery.Attempts, "run_id", run.GetRunID())
+	return true, false, nil
 }

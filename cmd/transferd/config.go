@@ -56,13 +56,13 @@ type config struct {
 	AllowPrivateWebhooks bool
 	// WebhookPolicy is how deliveries are tried.
 	WebhookPolicy webhooks.Policy
-	// WebhookStallAfter is how long past its due time a delivery may go without an attempt before
-	// the dispatcher checks that its workflow still runs, and starts a new run if not.
-	WebhookStallAfter time.Duration
-	BcryptCost        int
-	MetricsAddr       string
-	WithWorker        bool
-	SagaVariant       string
+	// WebhookRestartEvery is how often the dispatcher looks for deliveries whose workflow closed
+	// without ending them (an operator terminated one), and starts a new run for each.
+	WebhookRestartEvery time.Duration
+	BcryptCost          int
+	MetricsAddr         string
+	WithWorker          bool
+	SagaVariant         string
 	// TrustedProxies is a comma-separated list of the reverse proxies' addresses or CIDRs.
 	TrustedProxies string
 	// MaxSubmits and SubmitQueueWait shed submissions beyond the bound with 503s (server.Config).
