@@ -297,7 +297,7 @@ func (s *Store) MarkDeliveryStarted(ctx context.Context, id uuid.UUID) error {
 func (s *Store) DeliveryTarget(ctx context.Context, deliveryID uuid.UUID) (transfer.DeliveryTarget, error) {
 	db := s.db.WithContext(ctx)
 	var out transfer.DeliveryTarget
-	err := db.Raw(`SELECT id, endpoint_id, event_id, status, attempts, created_at FROM webhook_deliveries WHERE id = ?`, deliveryID).
+	err := db.Raw(`SELECT id, endpoint_id, event_id, status, attempts, created_at, started_at FROM webhook_deliveries WHERE id = ?`, deliveryID).
 		Take(&out.Delivery).Error
 	if err != nil {
 		return transfer.DeliveryTarget{}, notFound(err, transfer.CodeNotFound, "delivery", deliveryID)

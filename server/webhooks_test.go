@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/transferd/transferd/server"
@@ -490,20 +491,29 @@ func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 		t.Fatal("no attempt within 15 s")
 	}
 	deliveryID := attempts()[0].DeliveryID
-	d := &webhooks.Dispatcher{Store: a.store, Temporal: a.temporal, Policy: testWebhookPolicy, Log: slog.New(slog.DiscardHandler)}
+	d := &webhooks.Dispatcher{Store: a.store, Temporal: a.temporal, Namespace: a.namespace, Policy: testWebhookPolicy, Log: slog.New(slog.DiscardHandler)}
 	anyClose := time.Now().Add(time.Hour) // Every run closed counts as closed long enough ago.
 	if n, err := d.RestartClosed(ctx, anyClose); err != nil || n != 0 {
 		t.Fatalf("a running delivery: restarted %d, %v; want 0", n, err)
 	}
-	wfID := webhooks.WorkflowID(deliveryID)
-	if err := a.temporal.TerminateWorkflow(ctx, wfID, "", "operator pressed Terminate"); err != nil {
+	// A terminated workflow of a delivery the ledger does not have (its database recreated) is
+	// nothing to restart, and no error.
+	stray := webhooks.WorkflowID(uuid.New())
+	if _, err := a.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: stray, TaskQueue: "nobody-polls"}, webhooks.DeliveryWorkflowName,
+		webhooks.DeliveryInput{}); err != nil {
 		t.Fatal(err)
+	}
+	wfID := webhooks.WorkflowID(deliveryID)
+	for _, id := range []string{stray, wfID} {
+		if err := a.temporal.TerminateWorkflow(ctx, id, "", "operator pressed Terminate"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	time.Sleep(1500 * time.Millisecond) // An attempt in flight at the termination (1 s timeout) records itself.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		resp, err := a.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query: "WorkflowId = '" + wfID + "' AND ExecutionStatus = 'Terminated'"})
-		if err == nil && len(resp.GetExecutions()) == 1 {
+			Query: "WorkflowId IN ('" + wfID + "', '" + stray + "') AND ExecutionStatus = 'Terminated'"})
+		if err == nil && len(resp.GetExecutions()) == 2 {
 			break
 		}
 		if time.Now().After(deadline) {

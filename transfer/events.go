@@ -115,6 +115,8 @@ type Delivery struct {
 	Status     string
 	Attempts   int
 	CreatedAt  time.Time
+	// StartedAt is when its workflow was first started (nil before), as DeliveryTarget reads it.
+	StartedAt *time.Time
 }
 
 // DeliveryAttempt is one line of an endpoint's delivery log.

@@ -96,9 +96,14 @@ type Dispatcher struct {
 	// RestartEvery is how often it looks for deliveries whose workflow closed without ending them
 	// (RestartClosed); default a minute.
 	RestartEvery time.Duration
+	// Namespace is the namespace of the delivery workflows; default "default".
+	Namespace string
 
-	// closedSince is when the previous look began; zero before the first.
+	// closedSince is when the previous look began; zero before the first, and when a full look
+	// is due. looks counts the looks; retry holds the deliveries a look could not restart.
 	closedSince time.Time
+	looks       int
+	retry       map[uuid.UUID]struct{}
 }
 
 // Run dispatches until ctx ends.
@@ -186,32 +191,60 @@ func (d *Dispatcher) updateBacklog(ctx context.Context) {
 const orphanMargin = 10 * time.Second
 
 // closedOverlap is how far back each look lists closed delivery workflows from when the previous
-// one began: visibility trails the workflows, and the server's clock is not the worker's. Listing
-// a closed run again costs a read of its delivery's row.
+// one began: visibility trails the workflows, and the server's clock is not the worker's.
 const closedOverlap = 15 * time.Minute
 
+// fullLookEvery is how often a look lists every delivery workflow closed without completing within
+// the namespace's retention, not only those closed since the previous look: a close that visibility
+// recorded later than the overlap is found then.
+const fullLookEvery = 20
+
 // RestartClosed lists, from Temporal's visibility, the delivery workflows that closed without
-// completing (an operator terminated one; one failed or timed out) since the previous look began,
-// less closedOverlap (the first look: every one within the namespace's retention), and starts a new
-// run for each whose delivery the ledger still has pending and whose latest run is not running: the
-// run goes on from the delivery's attempts as the ledger has them, to the deadline counted from the
-// delivery's creation. A run that closed after closedBefore (too recently for an attempt it left
-// running to have ended) is left for a later look, which lists it again. Its cost follows the
-// workflows that closed this way, not the deliveries in flight. It returns how many runs it started.
+// completing (an operator terminated or cancelled one; one failed or timed out) since the previous
+// look began, less closedOverlap (the first look and every fullLookEvery-th: all of them within
+// the namespace's retention), and starts a new run for each whose delivery the ledger still has
+// pending and whose latest run is not running: the run goes on from the delivery's attempts as the
+// ledger has them, to its first run's deadline. A run that closed after closedBefore (too recently
+// for an attempt it left running to have ended) is left for a later look; one that could not be
+// restarted is tried again by the next look. It returns how many runs it started.
+//
+// The list reads visibility's status index: its cost follows the delivery workflows closed that
+// way within the window, which operators make, not the deliveries in flight.
 func (d *Dispatcher) RestartClosed(ctx context.Context, closedBefore time.Time) (int, error) {
 	lookStart := time.Now()
-	query := "WorkflowType = '" + DeliveryWorkflowName + "' AND ExecutionStatus != 'Running' AND ExecutionStatus != 'Completed'"
+	d.looks++
+	if d.looks%fullLookEvery == 0 {
+		d.closedSince = time.Time{}
+	}
+	query := "WorkflowType = '" + DeliveryWorkflowName + "' AND ExecutionStatus IN ('Terminated', 'Canceled', 'Failed', 'TimedOut')"
 	if !d.closedSince.IsZero() {
 		query += " AND CloseTime > '" + d.closedSince.Add(-closedOverlap).UTC().Format(time.RFC3339Nano) + "'"
 	}
-	next := lookStart
 	restarted := 0
 	var errs []error
+	failed := map[uuid.UUID]struct{}{}
+	try := func(id uuid.UUID) (later bool) {
+		started, later, err := d.restart(ctx, id, closedBefore)
+		if err != nil {
+			errs = append(errs, err)
+			failed[id] = struct{}{}
+		}
+		if started {
+			restarted++
+		}
+		return later
+	}
+	for id := range d.retry {
+		try(id)
+	}
+	next := lookStart
 	var token []byte
 	for {
-		resp, err := d.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 100, NextPageToken: token})
+		resp, err := d.listPage(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: cmp.Or(d.Namespace, "default"), Query: query, PageSize: 100, NextPageToken: token})
 		if err != nil {
-			// The next look starts over from where this one did.
+			// The next look lists from where this one did (a full look stays due).
+			d.retry = failed
 			return restarted, errors.Join(append(errs, fmt.Errorf("webhooks: list closed deliveries: %w", err))...)
 		}
 		for _, e := range resp.GetExecutions() {
@@ -220,23 +253,42 @@ func (d *Dispatcher) RestartClosed(ctx context.Context, closedBefore time.Time) 
 			if !ok || err != nil {
 				continue
 			}
-			started, later, err := d.restart(ctx, id, closedBefore)
-			if err != nil {
-				errs = append(errs, err)
+			if _, done := failed[id]; done {
+				continue
 			}
-			if closed := e.GetCloseTime().AsTime(); (err != nil || later) && closed.Before(next) {
+			if closed := e.GetCloseTime().AsTime(); try(id) && closed.Before(next) {
 				next = closed
-			}
-			if started {
-				restarted++
 			}
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
 			break
 		}
 	}
-	d.closedSince = next
+	d.closedSince, d.retry = next, failed
 	return restarted, errors.Join(errs...)
+}
+
+// listPage asks visibility for one page, for up to a minute: client.ListWorkflow caps a call at
+// 10 s, which a loaded dev server's SQLite can exceed. A page answered busy or unavailable is asked
+// for again after a backoff, within the minute.
+func (d *Dispatcher) listPage(ctx context.Context, req *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
+	pageCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	backoff := 100 * time.Millisecond
+	for {
+		resp, err := d.Temporal.WorkflowService().ListWorkflowExecutions(pageCtx, req)
+		var busy *serviceerror.ResourceExhausted
+		var down *serviceerror.Unavailable
+		if err == nil || !(errors.As(err, &busy) || errors.As(err, &down)) {
+			return resp, err
+		}
+		select {
+		case <-pageCtx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }
 
 // restart starts a new run of a delivery's workflow if the ledger has it pending and no run runs,
@@ -246,6 +298,11 @@ func (d *Dispatcher) restart(ctx context.Context, deliveryID uuid.UUID, closedBe
 	// Read before the describe, and after closedBefore: an attempt of a run closed before then has
 	// recorded itself by now, or never will.
 	t, err := d.Store.DeliveryTarget(ctx, deliveryID)
+	var te *transfer.Error
+	if errors.As(err, &te) && te.Code == transfer.CodeNotFound {
+		// A workflow of a delivery this ledger does not have (its database was recreated).
+		return false, false, nil
+	}
 	if err != nil {
 		return false, false, err
 	}
@@ -264,9 +321,12 @@ func (d *Dispatcher) restart(ctx context.Context, deliveryID uuid.UUID, closedBe
 	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 		return false, false, nil
 	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-		// Every way a run completes ends its delivery first: the row says otherwise.
-		d.Log.Warn("webhooks: a delivery is pending although its workflow completed; resend its event",
-			"delivery_id", deliveryID.String(), "run_id", info.GetExecution().GetRunId())
+		// Every way a run completes ends its delivery first: a row still pending when read again
+		// (not a read from before a restarted run delivered) is for an operator.
+		if again, err := d.Store.DeliveryTarget(ctx, deliveryID); err == nil && again.Delivery.Status == "pending" {
+			d.Log.Warn("webhooks: a delivery is pending although its workflow completed; resend its event",
+				"delivery_id", deliveryID.String(), "run_id", info.GetExecution().GetRunId())
+		}
 		return false, false, nil
 	case info.GetCloseTime().AsTime().After(closedBefore):
 		return false, true, nil
@@ -278,7 +338,12 @@ func (d *Dispatcher) restart(ctx context.Context, deliveryID uuid.UUID, closedBe
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true}
-	in := DeliveryInput{DeliveryID: deliveryID, Policy: p, FirstAttempt: t.Delivery.Attempts + 1, GiveUpAt: t.Delivery.CreatedAt.Add(p.GiveUpAfter)}
+	// The first run's deadline: its start (the dispatcher records it just after) and GiveUpAfter.
+	first := t.Delivery.CreatedAt
+	if t.Delivery.StartedAt != nil {
+		first = *t.Delivery.StartedAt
+	}
+	in := DeliveryInput{DeliveryID: deliveryID, Policy: p, FirstAttempt: t.Delivery.Attempts + 1, GiveUpAt: first.Add(p.GiveUpAfter)}
 	run, err := d.Temporal.ExecuteWorkflow(ctx, opts, DeliveryWorkflowName, in)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {

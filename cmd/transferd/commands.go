@@ -159,7 +159,7 @@ func startWorker(ctx context.Context, c *config, store *ledger.Store, tc client.
 		svc := service.New(store, tc, c.TaskQueue, log).WithOptions(service.Options{Namespace: c.TemporalNamespace})
 		go reconcile(reconcileCtx, svc, c.ReconcileEvery, log)
 	}
-	d := &webhooks.Dispatcher{Store: store, Temporal: tc, Policy: c.WebhookPolicy, RestartEvery: c.WebhookRestartEvery, Metrics: metrics, Log: log}
+	d := &webhooks.Dispatcher{Store: store, Temporal: tc, Policy: c.WebhookPolicy, RestartEvery: c.WebhookRestartEvery, Namespace: c.TemporalNamespace, Metrics: metrics, Log: log}
 	go d.Run(reconcileCtx)
 	return func() {
 		stopReconcile()
