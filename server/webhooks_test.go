@@ -464,7 +464,7 @@ func quoteJSON(s string) string {
 func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 	a := newAPI(t)
 	ctx := context.Background()
-	rcv := newReceiver(t, "500", "500", "500", "500", "500", "500")
+	rcv := newReceiver(t, "500", "500", "500", "500", "500", "500", "500", "500")
 	r := a.do("POST", "/v1/webhook-endpoints", a.admin, map[string]any{"url": rcv.srv.URL, "event_types": []string{"transfer.created"}})
 	var ep endpointBody
 	r.json(t, &ep)
@@ -530,6 +530,18 @@ func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 	if n, err := d.RestartClosed(ctx, anyClose); err != nil || n != 0 {
 		t.Errorf("the restarted delivery, running again: restarted %d, %v; want 0", n, err)
 	}
+	// The backstop finds a delivery by its lateness in the ledger, whatever visibility shows: the
+	// restarted run, terminated too. Running, it is left alone.
+	if n, err := d.RestartStalled(ctx, anyClose, anyClose); err != nil || n != 0 {
+		t.Errorf("backstop, the delivery running: restarted %d, %v; want 0", n, err)
+	}
+	if err := a.temporal.TerminateWorkflow(ctx, wfID, "", "operator pressed Terminate again"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n, err := d.RestartStalled(ctx, anyClose, anyClose); err != nil || n != 1 {
+		t.Fatalf("backstop, the delivery terminated again: restarted %d, %v; want 1", n, err)
+	}
 	deadline = time.Now().Add(20 * time.Second)
 	for len(rcv.received()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
@@ -537,24 +549,24 @@ func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 	if len(rcv.received()) != 1 {
 		t.Fatalf("received %d events, want 1", len(rcv.received()))
 	}
-	// The log: attempts 1 to 7 once each (six 500s, then the 204), the restart's numbered on.
+	// The log: attempts 1 to 9 once each (eight 500s, then the 204), the restarts' numbered on.
 	deadline = time.Now().Add(5 * time.Second)
 	var log []transfer.DeliveryAttempt
-	for log = attempts(); len(log) < 7 && time.Now().Before(deadline); log = attempts() {
+	for log = attempts(); len(log) < 9 && time.Now().Before(deadline); log = attempts() {
 		time.Sleep(50 * time.Millisecond)
 	}
 	slices.SortFunc(log, func(x, y transfer.DeliveryAttempt) int { return x.Attempt - y.Attempt })
 	for i, l := range log {
 		want := http.StatusInternalServerError
-		if i == 6 {
+		if i == 8 {
 			want = http.StatusNoContent
 		}
 		if l.Attempt != i+1 || l.ResponseStatus != want {
 			t.Errorf("log line %d: attempt %d status %v, want attempt %d status %d", i, l.Attempt, l.ResponseStatus, i+1, want)
 		}
 	}
-	if len(log) != 7 || before >= 7 {
-		t.Errorf("%d attempts in the log (%d before the restart), want 7 with the restart's among them", len(log), before)
+	if len(log) != 9 || before >= 9 {
+		t.Errorf("%d attempts in the log (%d before the restart), want 9 with the restarts' among them", len(log), before)
 	}
 	pending, err := a.store.PendingDeliveries(ctx)
 	if err != nil || pending[epID] != 0 {
@@ -562,5 +574,8 @@ func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 	}
 	if n, err := d.RestartClosed(ctx, anyClose); err != nil || n != 0 {
 		t.Errorf("after the delivery: restarted %d, %v; want 0", n, err)
+	}
+	if n, err := d.RestartStalled(ctx, anyClose, anyClose); err != nil || n != 0 {
+		t.Errorf("backstop, after the delivery: restarted %d, %v; want 0", n, err)
 	}
 }

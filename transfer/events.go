@@ -119,6 +119,13 @@ type Delivery struct {
 	StartedAt *time.Time
 }
 
+// StalledDelivery is a pending delivery whose attempt was due before a time and has not come: its
+// workflow may have closed without ending it. DueAt is when its next attempt was due.
+type StalledDelivery struct {
+	ID    uuid.UUID
+	DueAt time.Time
+}
+
 // DeliveryAttempt is one line of an endpoint's delivery log.
 type DeliveryAttempt struct {
 	ID             uuid.UUID

@@ -78,6 +78,9 @@ type DispatchStore interface {
 	MarkDeliveryStarted(ctx context.Context, id uuid.UUID) error
 	// PendingDeliveries counts the deliveries not yet ended, by endpoint.
 	PendingDeliveries(ctx context.Context) (map[uuid.UUID]int, error)
+	// StalledDeliveries returns pending deliveries whose attempt was due before dueBefore, after
+	// the one given, in the order of when they were due.
+	StalledDeliveries(ctx context.Context, dueBefore time.Time, after transfer.StalledDelivery, limit int) ([]transfer.StalledDelivery, error)
 	// DeliveryTarget reads a delivery afresh (with its endpoint and event); CodeNotFound.
 	DeliveryTarget(ctx context.Context, deliveryID uuid.UUID) (transfer.DeliveryTarget, error)
 }
@@ -98,12 +101,18 @@ type Dispatcher struct {
 	RestartEvery time.Duration
 	// Namespace is the namespace of the delivery workflows; default "default".
 	Namespace string
+	// StallAfter is how long past its due time a pending delivery may go without an attempt before
+	// each look also describes its workflow (RestartStalled): the backstop for a close visibility
+	// has not shown (it lags, or the workflow was deleted); default 10 minutes.
+	StallAfter time.Duration
 
 	// closedSince is when the previous look began; zero before the first, and when a full look
 	// is due. looks counts the looks; retry holds the deliveries a look could not restart.
 	closedSince time.Time
 	looks       int
 	retry       map[uuid.UUID]struct{}
+	// stalledAfter is where the next backstop look goes on from.
+	stalledAfter transfer.StalledDelivery
 }
 
 // Run dispatches until ctx ends.
@@ -131,8 +140,13 @@ func (d *Dispatcher) Run(ctx context.Context) {
 			lastBacklog = time.Now()
 		}
 		if time.Since(lastRestart) > restartEvery {
-			if _, err := d.RestartClosed(ctx, time.Now().Add(-d.Policy.orDefault().attemptBound()-orphanMargin)); err != nil && ctx.Err() == nil {
+			now := time.Now()
+			closedBefore := now.Add(-d.Policy.orDefault().attemptBound() - orphanMargin)
+			if _, err := d.RestartClosed(ctx, closedBefore); err != nil && ctx.Err() == nil {
 				d.Log.Warn("webhooks: restart deliveries whose workflow closed", "err", err.Error())
+			}
+			if _, err := d.RestartStalled(ctx, now.Add(-cmp.Or(d.StallAfter, 10*time.Minute)), closedBefore); err != nil && ctx.Err() == nil {
+				d.Log.Warn("webhooks: restart stalled deliveries", "err", err.Error())
 			}
 			lastRestart = time.Now()
 		}
@@ -216,6 +230,7 @@ func (d *Dispatcher) RestartClosed(ctx context.Context, closedBefore time.Time) 
 	if d.looks%fullLookEvery == 0 {
 		d.closedSince = time.Time{}
 	}
+	full, listed := d.closedSince.IsZero(), 0
 	query := "WorkflowType = '" + DeliveryWorkflowName + "' AND ExecutionStatus IN ('Terminated', 'Canceled', 'Failed', 'TimedOut')"
 	if !d.closedSince.IsZero() {
 		query += " AND CloseTime > '" + d.closedSince.Add(-closedOverlap).UTC().Format(time.RFC3339Nano) + "'"
@@ -256,6 +271,7 @@ func (d *Dispatcher) RestartClosed(ctx context.Context, closedBefore time.Time) 
 			if _, done := failed[id]; done {
 				continue
 			}
+			listed++
 			if closed := e.GetCloseTime().AsTime(); try(id) && closed.Before(next) {
 				next = closed
 			}
@@ -265,6 +281,42 @@ func (d *Dispatcher) RestartClosed(ctx context.Context, closedBefore time.Time) 
 		}
 	}
 	d.closedSince, d.retry = next, failed
+	if listed > 0 {
+		d.Log.Info("webhooks: looked for deliveries whose workflow closed", "listed", listed, "restarted", restarted,
+			"full", full, "took", time.Since(lookStart).String())
+	}
+	return restarted, errors.Join(errs...)
+}
+
+// stalledBatch is how many stalled deliveries one backstop look describes at most.
+const stalledBatch = 100
+
+// RestartStalled is the backstop of RestartClosed: it looks at up to stalledBatch pending deliveries
+// whose attempt was due before dueBefore and has not come, going on from where the previous look
+// stopped, and restarts each as RestartClosed does (restart) whose workflow is not running. Its
+// cost is a describe for each delivery that late, which only a backlog of that length, or a close
+// that visibility did not show, makes. It returns how many runs it started.
+func (d *Dispatcher) RestartStalled(ctx context.Context, dueBefore, closedBefore time.Time) (int, error) {
+	ds, err := d.Store.StalledDeliveries(ctx, dueBefore, d.stalledAfter, stalledBatch)
+	if err != nil {
+		return 0, err
+	}
+	if len(ds) < stalledBatch {
+		d.stalledAfter = transfer.StalledDelivery{}
+	} else {
+		d.stalledAfter = ds[len(ds)-1]
+	}
+	restarted := 0
+	var errs []error
+	for _, del := range ds {
+		started, _, err := d.restart(ctx, del.ID, closedBefore)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if started {
+			restarted++
+		}
+	}
 	return restarted, errors.Join(errs...)
 }
 
