@@ -22,7 +22,7 @@ import (
 // binaries ignore them.
 var webhookEnv = []string{"TRANSFERD_ALLOW_PRIVATE_WEBHOOKS=true", "TRANSFERD_WEBHOOK_ATTEMPT_TIMEOUT=2s",
 	"TRANSFERD_WEBHOOK_FIRST_BACKOFF=500ms", "TRANSFERD_WEBHOOK_MAX_BACKOFF=5s", "TRANSFERD_WEBHOOK_GIVE_UP_AFTER=30m",
-	"TRANSFERD_WEBHOOK_DISABLE_AFTER=24h", "TRANSFERD_WEBHOOK_RESTART_EVERY=5s", "TRANSFERD_WEBHOOK_STALL_AFTER=60s"}
+	"TRANSFERD_WEBHOOK_DISABLE_AFTER=24h", "TRANSFERD_WEBHOOK_RESTART_EVERY=5s", "TRANSFERD_WEBHOOK_STALL_AFTER=30s"}
 
 // hookReceiver is the load's webhook receiver: a client's server that verifies every delivery with
 // the Standard Webhooks library (not transferd's code), answers some first attempts 500 or not in

@@ -49,9 +49,8 @@ type api struct {
 	handle *server.Server
 	// gate holds chosen transfers before their reserve.
 	gate *sagatest.Gate
-	// temporal is the client of the in-process Temporal server, namespace its namespace.
-	temporal  client.Client
-	namespace string
+	// temporal is the client of the in-process Temporal server.
+	temporal client.Client
 }
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef-test")
@@ -114,7 +113,7 @@ func newAPIWithLog(t testing.TB, logTo io.Writer) *api {
 	dispatched := make(chan struct{})
 	go func() {
 		defer close(dispatched)
-		// Its restarts of closed deliveries are left to the tests that call them.
+		// Its restarts of stalled deliveries are left to the tests that call them.
 		(&webhooks.Dispatcher{Store: store, Temporal: c, Policy: testWebhookPolicy, Log: log, Every: 100 * time.Millisecond,
 			RestartEvery: time.Hour}).Run(dispatchCtx)
 	}()
@@ -130,7 +129,7 @@ func newAPIWithLog(t testing.TB, logTo io.Writer) *api {
 	srv.Config = h.NewHTTPServer("")
 	srv.Start()
 	t.Cleanup(srv.Close)
-	a := &api{t: t, url: srv.URL, dsn: dsn, store: store, auth: auth, handle: h, gate: gate, temporal: c, namespace: ts.GetDefaultNamespace()}
+	a := &api{t: t, url: srv.URL, dsn: dsn, store: store, auth: auth, handle: h, gate: gate, temporal: c}
 	u, err := auth.NewUser("admin@example.com", "admin-password", "Admin", transfer.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)

@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/transferd/transferd/transfer"
@@ -96,22 +94,13 @@ type Dispatcher struct {
 	Log      *slog.Logger
 	// Every is how often the ledger is asked for new deliveries; default 500 ms.
 	Every time.Duration
-	// RestartEvery is how often it looks for deliveries whose workflow closed without ending them
-	// (RestartClosed); default a minute.
-	RestartEvery time.Duration
-	// Namespace is the namespace of the delivery workflows; default "default".
-	Namespace string
 	// StallAfter is how long past its due time a pending delivery may go without an attempt before
-	// each look also describes its workflow (RestartStalled): the backstop for a close visibility
-	// has not shown (it lags, or the workflow was deleted); default 10 minutes.
-	StallAfter time.Duration
+	// a look describes its workflow (RestartStalled), and starts a new run if none runs (an operator
+	// terminated or cancelled it); default 5 minutes. RestartEvery is how often it looks; default a
+	// minute.
+	StallAfter, RestartEvery time.Duration
 
-	// closedSince is when the previous look began; zero before the first, and when a full look
-	// is due. looks counts the looks; retry holds the deliveries a look could not restart.
-	closedSince time.Time
-	looks       int
-	retry       map[uuid.UUID]struct{}
-	// stalledAfter is where the next backstop look goes on from.
+	// stalledAfter is where the next look goes on from.
 	stalledAfter transfer.StalledDelivery
 }
 
@@ -142,10 +131,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		if time.Since(lastRestart) > restartEvery {
 			now := time.Now()
 			closedBefore := now.Add(-d.Policy.orDefault().attemptBound() - orphanMargin)
-			if _, err := d.RestartClosed(ctx, closedBefore); err != nil && ctx.Err() == nil {
-				d.Log.Warn("webhooks: restart deliveries whose workflow closed", "err", err.Error())
-			}
-			if _, err := d.RestartStalled(ctx, now.Add(-cmp.Or(d.StallAfter, 10*time.Minute)), closedBefore); err != nil && ctx.Err() == nil {
+			if _, err := d.RestartStalled(ctx, now.Add(-cmp.Or(d.StallAfter, 5*time.Minute)), closedBefore); err != nil && ctx.Err() == nil {
 				d.Log.Warn("webhooks: restart stalled deliveries", "err", err.Error())
 			}
 			lastRestart = time.Now()
@@ -204,98 +190,18 @@ func (d *Dispatcher) updateBacklog(ctx context.Context) {
 // or it would number an attempt the same.
 const orphanMargin = 10 * time.Second
 
-// closedOverlap is how far back each look lists closed delivery workflows from when the previous
-// one began: visibility trails the workflows, and the server's clock is not the worker's.
-const closedOverlap = 15 * time.Minute
-
-// fullLookEvery is how often a look lists every delivery workflow closed without completing within
-// the namespace's retention, not only those closed since the previous look: a close that visibility
-// recorded later than the overlap is found then.
-const fullLookEvery = 20
-
-// RestartClosed lists, from Temporal's visibility, the delivery workflows that closed without
-// completing (an operator terminated or cancelled one; one failed or timed out) since the previous
-// look began, less closedOverlap (the first look and every fullLookEvery-th: all of them within
-// the namespace's retention), and starts a new run for each whose delivery the ledger still has
-// pending and whose latest run is not running: the run goes on from the delivery's attempts as the
-// ledger has them, to its first run's deadline. A run that closed after closedBefore (too recently
-// for an attempt it left running to have ended) is left for a later look; one that could not be
-// restarted is tried again by the next look. It returns how many runs it started.
-//
-// The list reads visibility's status index: its cost follows the delivery workflows closed that
-// way within the window, which operators make, not the deliveries in flight.
-func (d *Dispatcher) RestartClosed(ctx context.Context, closedBefore time.Time) (int, error) {
-	lookStart := time.Now()
-	d.looks++
-	if d.looks%fullLookEvery == 0 {
-		d.closedSince = time.Time{}
-	}
-	full, listed := d.closedSince.IsZero(), 0
-	query := "WorkflowType = '" + DeliveryWorkflowName + "' AND ExecutionStatus IN ('Terminated', 'Canceled', 'Failed', 'TimedOut')"
-	if !d.closedSince.IsZero() {
-		query += " AND CloseTime > '" + d.closedSince.Add(-closedOverlap).UTC().Format(time.RFC3339Nano) + "'"
-	}
-	restarted := 0
-	var errs []error
-	failed := map[uuid.UUID]struct{}{}
-	try := func(id uuid.UUID) (later bool) {
-		started, later, err := d.restart(ctx, id, closedBefore)
-		if err != nil {
-			errs = append(errs, err)
-			failed[id] = struct{}{}
-		}
-		if started {
-			restarted++
-		}
-		return later
-	}
-	for id := range d.retry {
-		try(id)
-	}
-	next := lookStart
-	var token []byte
-	for {
-		resp, err := d.listPage(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Namespace: cmp.Or(d.Namespace, "default"), Query: query, PageSize: 100, NextPageToken: token})
-		if err != nil {
-			// The next look lists from where this one did (a full look stays due).
-			d.retry = failed
-			return restarted, errors.Join(append(errs, fmt.Errorf("webhooks: list closed deliveries: %w", err))...)
-		}
-		for _, e := range resp.GetExecutions() {
-			raw, ok := strings.CutPrefix(e.GetExecution().GetWorkflowId(), workflowIDPrefix)
-			id, err := uuid.Parse(raw)
-			if !ok || err != nil {
-				continue
-			}
-			if _, done := failed[id]; done {
-				continue
-			}
-			listed++
-			if closed := e.GetCloseTime().AsTime(); try(id) && closed.Before(next) {
-				next = closed
-			}
-		}
-		if token = resp.GetNextPageToken(); len(token) == 0 {
-			break
-		}
-	}
-	d.closedSince, d.retry = next, failed
-	if listed > 0 {
-		d.Log.Info("webhooks: looked for deliveries whose workflow closed", "listed", listed, "restarted", restarted,
-			"full", full, "took", time.Since(lookStart).String())
-	}
-	return restarted, errors.Join(errs...)
-}
-
-// stalledBatch is how many stalled deliveries one backstop look describes at most.
+// stalledBatch is how many stalled deliveries one look describes at most.
 const stalledBatch = 100
 
-// RestartStalled is the backstop of RestartClosed: it looks at up to stalledBatch pending deliveries
-// whose attempt was due before dueBefore and has not come, going on from where the previous look
-// stopped, and restarts each as RestartClosed does (restart) whose workflow is not running. Its
-// cost is a describe for each delivery that late, which only a backlog of that length, or a close
-// that visibility did not show, makes. It returns how many runs it started.
+// RestartStalled looks at up to stalledBatch pending deliveries whose attempt was due before
+// dueBefore and has not come, going on from where the previous look stopped, and starts a new
+// workflow run for each whose workflow closed before closedBefore without ending it (an operator
+// terminated or cancelled it; it failed or timed out): the run goes on from the delivery's attempts
+// as the ledger has them then, to its first run's deadline. A delivery whose workflow still runs (a
+// backlog, a ledger outage between its retries), or closed too recently for an attempt it left
+// running to have ended, is left for a later look. Its cost is a describe for each delivery that
+// late, which only a backlog of that length makes in normal operation. It returns how many runs it
+// started.
 func (d *Dispatcher) RestartStalled(ctx context.Context, dueBefore, closedBefore time.Time) (int, error) {
 	ds, err := d.Store.StalledDeliveries(ctx, dueBefore, d.stalledAfter, stalledBatch)
 	if err != nil {
@@ -318,29 +224,6 @@ func (d *Dispatcher) RestartStalled(ctx context.Context, dueBefore, closedBefore
 		}
 	}
 	return restarted, errors.Join(errs...)
-}
-
-// listPage asks visibility for one page, for up to a minute: client.ListWorkflow caps a call at
-// 10 s, which a loaded dev server's SQLite can exceed. A page answered busy or unavailable is asked
-// for again after a backoff, within the minute.
-func (d *Dispatcher) listPage(ctx context.Context, req *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
-	pageCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	backoff := 100 * time.Millisecond
-	for {
-		resp, err := d.Temporal.WorkflowService().ListWorkflowExecutions(pageCtx, req)
-		var busy *serviceerror.ResourceExhausted
-		var down *serviceerror.Unavailable
-		if err == nil || !(errors.As(err, &busy) || errors.As(err, &down)) {
-			return resp, err
-		}
-		select {
-		case <-pageCtx.Done():
-			return nil, err
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
 }
 
 // restart starts a new run of a delivery's workflow if the ledger has it pending and no run runs,

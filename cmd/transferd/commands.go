@@ -159,7 +159,7 @@ func startWorker(ctx context.Context, c *config, store *ledger.Store, tc client.
 		svc := service.New(store, tc, c.TaskQueue, log).WithOptions(service.Options{Namespace: c.TemporalNamespace})
 		go reconcile(reconcileCtx, svc, c.ReconcileEvery, log)
 	}
-	d := &webhooks.Dispatcher{Store: store, Temporal: tc, Policy: c.WebhookPolicy, RestartEvery: c.WebhookRestartEvery, StallAfter: c.WebhookStallAfter, Namespace: c.TemporalNamespace, Metrics: metrics, Log: log}
+	d := &webhooks.Dispatcher{Store: store, Temporal: tc, Policy: c.WebhookPolicy, RestartEvery: c.WebhookRestartEvery, StallAfter: c.WebhookStallAfter, Metrics: metrics, Log: log}
 	go d.Run(reconcileCtx)
 	return func() {
 		stopReconcile()
@@ -183,8 +183,8 @@ func (c *config) workerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.WebhookPolicy.FirstBackoff, "webhook-first-backoff", envDuration("WEBHOOK_FIRST_BACKOFF", d.FirstBackoff), "wait after a delivery's first failed attempt; each later wait doubles (TRANSFERD_WEBHOOK_FIRST_BACKOFF)")
 	fs.DurationVar(&c.WebhookPolicy.MaxBackoff, "webhook-max-backoff", envDuration("WEBHOOK_MAX_BACKOFF", d.MaxBackoff), "longest wait between two attempts of a delivery (TRANSFERD_WEBHOOK_MAX_BACKOFF)")
 	fs.DurationVar(&c.WebhookPolicy.GiveUpAfter, "webhook-give-up-after", envDuration("WEBHOOK_GIVE_UP_AFTER", d.GiveUpAfter), "how long a delivery is tried before it is marked failed (TRANSFERD_WEBHOOK_GIVE_UP_AFTER)")
-	fs.DurationVar(&c.WebhookRestartEvery, "webhook-restart-every", envDuration("WEBHOOK_RESTART_EVERY", time.Minute), "how often the worker looks for webhook deliveries whose workflow closed without ending them (one an operator terminated) and starts a new run for each (TRANSFERD_WEBHOOK_RESTART_EVERY)")
-	fs.DurationVar(&c.WebhookStallAfter, "webhook-stall-after", envDuration("WEBHOOK_STALL_AFTER", 10*time.Minute), "how late a webhook delivery's attempt may be before the worker also checks its workflow runs, in case visibility did not show it closed (TRANSFERD_WEBHOOK_STALL_AFTER)")
+	fs.DurationVar(&c.WebhookStallAfter, "webhook-stall-after", envDuration("WEBHOOK_STALL_AFTER", 5*time.Minute), "how late a webhook delivery's attempt may be before the worker checks that its workflow runs, and starts a new run if not (one an operator terminated) (TRANSFERD_WEBHOOK_STALL_AFTER)")
+	fs.DurationVar(&c.WebhookRestartEvery, "webhook-restart-every", envDuration("WEBHOOK_RESTART_EVERY", time.Minute), "how often the worker looks for webhook deliveries that late (TRANSFERD_WEBHOOK_RESTART_EVERY)")
 	fs.DurationVar(&c.WebhookPolicy.DisableAfter, "webhook-disable-after", envDuration("WEBHOOK_DISABLE_AFTER", d.DisableAfter), "how long an endpoint may answer no 2xx before it is disabled (TRANSFERD_WEBHOOK_DISABLE_AFTER)")
 }
 

@@ -56,16 +56,13 @@ type config struct {
 	AllowPrivateWebhooks bool
 	// WebhookPolicy is how deliveries are tried.
 	WebhookPolicy webhooks.Policy
-	// WebhookRestartEvery is how often the dispatcher looks for deliveries whose workflow closed
-	// without ending them (an operator terminated one), and starts a new run for each.
-	WebhookRestartEvery time.Duration
-	// WebhookStallAfter is how late a delivery's attempt may be before the dispatcher also
-	// describes its workflow (the backstop of the visibility listing).
-	WebhookStallAfter time.Duration
-	BcryptCost        int
-	MetricsAddr       string
-	WithWorker        bool
-	SagaVariant       string
+	// WebhookStallAfter is how late a delivery's attempt may be before the dispatcher checks that
+	// its workflow runs, and starts a new run if not; WebhookRestartEvery how often it looks.
+	WebhookStallAfter, WebhookRestartEvery time.Duration
+	BcryptCost                             int
+	MetricsAddr                            string
+	WithWorker                             bool
+	SagaVariant                            string
 	// TrustedProxies is a comma-separated list of the reverse proxies' addresses or CIDRs.
 	TrustedProxies string
 	// MaxSubmits and SubmitQueueWait shed submissions beyond the bound with 503s (server.Config).
