@@ -276,6 +276,14 @@ func (s *Store) keyedTransfer(db *gorm.DB, caller uuid.UUID, keyHash []byte, leg
 	return firstID(ids)
 }
 
+// TransferOfKey returns the id of the transfer that the caller's Idempotency-Key names, and
+// whether there is one (keyedTransfer: a key sent before keys were remembered names its legacy id's
+// transfer if the caller created it).
+func (s *Store) TransferOfKey(ctx context.Context, caller uuid.UUID, key string) (uuid.UUID, bool, error) {
+	sum := sha256.Sum256([]byte(key))
+	return s.keyedTransfer(s.db.WithContext(ctx), caller, sum[:], transfer.LegacyKeyID(caller, key))
+}
+
 // firstID returns the first of ids, and whether there is one.
 func firstID(ids []uuid.UUID) (uuid.UUID, bool, error) {
 	if len(ids) == 0 {

@@ -286,11 +286,19 @@ func TestScheduledTransfersOverHTTP(t *testing.T) {
 	if r.status != http.StatusAccepted || tr.Status != "scheduled" || tr.CaptureMethod != "automatic" {
 		t.Fatalf("scheduled transfer: %s", r)
 	}
+	// The same, named by an Idempotency-Key instead of an id.
+	keyed := map[string]any{"from_account_id": src, "to_account_id": dst, "amount": 5, "currency": "USD", "scheduled_for": rfc3339(at.Add(time.Second))}
+	var kt holdBody
+	if r := a.do("POST", "/v1/transfers", payer, keyed, "Idempotency-Key", "scheduled-1"); r.status != http.StatusAccepted {
+		t.Fatalf("keyed scheduled transfer: %s", r)
+	} else {
+		r.json(t, &kt)
+	}
 	list := a.do("GET", "/v1/transfers?status=scheduled", payer, nil)
 	var page struct{ Data []holdBody }
 	list.json(t, &page)
-	if len(page.Data) != 2 {
-		t.Errorf("status=scheduled lists %d transfers, want 2: %s", len(page.Data), list)
+	if len(page.Data) != 3 {
+		t.Errorf("status=scheduled lists %d transfers, want 3: %s", len(page.Data), list)
 	}
 	if acct := a.getAccount(payer, src); acct.Reserved != 0 || acct.Balance != 0 {
 		t.Errorf("a scheduled transfer held money: %+v", acct)
@@ -307,7 +315,8 @@ func TestScheduledTransfersOverHTTP(t *testing.T) {
 			t.Errorf("transfer %s completed at %v, long after its time %v", x.ID, completed, scheduled)
 		}
 	}
-	if acct := a.getAccount(payee, dst); acct.Balance != 400 {
+	a.awaitStatus(payer, kt.ID, "completed")
+	if acct := a.getAccount(payee, dst); acct.Balance != 405 {
 		t.Errorf("destination after the scheduled transfer: %+v", acct)
 	}
 	// The same request once its time has passed is the same transfer.
@@ -315,5 +324,13 @@ func TestScheduledTransfersOverHTTP(t *testing.T) {
 	if again.status != http.StatusOK || again.header.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("replay after its time: %s", again)
 	}
+	var kagain holdBody
+	if r := a.do("POST", "/v1/transfers", payer, keyed, "Idempotency-Key", "scheduled-1"); r.status != http.StatusOK || r.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("keyed replay after its time: %s", r)
+	} else if r.json(t, &kagain); kagain.ID != kt.ID {
+		t.Errorf("keyed replay after its time named %s, want %s", kagain.ID, kt.ID)
+	}
+	// A new key past the time is refused as a new request.
+	a.do("POST", "/v1/transfers", payer, keyed, "Idempotency-Key", "scheduled-2").problem(t, http.StatusBadRequest, "invalid_request")
 	a.audit()
 }

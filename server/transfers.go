@@ -259,13 +259,25 @@ func (s *Server) submit(c *gin.Context, r transfer.Request) {
 	}
 	ctx := c.Request.Context()
 	if err := checkWindows(r, time.Now()); err != nil {
-		// A retry of a request that was accepted is answered from its transfer (a replay, or a
-		// conflict), even once its scheduled_for has passed; a new one must be in the windows.
-		if r.ID == uuid.Nil {
+		// A retry of a request that was accepted (by its id, or its Idempotency-Key) is answered
+		// from its transfer (a replay, or a conflict), even once its scheduled_for has passed; a
+		// new one must be in the windows.
+		id := r.ID
+		if r.IdempotencyKey != "" {
+			kid, found, kerr := s.ledger.TransferOfKey(ctx, r.InitiatedBy, r.IdempotencyKey)
+			switch {
+			case kerr != nil:
+				abortWithError(c, kerr)
+				return
+			case found:
+				id = kid
+			}
+		}
+		if id == uuid.Nil {
 			abortWithError(c, err)
 			return
 		}
-		if _, lerr := s.ledger.Transfer(ctx, r.ID); lerr != nil {
+		if _, lerr := s.ledger.Transfer(ctx, id); lerr != nil {
 			if !transfer.IsCode(lerr, transfer.CodeNotFound) {
 				err = lerr
 			}
