@@ -553,7 +553,7 @@ func (s *Store) EventCount(ctx context.Context, transferIDs []uuid.UUID) (int64,
 // StalledDeliveries returns up to limit pending deliveries whose workflow was started and whose
 // next attempt was due before dueBefore (the first when none was made yet), after the delivery of
 // after (the zero value for the first), in the order of when they were due: the candidates for a
-// workflow that closed without ending its delivery which visibility did not show.
+// workflow that closed without ending its delivery (an operator terminated it).
 func (s *Store) StalledDeliveries(ctx context.Context, dueBefore time.Time, after transfer.StalledDelivery, limit int) ([]transfer.StalledDelivery, error) {
 	var rows []transfer.StalledDelivery
 	err := s.db.WithContext(ctx).Raw(`SELECT id, coalesce(next_attempt_at, started_at) AS due_at FROM webhook_deliveries

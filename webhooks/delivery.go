@@ -22,9 +22,7 @@ const (
 )
 
 // WorkflowID is the id of a delivery's workflow: one per delivery, however often it is started.
-func WorkflowID(deliveryID uuid.UUID) string { return workflowIDPrefix + deliveryID.String() }
-
-const workflowIDPrefix = "webhook-delivery-"
+func WorkflowID(deliveryID uuid.UUID) string { return "webhook-delivery-" + deliveryID.String() }
 
 // Policy is how a delivery is tried. The zero value takes DefaultPolicy's fields.
 type Policy struct {

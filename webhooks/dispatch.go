@@ -215,7 +215,7 @@ func (d *Dispatcher) RestartStalled(ctx context.Context, dueBefore, closedBefore
 	restarted := 0
 	var errs []error
 	for _, del := range ds {
-		started, _, err := d.restart(ctx, del.ID, closedBefore)
+		started, err := d.restart(ctx, del.ID, closedBefore)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -226,23 +226,14 @@ func (d *Dispatcher) RestartStalled(ctx context.Context, dueBefore, closedBefore
 	return restarted, errors.Join(errs...)
 }
 
-// restart starts a new run of a delivery's workflow if the ledger has it pending and no run runs,
-// and reports whether it started one, or whether the latest run closed after closedBefore and the
-// delivery is to be looked at again later.
-func (d *Dispatcher) restart(ctx context.Context, deliveryID uuid.UUID, closedBefore time.Time) (started, later bool, err error) {
+// restart starts a new run of a delivery's workflow if the ledger has it pending and no run runs
+// or closed after closedBefore (a later look sees it again), and reports whether it started one.
+func (d *Dispatcher) restart(ctx context.Context, deliveryID uuid.UUID, closedBefore time.Time) (bool, error) {
 	// Read before the describe, and after closedBefore: an attempt of a run closed before then has
 	// recorded itself by now, or never will.
 	t, err := d.Store.DeliveryTarget(ctx, deliveryID)
-	var te *transfer.Error
-	if errors.As(err, &te) && te.Code == transfer.CodeNotFound {
-		// A workflow of a delivery this ledger does not have (its database was recreated).
-		return false, false, nil
-	}
-	if err != nil {
-		return false, false, err
-	}
-	if t.Delivery.Status != "pending" {
-		return false, false, nil
+	if err != nil || t.Delivery.Status != "pending" {
+		return false, err
 	}
 	id := WorkflowID(deliveryID)
 	desc, err := d.Temporal.DescribeWorkflowExecution(ctx, id, "")
@@ -252,9 +243,9 @@ func (d *Dispatcher) restart(ctx context.Context, deliveryID uuid.UUID, closedBe
 	case errors.As(err, &gone):
 		// No run left within retention: start one.
 	case err != nil:
-		return false, false, fmt.Errorf("webhooks: describe %s: %w", id, err)
+		return false, fmt.Errorf("webhooks: describe %s: %w", id, err)
 	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
-		return false, false, nil
+		return false, nil
 	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
 		// Every way a run completes ends its delivery first: a row still pending when read again
 		// (not a read from before a restarted run delivered) is for an operator.
@@ -262,9 +253,9 @@ func (d *Dispatcher) restart(ctx context.Context, deliveryID uuid.UUID, closedBe
 			d.Log.Warn("webhooks: a delivery is pending although its workflow completed; resend its event",
 				"delivery_id", deliveryID.String(), "run_id", info.GetExecution().GetRunId())
 		}
-		return false, false, nil
+		return false, nil
 	case info.GetCloseTime().AsTime().After(closedBefore):
-		return false, true, nil
+		return false, nil
 	}
 	p := d.Policy.orDefault()
 	opts := client.StartWorkflowOptions{ID: id, TaskQueue: TaskQueue,
@@ -282,12 +273,12 @@ func (d *Dispatcher) restart(ctx context.Context, deliveryID uuid.UUID, closedBe
 	run, err := d.Temporal.ExecuteWorkflow(ctx, opts, DeliveryWorkflowName, in)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
-		return false, false, nil
+		return false, nil
 	}
 	if err != nil {
-		return false, false, fmt.Errorf("webhooks: restart %s: %w", id, err)
+		return false, fmt.Errorf("webhooks: restart %s: %w", id, err)
 	}
 	d.Log.Info("webhooks: restarted a delivery whose workflow closed without ending it",
 		"delivery_id", deliveryID.String(), "attempts", t.Delivery.Attempts, "run_id", run.GetRunID())
-	return true, false, nil
+	return true, nil
 }

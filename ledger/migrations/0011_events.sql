@@ -92,7 +92,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 CREATE INDEX IF NOT EXISTS webhook_deliveries_unstarted_idx ON webhook_deliveries (created_at) WHERE started_at IS NULL;
 CREATE INDEX IF NOT EXISTS webhook_deliveries_pending_idx ON webhook_deliveries (endpoint_id) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS webhook_deliveries_event_idx ON webhook_deliveries (event_id);
--- The deliveries whose attempt is due, for the dispatcher's backstop search for workflows that
+-- The deliveries whose attempt is due, for the dispatcher's search for workflows that
 -- closed without ending their delivery.
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due_idx ON webhook_deliveries ((coalesce(next_attempt_at, started_at)), id)
     WHERE status = 'pending' AND started_at IS NOT NULL;
