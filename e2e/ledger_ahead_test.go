@@ -29,13 +29,7 @@ func TestCancelWhenTheLedgerIsAhead(t *testing.T) {
 	for _, ahead := range []transfer.Status{transfer.StatusReserved, transfer.StatusDebited, transfer.StatusCompleted} {
 		for _, how := range []string{"workflow cancel", "cancel update"} {
 			t.Run(fmt.Sprintf("%s, %s", ahead, how), func(t *testing.T) {
-				from, to := s.account("USD"), s.account("USD")
-				s.deposit(from, 1000)
-				tr, _, err := s.store.CreateTransfer(ctx, transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer,
-					FromAccountID: from.ID, ToAccountID: to.ID, Amount: 400, Currency: "USD"})
-				if err != nil {
-					t.Fatal(err)
-				}
+				tr, from, to := s.recorded(t, 1000, 400)
 				// The ledger runs ahead of the history.
 				steps := []func(context.Context, uuid.UUID) error{s.store.Reserve, s.store.Debit, s.store.Credit}
 				n := map[transfer.Status]int{transfer.StatusReserved: 1, transfer.StatusDebited: 2, transfer.StatusCompleted: 3}[ahead]

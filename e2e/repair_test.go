@@ -30,13 +30,7 @@ import (
 func (s *stack) strand(t *testing.T, upTo transfer.Status) (transfer.Transfer, transfer.Account, transfer.Account) {
 	t.Helper()
 	ctx := context.Background()
-	from, to := s.account("USD"), s.account("USD")
-	s.deposit(from, 1000)
-	tr, _, err := s.store.CreateTransfer(ctx, transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer,
-		FromAccountID: from.ID, ToAccountID: to.ID, Amount: 250, Currency: "USD"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, from, to := s.recorded(t, 1000, 250)
 	steps := map[transfer.Status][]func(context.Context, uuid.UUID) error{
 		transfer.StatusPending:  nil,
 		transfer.StatusReserved: {s.store.Reserve},
@@ -133,13 +127,7 @@ func TestTerminatedWorkflowsAreRepaired(t *testing.T) {
 func TestCancelOfAPendingTransferWithoutWorkflow(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	from, to := s.account("USD"), s.account("USD")
-	s.deposit(from, 100)
-	tr, _, err := s.store.CreateTransfer(ctx, transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer,
-		FromAccountID: from.ID, ToAccountID: to.ID, Amount: 60, Currency: "USD"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, from, _ := s.recorded(t, 100, 60)
 	got, err := s.svc.Cancel(ctx, tr.ID, "changed my mind")
 	if err != nil {
 		t.Fatalf("cancel: %v", err)
@@ -388,13 +376,7 @@ func TestAFailedFullSweepIsTriedAgainAtOnce(t *testing.T) {
 func TestRepairAfterACompletedRunStartsNothing(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	from, to := s.account("USD"), s.account("USD")
-	s.deposit(from, 100)
-	tr, _, err := s.store.CreateTransfer(ctx, transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer,
-		FromAccountID: from.ID, ToAccountID: to.ID, Amount: 40, Currency: "USD"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, from, to := s.recorded(t, 100, 40)
 	const queue = "impostor-completes"
 	s.impostor(t, queue, workflows.TransferResult{Status: transfer.StatusPending})
 	in := workflows.TransferInput{TransferID: tr.ID, Kind: tr.Kind, FromAccountID: from.ID, ToAccountID: to.ID, Amount: 40, Currency: "USD"}

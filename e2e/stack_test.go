@@ -105,6 +105,21 @@ func (s *stack) wait(id uuid.UUID) transfer.Transfer {
 	return t
 }
 
+// recorded records a transfer of amount in USD from a fresh account funded with funds to another
+// fresh account, as an API process does before it starts the workflow: the transfer is pending,
+// with no workflow.
+func (s *stack) recorded(t *testing.T, funds, amount int64) (transfer.Transfer, transfer.Account, transfer.Account) {
+	t.Helper()
+	from, to := s.account("USD"), s.account("USD")
+	s.deposit(from, funds)
+	tr, _, err := s.store.CreateTransfer(context.Background(), transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer,
+		FromAccountID: from.ID, ToAccountID: to.ID, Amount: transfer.Amount(amount), Currency: "USD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr, from, to
+}
+
 func (s *stack) deposit(a transfer.Account, amount int64) transfer.Transfer {
 	s.t.Helper()
 	return s.submit(transfer.Request{Kind: transfer.KindDeposit, ToAccountID: a.ID, Amount: transfer.Amount(amount), Currency: a.Currency})
