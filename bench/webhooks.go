@@ -1,9 +1,7 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -118,32 +116,6 @@ func (r *receiver) counts() (received, duplicates, bad int64) {
 
 func (r *receiver) close() { _ = r.srv.Close() }
 
-// adminCall is one call to the API as dep's admin.
-func adminCall(ctx context.Context, dep Deployment, token, method, path string, body, out any) error {
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, method, dep.API+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	if res.StatusCode >= 300 {
-		return fmt.Errorf("bench: %s %s: %d %s", method, path, res.StatusCode, raw)
-	}
-	if out != nil {
-		return json.Unmarshal(raw, out)
-	}
-	return nil
-}
-
 // runWebhooks runs the saga closed-loop, as the saga's random run, with an admin's endpoint
 // subscribed to every event; waits until every delivery of the run's events has ended, for at most
 // patience; and reads what they cost. The endpoint is deleted before it returns.
@@ -153,22 +125,25 @@ func (s *Suite) runWebhooks(ctx context.Context, dep Deployment, store *ledger.S
 		return Result{}, err
 	}
 	defer rcv.close()
+	// The admin's client, signed in as a run's target signs in.
+	admin := &API{URL: dep.API, http: &http.Client{Timeout: time.Minute}}
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
-	if err := adminCall(ctx, dep, "", "POST", "/v1/auth/token", map[string]string{"email": dep.AdminEmail, "password": dep.AdminPassword}, &tok); err != nil {
+	if _, err := admin.call(ctx, "POST", "/v1/auth/token", map[string]string{"email": dep.AdminEmail, "password": dep.AdminPassword}, &tok); err != nil {
 		return Result{}, err
 	}
+	admin.token = tok.AccessToken
 	var ep struct {
 		ID     uuid.UUID `json:"id"`
 		Secret string    `json:"secret"`
 	}
-	if err := adminCall(ctx, dep, tok.AccessToken, "POST", "/v1/webhook-endpoints",
+	if _, err := admin.call(ctx, "POST", "/v1/webhook-endpoints",
 		map[string]any{"url": rcv.url, "event_types": []string{"*"}, "description": "bench receiver"}, &ep); err != nil {
 		return Result{}, err
 	}
 	defer func() {
-		_ = adminCall(context.WithoutCancel(ctx), dep, tok.AccessToken, "DELETE", "/v1/webhook-endpoints/"+ep.ID.String(), nil, nil)
+		_, _ = admin.call(context.WithoutCancel(ctx), "DELETE", "/v1/webhook-endpoints/"+ep.ID.String(), nil, nil)
 	}()
 	if err := rcv.setSecret(ep.Secret); err != nil {
 		return Result{}, err
