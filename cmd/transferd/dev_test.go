@@ -264,10 +264,13 @@ func TestBenchQuick(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "benchmarks.md")
 	cmd := exec.Command(bin, "bench", "suite", "--quick", "--database-url", pgtest.AdminURL(), "--out", out, "--json", filepath.Join(dir, "results.json"))
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("bench suite: %v\n%s", err, stdout.String())
+		// The error itself is on stderr, after the progress bars.
+		errTail := stderr.String()
+		errTail = errTail[max(0, len(errTail)-2000):]
+		t.Fatalf("bench suite: %v\n%s\nstderr's end:\n%s", err, stdout.String(), errTail)
 	}
 	if n := strings.Count(stdout.String(), "audit: OK, no violations"); n != 2 {
 		t.Errorf("bench output has %d clean audits, want 2 (dev and cluster)", n)
