@@ -328,13 +328,25 @@ func (c *Client) fail(ctx context.Context, u *url.URL, budget time.Duration, err
 	switch {
 	case errors.As(err, &refused):
 		e.reason = refused.Error()
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case pastDeadline(ctx):
 		e.timeout = true
 		e.reason = "timeout after " + budget.String()
 	case errors.As(err, &ne) && ne.Timeout():
 		e.timeout = true
 	}
 	return e
+}
+
+// pastDeadline reports whether ctx's deadline has passed. It reads the clock
+// rather than ctx.Err: a transport timer of the same length (the response
+// header timeout) can fire, and its error reach fail, before the context's
+// own timer has run.
+func pastDeadline(ctx context.Context) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	deadline, ok := ctx.Deadline()
+	return ok && !time.Now().Before(deadline)
 }
 
 // redact returns u's scheme and host only: its userinfo, query and fragment may hold secrets, and so

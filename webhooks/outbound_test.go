@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -279,6 +280,43 @@ func TestPostTimeout(t *testing.T) {
 	if elapsed > time.Second {
 		t.Errorf("Post took %v, want well under 2s", elapsed)
 	}
+}
+
+// lateCtx is a context whose deadline has passed but whose timer has not yet
+// run, so Err is still nil: what a transport timer of the same length that
+// fires first sees. CI saw it once as "timeout awaiting response headers".
+type lateCtx struct{ context.Context }
+
+func (lateCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+func TestFailNamesTheBudgetOnceTheDeadlineHasPassed(t *testing.T) {
+	c := NewClient(ClientOptions{AllowPrivate: true, Timeout: 300 * time.Millisecond})
+	u := mustParse(t, "https://hooks.example/in")
+	headerTimeout := &net.OpError{Op: "read", Err: timeoutErr{}}
+	e := c.fail(lateCtx{context.Background()}, u, 300*time.Millisecond, headerTimeout)
+	if !e.Timeout() || !strings.HasSuffix(e.Error(), "timeout after 300ms") {
+		t.Errorf("fail = %q (timeout %v), want a timeout naming the 300ms budget", e, e.Timeout())
+	}
+	// Before the deadline, a transport's own timeout is reported as itself.
+	e = c.fail(context.Background(), u, 300*time.Millisecond, headerTimeout)
+	if !e.Timeout() || strings.Contains(e.Error(), "timeout after") {
+		t.Errorf("fail before the deadline = %q (timeout %v), want the transport's timeout as it is", e, e.Timeout())
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func mustParse(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 func TestPostErrors(t *testing.T) {
