@@ -148,23 +148,25 @@ func (s *Suite) runDev(ctx context.Context) ([]Result, ledger.AuditReport, error
 		return nil, none, err
 	}
 	// The saga again with a webhook endpoint subscribed to every event, and its deliveries drained.
+	fmt.Fprintf(s.Stdout, "bench: saga+webhooks run\n")
 	wh, err := s.runWebhooks(ctx, dep, store, 10*time.Minute)
 	if err != nil {
-		return nil, none, err
+		return nil, none, fmt.Errorf("saga+webhooks run: %w", err)
 	}
 	results = append(results, wh)
 
 	// The naive variant: the same saga with a regular activity and a search-attribute upsert per
 	// step, as Temporal's money-transfer sample is built, on the stack started again to run it. The
 	// transfers still in flight resume on it.
+	fmt.Fprintf(s.Stdout, "bench: the dev stack again, for the naive run\n")
 	_ = s.Stack.Stop()
 	if dep, err = s.Stack.Start(ctx, StackStart{Database: dsn, SagaVariant: "naive"}); err != nil {
-		return nil, none, err
+		return nil, none, fmt.Errorf("restart for the naive run: %w", err)
 	}
 	naive := &API{URL: dep.API, Email: dep.AdminEmail, Password: dep.AdminPassword, Label: "naive"}
 	res, err := Run(ctx, naive, s.closed(ModeRandom, dep))
 	if err != nil {
-		return nil, none, err
+		return nil, none, fmt.Errorf("naive run: %w", err)
 	}
 	results = append(results, res)
 	for i := range results {

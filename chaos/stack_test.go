@@ -158,7 +158,12 @@ func startStackOn(t *testing.T, kind temporalKind, workers int, pg *cluster, bin
 		// know the variable, and the dev server's namespace is their default.
 		common = slices.Concat(common, []string{"TRANSFERD_TEMPORAL_NAMESPACE=" + s.namespace})
 	}
-	apiAddr := freeAddr(t)
+	var taken []int
+	if _, p, err := net.SplitHostPort(s.temporalAddr); err == nil && kind != clusterPG {
+		port, _ := strconv.Atoi(p)
+		taken = devtemporal.Ports(port)
+	}
+	apiAddr := freeAddr(t, taken...)
 	s.apiURL = "http://" + apiAddr
 	s.api = newProc(t, s.dir, "api", slices.Concat(common, []string{"TRANSFERD_DATABASE_URL=" + viaProxy(dsn, s.pgAPI),
 		"TRANSFERD_JWT_SECRET=" + jwtSecret, "TRANSFERD_BCRYPT_COST=4", "TRANSFERD_SIGN_UPS_PER_HOUR=0"}), "server", "--addr", apiAddr)
@@ -256,15 +261,16 @@ func viaProxy(u *url.URL, p *faultproxy.Proxy) string {
 	return v.String()
 }
 
-// freeAddr returns a 127.0.0.1 address with a port that is free now.
-func freeAddr(t *testing.T) string {
+// freeAddr returns a 127.0.0.1 address whose port is free now and none of taken. The port comes from
+// below the ephemeral range (devtemporal.FreeAddrOutside), so that no outgoing connection takes it
+// before a process the faults restarted binds it again.
+func freeAddr(t *testing.T, taken ...int) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := devtemporal.FreeAddrOutside(taken)
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // waitHTTP waits until url, served by p, answers 200; it gives up at once if p exits.

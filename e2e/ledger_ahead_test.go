@@ -8,6 +8,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	updatepb "go.temporal.io/api/update/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/transferd/transferd/activities"
@@ -51,9 +55,10 @@ func TestCancelWhenTheLedgerIsAhead(t *testing.T) {
 				if how == "workflow cancel" {
 					cancelled <- s.temporal.CancelWorkflow(ctx, tr.ID.String(), "")
 				} else {
+					updateID := uuid.NewString()
 					go func() {
 						h, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: tr.ID.String(),
-							UpdateName: workflows.UpdateCancel, Args: []any{workflows.CancelInput{Reason: "lost task"}},
+							UpdateID: updateID, UpdateName: workflows.UpdateCancel, Args: []any{workflows.CancelInput{Reason: "lost task"}},
 							WaitForStage: client.WorkflowUpdateStageCompleted})
 						if err == nil {
 							var res workflows.CancelResult
@@ -61,7 +66,7 @@ func TestCancelWhenTheLedgerIsAhead(t *testing.T) {
 						}
 						cancelled <- err
 					}()
-					time.Sleep(300 * time.Millisecond) // The update reaches the server before the worker polls.
+					s.awaitAdmitted(t, tr.ID.String(), updateID) // The update is at the server before the worker polls.
 				}
 				w := worker.New(s.temporal, &activities.Activities{Store: s.store}, worker.Options{TaskQueue: queue})
 				if err := w.Start(); err != nil {
@@ -111,4 +116,26 @@ func TestCancelWhenTheLedgerIsAhead(t *testing.T) {
 		}
 	}
 	s.audit()
+}
+
+// awaitAdmitted waits until the server has admitted the update updateID of workflowID.
+func (s *stack) awaitAdmitted(t *testing.T, workflowID, updateID string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := s.temporal.WorkflowService().PollWorkflowExecutionUpdate(ctx, &workflowservice.PollWorkflowExecutionUpdateRequest{
+			Namespace:  s.namespace,
+			UpdateRef:  &updatepb.UpdateRef{WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: workflowID}, UpdateId: updateID},
+			WaitPolicy: &updatepb.WaitPolicy{LifecycleStage: enumspb.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED},
+		})
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("update %s of %s not admitted: %v", updateID, workflowID, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -161,14 +161,16 @@ func TestAPIKeys(t *testing.T) {
 	})
 
 	t.Run("expiry", func(t *testing.T) {
-		soon := a.apiKey(alice, map[string]any{"name": "short", "expires_at": time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)})
+		// Five seconds leave a loaded machine time for the key's creation and the call before it.
+		expiry := time.Now().Add(5 * time.Second)
+		soon := a.apiKey(alice, map[string]any{"name": "short", "expires_at": expiry.UTC().Format(time.RFC3339Nano)})
 		if soon.ExpiresAt == nil {
 			t.Fatalf("expires_at: got none")
 		}
 		if r := a.do("GET", "/v1/me", *soon.Key, nil); r.status != http.StatusOK {
 			t.Fatalf("before its expiry: got %s, want 200", r)
 		}
-		time.Sleep(time.Until(time.Now().Add(1600 * time.Millisecond)))
+		time.Sleep(time.Until(expiry) + 100*time.Millisecond)
 		p := a.do("GET", "/v1/me", *soon.Key, nil).problem(t, http.StatusUnauthorized, "unauthorized")
 		if !strings.Contains(p.Detail, "expired") {
 			t.Errorf("after its expiry: detail %q, want it to say expired", p.Detail)
@@ -393,7 +395,7 @@ func TestAuditLog(t *testing.T) {
 		}
 	}
 	// A hold that expires is cancelled by nobody.
-	expiring := a.hold(user, from, to, 7, map[string]any{"hold_expires_at": time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)})
+	expiring := a.postHold(user, from, to, 7, map[string]any{"hold_expires_at": time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)})
 	a.awaitStatus(user, expiring.ID, "cancelled")
 	a.do("PATCH", "/v1/accounts/"+to, a.admin, map[string]any{"status": "frozen"})
 	a.do("PATCH", "/v1/users/"+userID, a.admin, map[string]any{"role": "admin"})

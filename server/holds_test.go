@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -49,6 +50,13 @@ func (a *api) awaitStatus(token, id, status string) holdBody {
 // hold places a manual transfer of amount from one account to another and waits for its hold.
 func (a *api) hold(token, from, to string, amount int64, extra map[string]any) holdBody {
 	a.t.Helper()
+	return a.awaitStatus(token, a.postHold(token, from, to, amount, extra).ID, "reserved")
+}
+
+// postHold authorizes a hold and returns as soon as it is accepted: a hold that expires within
+// seconds may be cancelled before a poll ever sees it reserved.
+func (a *api) postHold(token, from, to string, amount int64, extra map[string]any) holdBody {
+	a.t.Helper()
 	body := map[string]any{"from_account_id": from, "to_account_id": to, "amount": amount, "currency": "USD", "capture_method": "manual"}
 	for k, v := range extra {
 		body[k] = v
@@ -62,7 +70,7 @@ func (a *api) hold(token, from, to string, amount int64, extra map[string]any) h
 	if h.CaptureMethod != "manual" {
 		a.t.Fatalf("hold answered capture_method %q", h.CaptureMethod)
 	}
-	return a.awaitStatus(token, h.ID, "reserved")
+	return h
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -212,7 +220,7 @@ func TestHoldsOverHTTP(t *testing.T) {
 
 	t.Run("expiry", func(t *testing.T) {
 		before := a.getAccount(payer, src)
-		h := a.hold(payer, src, dst, 250, map[string]any{"hold_expires_at": rfc3339(time.Now().Add(3 * time.Second))})
+		h := a.postHold(payer, src, dst, 250, map[string]any{"hold_expires_at": rfc3339(time.Now().Add(3 * time.Second))})
 		got := a.awaitStatus(payer, h.ID, "cancelled")
 		if got.FailureCode == nil || *got.FailureCode != "hold_expired" {
 			t.Fatalf("expired hold: %+v", got)
@@ -271,7 +279,8 @@ func TestScheduledTransfersOverHTTP(t *testing.T) {
 	payee, _ := a.user()
 	src := a.account(payer, "USD")
 	dst := a.account(payee, "USD")
-	at := time.Now().Add(3 * time.Second).UTC().Truncate(time.Millisecond)
+	// Far enough ahead for the calls below to finish before it on a loaded machine.
+	at := time.Now().Add(10 * time.Second).UTC().Truncate(time.Millisecond)
 	dep := a.do("POST", "/v1/deposits", a.admin, map[string]any{"account_id": src, "amount": 1000, "currency": "USD", "scheduled_for": rfc3339(at)})
 	var d holdBody
 	dep.json(t, &d)
@@ -330,7 +339,14 @@ func TestScheduledTransfersOverHTTP(t *testing.T) {
 	} else if r.json(t, &kagain); kagain.ID != kt.ID {
 		t.Errorf("keyed replay after its time named %s, want %s", kagain.ID, kt.ID)
 	}
-	// A new key past the time is refused as a new request.
+	// A new key past the time is refused as a new request; so is the key of another caller.
 	a.do("POST", "/v1/transfers", payer, keyed, "Idempotency-Key", "scheduled-2").problem(t, http.StatusBadRequest, "invalid_request")
+	payeeSrc := a.account(payee, "USD")
+	othersKeyed := map[string]any{"from_account_id": payeeSrc, "to_account_id": src, "amount": 5, "currency": "USD", "scheduled_for": keyed["scheduled_for"]}
+	a.do("POST", "/v1/transfers", payee, othersKeyed, "Idempotency-Key", "scheduled-1").problem(t, http.StatusBadRequest, "invalid_request")
+	// The same key with another body past the time is a conflict, as it is before.
+	changed := maps.Clone(keyed)
+	changed["amount"] = 6
+	a.do("POST", "/v1/transfers", payer, changed, "Idempotency-Key", "scheduled-1").problem(t, http.StatusConflict, "idempotency_conflict")
 	a.audit()
 }

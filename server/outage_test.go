@@ -180,8 +180,10 @@ func TestDependencyOutageIs503(t *testing.T) {
 				continue // admitted: its slow write, then the dead Temporal, made it a 503
 			}
 			shed++
-			if a.took > 450*time.Millisecond {
-				t.Errorf("shed after %v, want within about the 100 ms queue wait", a.took)
+			// An admitted write takes at least two round trips of 500 ms; a loaded machine may
+			// start a request's goroutine late, so the bound leaves room above the queue wait.
+			if a.took > 900*time.Millisecond {
+				t.Errorf("shed after %v, want within about the 100 ms queue wait, before any admitted write could end", a.took)
 			}
 			if _, err := direct.Transfer(ctx, uuid.MustParse(a.id)); !transfer.IsCode(err, transfer.CodeNotFound) {
 				t.Errorf("shed transfer %s: got %v, want no row", a.id, err)

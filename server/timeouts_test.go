@@ -154,9 +154,10 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	t.Run("headers sent a byte at a time", func(t *testing.T) {
 		t.Parallel()
 		addr, srv, statuses := start(t)
+		// Before the dial: the server's clock starts at its accept, which a descheduled test may see late.
+		began := time.Now()
 		conn := connect(t, addr)
 		go trickle(conn, "POST /v1/auth/token HTTP/1.1\r\nHost: transferd\r\n"+strings.Repeat("X-Slow: loris\r\n", 1000))
-		began := time.Now()
 		closedWithin(t, conn, srv.ReadHeaderTimeout+slack)
 		if took := time.Since(began); took < srv.ReadHeaderTimeout/2 {
 			t.Errorf("closed after %v, before ReadHeaderTimeout %v", took, srv.ReadHeaderTimeout)
@@ -171,11 +172,11 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	t.Run("body sent a byte at a time", func(t *testing.T) {
 		t.Parallel()
 		addr, srv, statuses := start(t)
+		began := time.Now() // before the dial, as above
 		conn := connect(t, addr)
 		body := `{"email":"ada@example.com","password":"` + strings.Repeat("p", 900) + `"}`
 		fmt.Fprintf(conn, "POST /v1/auth/token HTTP/1.1\r\nHost: transferd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
 		go trickle(conn, body)
-		began := time.Now()
 		select {
 		case s := <-statuses:
 			if s != http.StatusRequestTimeout {

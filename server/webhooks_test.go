@@ -301,6 +301,13 @@ func TestWebhookDeliveries(t *testing.T) {
 	}
 }
 
+// arrivalCount is the number of requests that reached the receiver.
+func (r *receiver) arrivalCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.arrivals
+}
+
 func (r *receiver) attemptsOf(id string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -490,7 +497,21 @@ func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 		t.Fatal("no attempt within 15 s")
 	}
 	deliveryID := attempts()[0].DeliveryID
-	d := &webhooks.Dispatcher{Store: a.store, Temporal: a.temporal, Policy: testWebhookPolicy, Log: slog.New(slog.DiscardHandler)}
+	// The restarts' deadline is far off, so that a loaded machine's slow attempts cannot end the
+	// delivery before its ninth.
+	policy := testWebhookPolicy
+	policy.GiveUpAfter = 2 * time.Minute
+	d := &webhooks.Dispatcher{Store: a.store, Temporal: a.temporal, Policy: policy, Log: slog.New(slog.DiscardHandler)}
+	// settle waits out an attempt in flight at a termination (its timeout is 1 s), and then until
+	// the log holds every request the receiver got.
+	settle := func() {
+		t.Helper()
+		time.Sleep(testWebhookPolicy.AttemptTimeout + 500*time.Millisecond)
+		deadline := time.Now().Add(10 * time.Second)
+		for len(attempts()) < rcv.arrivalCount() && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	// Every pending delivery counts as late, and every run closed as closed long enough ago.
 	anyDue, anyClose := time.Now().Add(time.Hour), time.Now().Add(time.Hour)
 	if n, err := d.RestartStalled(ctx, anyDue, anyClose); err != nil || n != 0 {
@@ -500,7 +521,7 @@ func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 	if err := a.temporal.TerminateWorkflow(ctx, wfID, "", "operator pressed Terminate"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond) // An attempt in flight at the termination (1 s timeout) records itself.
+	settle()
 	if n, err := d.RestartStalled(ctx, anyDue, time.Now().Add(-time.Minute)); err != nil || n != 0 {
 		t.Fatalf("a delivery whose workflow closed too recently for its last attempt to have ended: restarted %d, %v; want 0", n, err)
 	}
@@ -515,7 +536,7 @@ func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 	if err := a.temporal.TerminateWorkflow(ctx, wfID, "", "operator pressed Terminate again"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	settle()
 	if n, err := d.RestartStalled(ctx, anyDue, anyClose); err != nil || n != 1 {
 		t.Fatalf("the delivery terminated again: restarted %d, %v; want 1", n, err)
 	}

@@ -231,7 +231,7 @@ func TestPostDoesNotFollowRedirects(t *testing.T) {
 func TestPostTruncatesHugeBody(t *testing.T) {
 	srv, pool, _ := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		chunk := bytes.Repeat([]byte("x"), 64<<10)
-		for range 160 { // 10 MiB
+		for range 16 << 10 { // 1 GiB: reading it all would take far longer than the bound below
 			if _, err := w.Write(chunk); err != nil {
 				return
 			}
@@ -248,23 +248,23 @@ func TestPostTruncatesHugeBody(t *testing.T) {
 	if len(resp.Body) != limit || !resp.Truncated {
 		t.Errorf("Post body = %d bytes truncated=%v, want %d bytes truncated=true", len(resp.Body), resp.Truncated, limit)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("Post took %v, want under 2s", d)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Post took %v, want under 5s", d)
 	}
 }
 
-// sleep2s answers after two seconds, or earlier if the client hangs up. It
+// hang answers after 30 seconds, or earlier if the client hangs up. It
 // reads the body first because only then does the server notice a hang-up.
-var sleep2s = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+var hang = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	io.Copy(io.Discard, r.Body)
 	select {
-	case <-time.After(2 * time.Second):
+	case <-time.After(30 * time.Second):
 	case <-r.Context().Done():
 	}
 })
 
 func TestPostTimeout(t *testing.T) {
-	srv, pool, _ := startTLS(t, sleep2s)
+	srv, pool, _ := startTLS(t, hang)
 	c := NewClient(ClientOptions{AllowPrivate: true, RootCAs: pool, Timeout: 300 * time.Millisecond})
 
 	start := time.Now()
@@ -277,8 +277,8 @@ func TestPostTimeout(t *testing.T) {
 	if want := "timeout after 300ms"; !strings.HasSuffix(err.Error(), want) {
 		t.Errorf("Post error = %q, want suffix %q", err, want)
 	}
-	if elapsed > time.Second {
-		t.Errorf("Post took %v, want well under 2s", elapsed)
+	if elapsed > 5*time.Second {
+		t.Errorf("Post took %v, want under 5s (the server waits 30s)", elapsed)
 	}
 }
 
@@ -320,7 +320,7 @@ func mustParse(t *testing.T, raw string) *url.URL {
 }
 
 func TestPostErrors(t *testing.T) {
-	sleepy, pool, _ := startTLS(t, sleep2s)
+	sleepy, pool, _ := startTLS(t, hang)
 	closed := freePort(t)
 	headers := http.Header{"Webhook-Signature": {"v1,SIGNATURE"}}
 

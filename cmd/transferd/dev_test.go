@@ -156,11 +156,11 @@ func TestDevSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 	var tr struct{ ID, Status string }
-	code, err := dev.call("POST", "/v1/deposits?wait=10s", admin, map[string]any{"account_id": accounts[0].ID, "amount": 1_000_000, "currency": "USD"}, &tr)
+	code, err := dev.call("POST", "/v1/deposits?wait=30s", admin, map[string]any{"account_id": accounts[0].ID, "amount": 1_000_000, "currency": "USD"}, &tr)
 	if err != nil || code != 201 || tr.Status != "completed" {
 		t.Fatalf("deposit: %d %s %v", code, tr.Status, err)
 	}
-	code, err = dev.call("POST", "/v1/transfers?wait=10s", admin, map[string]any{"from_account_id": accounts[0].ID, "to_account_id": accounts[1].ID, "amount": 100, "currency": "USD"}, &tr)
+	code, err = dev.call("POST", "/v1/transfers?wait=30s", admin, map[string]any{"from_account_id": accounts[0].ID, "to_account_id": accounts[1].ID, "amount": 100, "currency": "USD"}, &tr)
 	if err != nil || code != 201 || tr.Status != "completed" {
 		t.Fatalf("transfer: %d %s %v", code, tr.Status, err)
 	}

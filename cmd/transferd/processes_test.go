@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"go.temporal.io/server/temporaltest"
 
+	"github.com/transferd/transferd/devtemporal"
 	"github.com/transferd/transferd/internal/pgtest"
 	"github.com/transferd/transferd/internal/testbin"
 )
@@ -29,12 +29,12 @@ type apiProcess struct {
 // startAPI starts `transferd server` on a free port and waits until it is ready.
 func startAPI(t *testing.T, bin string, env []string, args ...string) *apiProcess {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// Below the ephemeral range: an outgoing connection could take a port from it before the
+	// process listens.
+	addr, err := devtemporal.FreeAddrOutside(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	cmd := exec.Command(bin, append([]string{"server", "--addr", addr}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	p := &apiProcess{url: "http://" + addr, stderr: &bytes.Buffer{}}

@@ -102,11 +102,11 @@ func TestTelemetry(t *testing.T) {
 	call("POST", "/v1/accounts", tok.AccessToken, map[string]string{"currency": "EUR"}, &acct)
 	call("POST", "/v1/accounts", tok.AccessToken, map[string]string{"currency": "EUR"}, &other)
 	var dep struct{ ID, Status string }
-	if code := call("POST", "/v1/deposits?wait=10s", tok.AccessToken, map[string]any{"account_id": acct.ID, "amount": 500, "currency": "EUR"}, &dep); code != 201 || dep.Status != "completed" {
+	if code := call("POST", "/v1/deposits?wait=30s", tok.AccessToken, map[string]any{"account_id": acct.ID, "amount": 500, "currency": "EUR"}, &dep); code != 201 || dep.Status != "completed" {
 		t.Fatalf("deposit: %d %s", code, dep.Status)
 	}
 	var failed struct{ Status string }
-	call("POST", "/v1/transfers?wait=10s", tok.AccessToken, map[string]any{"from_account_id": acct.ID, "to_account_id": other.ID, "amount": 501, "currency": "EUR"}, &failed)
+	call("POST", "/v1/transfers?wait=30s", tok.AccessToken, map[string]any{"from_account_id": acct.ID, "to_account_id": other.ID, "amount": 501, "currency": "EUR"}, &failed)
 	if failed.Status != "failed" {
 		t.Fatalf("overdraft: got %s, want failed", failed.Status)
 	}
