@@ -584,7 +584,7 @@ func TestExpiryDecidesOnceItsTimeHasCome(t *testing.T) {
 	}
 
 	// A cancel of a hold not placed yet (a backlog) whose expiry has passed: the expiry wins too.
-	soon := time.Now().Add(50 * time.Millisecond).UTC().Truncate(time.Microsecond)
+	soon := time.Now().Add(time.Second).UTC().Truncate(time.Microsecond)
 	unplaced := createHold(t, s, a.ID, b.ID, 300, func(r *transfer.Request) { r.HoldExpiresAt = &soon })
 	time.Sleep(time.Until(soon) + 10*time.Millisecond)
 	row, err = step(t, s, unplaced.ID, transfer.StepRelease, transfer.Outcome{Status: transfer.StatusCancelled, Message: "cancel after the expiry"})
@@ -653,4 +653,62 @@ func TestPendingTransfersIncludesOverdueScheduledOnes(t *testing.T) {
 		t.Errorf("pending transfers: overdue scheduled %v, pending %v, scheduled ahead %v, held %v (%d in all); want true, true, false, false",
 			seen[overdue], seen[pending], seen[ahead], seen[held.ID], len(seen))
 	}
+}
+
+// TestCreateTransferChecksItsTimesWhenNew: the ledger refuses a new transfer whose scheduled_for or
+// hold_expires_at has passed (or is out of its window), in the transaction that would record it,
+// and records nothing of it; a repeat of a transfer created in time, by its id or its key, is
+// answered from the transfer after its time.
+func TestCreateTransferChecksItsTimesWhenNew(t *testing.T) {
+	ctx := context.Background()
+	s, db := newStoreDB(t)
+	alice := newUser(t, s)
+	a, b := newOwnedAccount(t, s, alice.ID, "USD"), newOwnedAccount(t, s, alice.ID, "USD")
+	fund(t, s, a, 1000)
+	past := time.Now().Add(-time.Second)
+	farAhead := time.Now().AddDate(1, 0, 1)
+	soonAfter := time.Now().Add(time.Hour)
+	tooLong := soonAfter.Add(transfer.MaxHoldFor + time.Hour)
+	before := countRows(t, db, "SELECT (SELECT count(*) FROM transfers) + (SELECT count(*) FROM idempotency_keys) + (SELECT count(*) FROM audit_log)")
+	for name, mod := range map[string]func(*transfer.Request){
+		"scheduled_for passed":         func(r *transfer.Request) { r.ScheduledFor = &past },
+		"scheduled_for over a year":    func(r *transfer.Request) { r.ScheduledFor = &farAhead },
+		"hold_expires_at passed":       func(r *transfer.Request) { r.CaptureMethod, r.HoldExpiresAt = transfer.CaptureManual, &past },
+		"hold_expires_at past 30 days": func(r *transfer.Request) { r.CaptureMethod, r.ScheduledFor, r.HoldExpiresAt = transfer.CaptureManual, &soonAfter, &tooLong },
+	} {
+		for _, key := range []string{"", "key-" + name} {
+			r := transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer, FromAccountID: a.ID, ToAccountID: b.ID, Amount: 1,
+				Currency: "USD", InitiatedBy: alice.ID, IdempotencyKey: key}
+			mod(&r)
+			if _, created, err := s.CreateTransfer(ctx, r); !transfer.IsCode(err, transfer.CodeInvalidInput) || created {
+				t.Errorf("%s (key %q): created %v, %v; want invalid_input", name, key, created, err)
+			}
+		}
+	}
+	if after := countRows(t, db, "SELECT (SELECT count(*) FROM transfers) + (SELECT count(*) FROM idempotency_keys) + (SELECT count(*) FROM audit_log)"); after != before {
+		t.Errorf("refused requests left %d rows of transfers, keys or audit", after-before)
+	}
+
+	at := time.Now().Add(300 * time.Millisecond).UTC().Truncate(time.Microsecond)
+	byID := transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer, FromAccountID: a.ID, ToAccountID: b.ID, Amount: 2,
+		Currency: "USD", InitiatedBy: alice.ID, ScheduledFor: &at}
+	byKey := byID
+	byKey.ID, byKey.IdempotencyKey = uuid.New(), "in-time"
+	var first [2]transfer.Transfer
+	for i, r := range []transfer.Request{byID, byKey} {
+		tr, created, err := s.CreateTransfer(ctx, r)
+		if err != nil || !created {
+			t.Fatalf("in time: created %v, %v", created, err)
+		}
+		first[i] = tr
+	}
+	time.Sleep(time.Until(at) + 10*time.Millisecond)
+	byKey.ID = uuid.New() // the service gives every request a new id
+	for i, r := range []transfer.Request{byID, byKey} {
+		tr, created, err := s.CreateTransfer(ctx, r)
+		if err != nil || created || tr.ID != first[i].ID {
+			t.Errorf("repeat after its time: %s created %v, %v; want the repeat of %s", tr.ID, created, err, first[i].ID)
+		}
+	}
+	mustAudit(t, s)
 }

@@ -94,7 +94,7 @@ func (s *Store) CreateTransfer(ctx context.Context, r transfer.Request) (t trans
 	if keyHash != nil {
 		return s.createKeyedTransfer(db, r, hash, keyHash)
 	}
-	rows, err := insertTransfer(db, r, hash)
+	rows, err := insertNewTransfer(db, r, hash)
 	if err != nil {
 		return transfer.Transfer{}, false, err
 	}
@@ -105,6 +105,44 @@ func (s *Store) CreateTransfer(ctx context.Context, r transfer.Request) (t trans
 	}
 	t, err = rows[0].domain()
 	return t, true, err
+}
+
+// insertNewTransfer is insertTransfer for a request without a key. A request with times is inserted
+// in a transaction that checks them once the row is in (checkWindows): an insert racing a
+// concurrent one of the same id waits for that one's outcome before it is checked.
+func insertNewTransfer(db *gorm.DB, r transfer.Request, hash []byte) ([]transferRow, error) {
+	if r.ScheduledFor == nil && r.HoldExpiresAt == nil {
+		return insertTransfer(db, r, hash)
+	}
+	var rows []transferRow
+	err := db.Transaction(func(tx *gorm.DB) error {
+		var err error
+		if rows, err = insertTransfer(tx, r, hash); err != nil || len(rows) == 0 {
+			return err
+		}
+		return checkWindows(r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// checkWindows refuses, with CodeInvalidInput, a new transfer whose times are outside their
+// windows now (transfer.Request's Windows). It runs in the transaction that records the transfer,
+// once the row and its key are in: a retry that raced its first attempt has then waited for that
+// attempt's outcome and is its repeat, so a request is refused only if it is new, whatever the
+// clock did between the API's check and this one.
+func checkWindows(r transfer.Request) error {
+	problems := r.Windows(time.Now())
+	if len(problems) == 0 {
+		return nil
+	}
+	msg := make([]string, len(problems))
+	for i, p := range problems {
+		msg[i] = p.Field + " " + p.Message
+	}
+	return transfer.Errorf(transfer.CodeInvalidInput, "%s", strings.Join(msg, "; "))
 }
 
 // insertTransfer inserts the transfer's row unless its id exists, and returns it (none if it did).
@@ -228,7 +266,7 @@ func (s *Store) insertKeyedTransfer(db *gorm.DB, r transfer.Request, hash, keyHa
 		if len(mapped) == 0 {
 			return errKeyTaken
 		}
-		return nil
+		return checkWindows(r)
 	})
 	if err != nil {
 		if isBusiness(err) || errors.Is(err, errIDTaken) || errors.Is(err, errKeyTaken) {
@@ -274,14 +312,6 @@ func (s *Store) keyedTransfer(db *gorm.DB, caller uuid.UUID, keyHash []byte, leg
 		return uuid.Nil, false, fmt.Errorf("ledger: idempotency key: %w", err)
 	}
 	return firstID(ids)
-}
-
-// TransferOfKey returns the id of the transfer that the caller's Idempotency-Key names, and
-// whether there is one (keyedTransfer: a key sent before keys were remembered names its legacy id's
-// transfer if the caller created it).
-func (s *Store) TransferOfKey(ctx context.Context, caller uuid.UUID, key string) (uuid.UUID, bool, error) {
-	sum := sha256.Sum256([]byte(key))
-	return s.keyedTransfer(s.db.WithContext(ctx), caller, sum[:], transfer.LegacyKeyID(caller, key))
 }
 
 // firstID returns the first of ids, and whether there is one.

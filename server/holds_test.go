@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"context"
+	"database/sql"
 	"maps"
 	"net/http"
 	"strings"
@@ -348,5 +350,103 @@ func TestScheduledTransfersOverHTTP(t *testing.T) {
 	changed := maps.Clone(keyed)
 	changed["amount"] = 6
 	a.do("POST", "/v1/transfers", payer, changed, "Idempotency-Key", "scheduled-1").problem(t, http.StatusConflict, "idempotency_conflict")
+	a.audit()
+}
+
+// TestRetryAcrossScheduledForWhileTheFirstAttemptRuns: a scheduled transfer's first attempt passes
+// the check that its time is ahead, then stalls before the ledger records it (here: a lock on
+// transfers); the client retries after scheduled_for has passed. Whatever the retry is answered
+// must agree with the ledger: a 400 only if no transfer exists, and then the first attempt created
+// none either; else the replay of the one transfer. Named by an id and by an Idempotency-Key.
+func TestRetryAcrossScheduledForWhileTheFirstAttemptRuns(t *testing.T) {
+	a := newAPI(t)
+	payer, _ := a.user()
+	payee, _ := a.user()
+	src := a.account(payer, "USD")
+	dst := a.account(payee, "USD")
+	a.deposit(src, 1000, "USD")
+	db, err := sql.Open("pgx", a.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	for _, named := range []string{"id", "key"} {
+		t.Run(named, func(t *testing.T) {
+			at := time.Now().Add(2 * time.Second)
+			body := map[string]any{"from_account_id": src, "to_account_id": dst, "amount": 7, "currency": "USD", "scheduled_for": rfc3339(at)}
+			var headers []string
+			if named == "id" {
+				body["id"] = uuid.NewString()
+			} else {
+				headers = []string{"Idempotency-Key", "across-" + uuid.NewString()}
+			}
+			lock, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lock.Rollback()
+			if _, err := lock.Exec("LOCK TABLE transfers IN SHARE MODE"); err != nil {
+				t.Fatal(err)
+			}
+			waiting := func() int {
+				var n int
+				if err := db.QueryRow(`SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'transfers'::regclass`).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			answers := make(chan resp, 2)
+			go func() { answers <- a.do("POST", "/v1/transfers", payer, body, headers...) }()
+			for deadline := time.Now().Add(10 * time.Second); waiting() < 1; {
+				if time.Now().After(deadline) {
+					t.Fatal("the first attempt never reached the ledger's insert")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(time.Until(at) + 100*time.Millisecond)
+			var retry resp
+			retried := make(chan resp, 1)
+			go func() { retried <- a.do("POST", "/v1/transfers", payer, body, headers...) }()
+			// The retry either answers at once or waits for the first attempt's outcome.
+			for deadline := time.Now().Add(10 * time.Second); waiting() < 2 && len(retried) == 0 && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := lock.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			retry = <-retried
+			first := <-answers
+			var list struct{ Data []holdBody }
+			a.do("GET", "/v1/transfers?status=scheduled", payer, nil).json(t, &list)
+			var all struct{ Data []holdBody }
+			a.do("GET", "/v1/transfers?limit=100", payer, nil).json(t, &all)
+			var ids []string
+			for _, x := range all.Data {
+				if x.ScheduledFor != nil {
+					if s, _ := time.Parse(time.RFC3339Nano, *x.ScheduledFor); s.Equal(at.UTC().Truncate(time.Microsecond)) || s.Equal(at.UTC()) {
+						ids = append(ids, x.ID)
+					}
+				}
+			}
+			t.Logf("first attempt %d, retry %d, transfers %v", first.status, retry.status, ids)
+			switch {
+			case retry.status == http.StatusBadRequest && len(ids) != 0:
+				t.Errorf("the retry was answered %s, but the first attempt (%s) created transfer %v", retry, first, ids)
+			case retry.status == http.StatusBadRequest:
+				if first.status != http.StatusBadRequest {
+					t.Errorf("no transfer, but the first attempt answered %s", first)
+				}
+			case retry.status == http.StatusOK:
+				var got holdBody
+				retry.json(t, &got)
+				if len(ids) != 1 || got.ID != ids[0] || retry.header.Get("Idempotent-Replayed") != "true" {
+					t.Errorf("the retry answered %s; transfers of the request: %v", retry, ids)
+				}
+			default:
+				t.Errorf("the retry answered %s, want 400 or the replay (200); the first attempt %s", retry, first)
+			}
+		})
+	}
 	a.audit()
 }

@@ -42,9 +42,6 @@ type Ledger interface {
 	ListEntries(ctx context.Context, accountID uuid.UUID, p transfer.Page) (transfer.List[transfer.Entry], error)
 	// Transfer returns a transfer; CodeNotFound when there is none.
 	Transfer(ctx context.Context, id uuid.UUID) (transfer.Transfer, error)
-	// TransferOfKey returns the id of the transfer that the caller's Idempotency-Key names, and
-	// whether there is one.
-	TransferOfKey(ctx context.Context, caller uuid.UUID, key string) (uuid.UUID, bool, error)
 	// ListTransfers returns a page of transfers, newest first; CodeInvalidCursor, CodeInvalidInput.
 	ListTransfers(ctx context.Context, f transfer.TransferFilter, p transfer.Page) (transfer.List[transfer.Transfer], error)
 	Access

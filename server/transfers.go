@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -94,28 +95,12 @@ func parseOptionalTime(fe *fieldErrors, field, raw string) *time.Time {
 	return &t
 }
 
-// checkWindows checks the rules of a transfer's times that depend on the clock: scheduled_for in the
-// future and at most a year ahead; hold_expires_at in the future and at most MaxHoldFor after the
-// hold is placed (now, or scheduled_for).
+// checkWindows checks the rules of a transfer's times that depend on the clock (transfer.Request's
+// Windows).
 func checkWindows(r transfer.Request, now time.Time) error {
 	var fe fieldErrors
-	if r.ScheduledFor != nil && !r.ScheduledFor.After(now) {
-		fe.add("scheduled_for", "must be in the future")
-	}
-	if r.ScheduledFor != nil && r.ScheduledFor.After(now.AddDate(1, 0, 0)) {
-		fe.add("scheduled_for", "must be at most a year ahead")
-	}
-	if r.HoldExpiresAt != nil {
-		placed := now
-		if r.ScheduledFor != nil {
-			placed = *r.ScheduledFor
-		}
-		switch {
-		case !r.HoldExpiresAt.After(now):
-			fe.add("hold_expires_at", "must be in the future")
-		case r.HoldExpiresAt.After(placed.Add(transfer.MaxHoldFor)):
-			fe.add("hold_expires_at", "must be at most 30 days after the hold is placed (scheduled_for, or now)")
-		}
+	for _, p := range r.Windows(now) {
+		fe.add(p.Field, p.Message)
 	}
 	return fe.err()
 }
@@ -258,35 +243,22 @@ func (s *Server) submit(c *gin.Context, r transfer.Request) {
 		return
 	}
 	ctx := c.Request.Context()
-	if err := checkWindows(r, time.Now()); err != nil {
-		// A retry of a request that was accepted (by its id, or its Idempotency-Key) is answered
-		// from its transfer (a replay, or a conflict), even once its scheduled_for has passed; a
-		// new one must be in the windows.
-		id := r.ID
-		if r.IdempotencyKey != "" {
-			kid, found, kerr := s.ledger.TransferOfKey(ctx, r.InitiatedBy, r.IdempotencyKey)
-			switch {
-			case kerr != nil:
-				abortWithError(c, kerr)
-				return
-			case found:
-				id = kid
-			}
-		}
-		if id == uuid.Nil {
-			abortWithError(c, err)
-			return
-		}
-		if _, lerr := s.ledger.Transfer(ctx, id); lerr != nil {
-			if !transfer.IsCode(lerr, transfer.CodeNotFound) {
-				err = lerr
-			}
-			abortWithError(c, err)
-			return
-		}
+	windowErr := checkWindows(r, time.Now())
+	if windowErr != nil && r.ID == uuid.Nil && r.IdempotencyKey == "" {
+		abortWithError(c, windowErr)
+		return
 	}
+	// A request named by its id or Idempotency-Key may be the retry of one accepted before its
+	// scheduled_for passed: the ledger answers it from that transfer (a replay, or a conflict), and
+	// refuses it, in the transaction that would record it, only if it is new. A retry racing its
+	// first attempt waits there for that attempt's outcome. A new one is told what is wrong with its
+	// times before anything the ledger found wrong with its accounts, as an unnamed one is.
 	t, created, err := s.transfers.Submit(ctx, r)
 	releaseSubmit(c)
+	var business *transfer.Error
+	if windowErr != nil && errors.As(err, &business) && business.Code != transfer.CodeIdempotencyConflict {
+		err = windowErr
+	}
 	if err != nil {
 		abortWithError(c, err)
 		return

@@ -74,6 +74,39 @@ const (
 	MaxHoldFor     = 30 * 24 * time.Hour
 )
 
+// WindowProblem is one of a request's times outside its window at some moment: the time's JSON
+// field, and what is wrong with it.
+type WindowProblem struct{ Field, Message string }
+
+// Windows returns what is wrong with the request's times at now: scheduled_for must be ahead, and
+// at most a year ahead; hold_expires_at ahead, and at most MaxHoldFor after the hold is placed
+// (scheduled_for, or now). The API checks them when a request arrives, and the ledger again in the
+// transaction that records a new transfer: a retry that races its first attempt across
+// scheduled_for is then answered as that attempt is, whichever the ledger saw first.
+func (r Request) Windows(now time.Time) []WindowProblem {
+	var out []WindowProblem
+	add := func(field, msg string) { out = append(out, WindowProblem{field, msg}) }
+	if r.ScheduledFor != nil && !r.ScheduledFor.After(now) {
+		add("scheduled_for", "must be in the future")
+	}
+	if r.ScheduledFor != nil && r.ScheduledFor.After(now.AddDate(1, 0, 0)) {
+		add("scheduled_for", "must be at most a year ahead")
+	}
+	if r.HoldExpiresAt != nil {
+		placed := now
+		if r.ScheduledFor != nil {
+			placed = *r.ScheduledFor
+		}
+		switch {
+		case !r.HoldExpiresAt.After(now):
+			add("hold_expires_at", "must be in the future")
+		case r.HoldExpiresAt.After(placed.Add(MaxHoldFor)):
+			add("hold_expires_at", "must be at most 30 days after the hold is placed (scheduled_for, or now)")
+		}
+	}
+	return out
+}
+
 // Manual reports whether the request is for a hold that waits for its capture.
 func (r Request) Manual() bool { return r.CaptureMethod == CaptureManual }
 
