@@ -671,10 +671,12 @@ func TestCreateTransferChecksItsTimesWhenNew(t *testing.T) {
 	tooLong := soonAfter.Add(transfer.MaxHoldFor + time.Hour)
 	before := countRows(t, db, "SELECT (SELECT count(*) FROM transfers) + (SELECT count(*) FROM idempotency_keys) + (SELECT count(*) FROM audit_log)")
 	for name, mod := range map[string]func(*transfer.Request){
-		"scheduled_for passed":         func(r *transfer.Request) { r.ScheduledFor = &past },
-		"scheduled_for over a year":    func(r *transfer.Request) { r.ScheduledFor = &farAhead },
-		"hold_expires_at passed":       func(r *transfer.Request) { r.CaptureMethod, r.HoldExpiresAt = transfer.CaptureManual, &past },
-		"hold_expires_at past 30 days": func(r *transfer.Request) { r.CaptureMethod, r.ScheduledFor, r.HoldExpiresAt = transfer.CaptureManual, &soonAfter, &tooLong },
+		"scheduled_for passed":      func(r *transfer.Request) { r.ScheduledFor = &past },
+		"scheduled_for over a year": func(r *transfer.Request) { r.ScheduledFor = &farAhead },
+		"hold_expires_at passed":    func(r *transfer.Request) { r.CaptureMethod, r.HoldExpiresAt = transfer.CaptureManual, &past },
+		"hold_expires_at past 30 days": func(r *transfer.Request) {
+			r.CaptureMethod, r.ScheduledFor, r.HoldExpiresAt = transfer.CaptureManual, &soonAfter, &tooLong
+		},
 	} {
 		for _, key := range []string{"", "key-" + name} {
 			r := transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer, FromAccountID: a.ID, ToAccountID: b.ID, Amount: 1,
