@@ -81,6 +81,10 @@ func (s *Store) CreateEndpoint(ctx context.Context, e transfer.NewEndpoint) (tra
 				return err
 			}
 		}
+		if e.RefuseIfNew != nil {
+			// The key's claim above rolls back with it.
+			return e.RefuseIfNew
+		}
 		// The user's row, locked, serialises the user's creations, so the count below holds.
 		if err := tx.Exec(`SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE`, e.UserID).Error; err != nil {
 			return fmt.Errorf("ledger: create endpoint: %w", err)

@@ -83,17 +83,33 @@ func quoteField(s string) string {
 
 // checkWebhookURL answers 422 invalid_webhook_url for a URL the service will not deliver to.
 func (s *Server) checkWebhookURL(c *gin.Context, raw string) bool {
-	if err := webhooks.CheckURL(c.Request.Context(), raw, s.allowPrivateWebhooks); err != nil {
-		var ue *webhooks.URLError
-		detail := "the URL is not one the service delivers to"
-		if errors.As(err, &ue) {
-			detail = ue.Reason
-		}
-		abortWithProblem(c, codeInvalidWebhookURL, detail, FieldError{Field: "url", Message: detail})
+	if detail, ok := s.webhookURLRefusal(c, raw); !ok {
+		abortURLRefused(c, detail)
 		return false
 	}
 	return true
 }
+
+// webhookURLRefusal checks a URL the service is to deliver to, and says why it will not.
+func (s *Server) webhookURLRefusal(c *gin.Context, raw string) (detail string, ok bool) {
+	err := webhooks.CheckURL(c.Request.Context(), raw, s.allowPrivateWebhooks)
+	if err == nil {
+		return "", true
+	}
+	var ue *webhooks.URLError
+	if errors.As(err, &ue) {
+		return ue.Reason, false
+	}
+	return "the URL is not one the service delivers to", false
+}
+
+func abortURLRefused(c *gin.Context, detail string) {
+	abortWithProblem(c, codeInvalidWebhookURL, detail, FieldError{Field: "url", Message: detail})
+}
+
+// errURLRefused is the ledger's answer to an endpoint creation whose URL the API refused now and
+// whose Idempotency-Key names no endpoint yet.
+var errURLRefused = errors.New("server: webhook URL refused")
 
 // handleCreateEndpoint registers a webhook endpoint of the caller. Its secret is in this answer
 // only; a retry with the same Idempotency-Key returns the endpoint without it.
@@ -113,13 +129,27 @@ func (s *Server) handleCreateEndpoint(c *gin.Context) {
 		abortWithError(c, err)
 		return
 	}
-	if !s.checkWebhookURL(c, req.URL) {
+	// A retry (same Idempotency-Key) is answered from the endpoint its first request created even
+	// if the URL no longer passes the check (a name that stopped resolving, a stricter operator):
+	// the ledger refuses the request only if the key names no endpoint.
+	detail, urlOK := s.webhookURLRefusal(c, req.URL)
+	var refuse error
+	switch {
+	case !urlOK && key == "":
+		abortURLRefused(c, detail)
 		return
+	case !urlOK:
+		refuse = errURLRefused
 	}
 	who := callerOf(c)
 	secret := webhooks.NewSecret()
 	e, created, err := s.ledger.CreateEndpoint(c.Request.Context(), transfer.NewEndpoint{ID: uuid.New(), UserID: who.ID, URL: req.URL,
-		EventTypes: req.EventTypes, Description: req.Description, Secret: secret, IdempotencyKey: key, Actor: who.actor()})
+		EventTypes: req.EventTypes, Description: req.Description, Secret: secret, IdempotencyKey: key, Actor: who.actor(),
+		RefuseIfNew: refuse})
+	if errors.Is(err, errURLRefused) {
+		abortURLRefused(c, detail)
+		return
+	}
 	if err != nil {
 		abortWithError(c, err)
 		return

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/transferd/transferd/server"
+	"github.com/transferd/transferd/service"
 	"github.com/transferd/transferd/transfer"
 	"github.com/transferd/transferd/webhooks"
 )
@@ -572,5 +574,56 @@ func TestTerminatedDeliveryIsRestarted(t *testing.T) {
 	}
 	if n, err := d.RestartStalled(ctx, anyDue, anyClose); err != nil || n != 0 {
 		t.Errorf("after the delivery: restarted %d, %v; want 0", n, err)
+	}
+}
+
+// TestEndpointRetryIsAnsweredWhateverItsURLNowChecks: a retried endpoint creation (same
+// Idempotency-Key) is answered from the endpoint the first request created even when its URL no
+// longer passes the check (a name that stopped resolving, or, as here, an operator who stopped
+// allowing private addresses); a new request with that URL is refused, and the key with another
+// body is a conflict.
+func TestEndpointRetryIsAnsweredWhateverItsURLNowChecks(t *testing.T) {
+	a := newAPI(t)
+	ada, _ := a.user()
+	body := map[string]any{"url": "http://127.0.0.1:9/hook", "event_types": []string{"transfer.created"}}
+	first := a.do("POST", "/v1/webhook-endpoints", ada, body, "Idempotency-Key", "ep-1")
+	var ep endpointBody
+	first.json(t, &ep)
+	if first.status != http.StatusCreated {
+		t.Fatalf("create: %s", first)
+	}
+	strict := server.New(server.Config{Ledger: a.store, Limits: a.store, Auth: a.auth, Log: slog.New(slog.DiscardHandler),
+		Transfers: service.New(a.store, a.temporal, testQueue, slog.New(slog.DiscardHandler))}).Handler()
+	post := func(body map[string]any, key string) resp {
+		t.Helper()
+		j, _ := json.Marshal(body)
+		req := httptest.NewRequest("POST", "/v1/webhook-endpoints", bytes.NewReader(j))
+		req.Header.Set("Authorization", "Bearer "+ada)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", key)
+		rec := httptest.NewRecorder()
+		strict.ServeHTTP(rec, req)
+		return resp{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+	}
+	again := post(body, "ep-1")
+	if again.status != http.StatusOK || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("retry under the stricter check: got %s, want 200, replayed", again)
+	} else {
+		var replayed endpointBody
+		if again.json(t, &replayed); replayed.ID != ep.ID || replayed.Secret != nil {
+			t.Errorf("retry under the stricter check: got %s, want the same endpoint %s, without its secret", again, ep.ID)
+		}
+	}
+	post(body, "ep-2").problem(t, http.StatusUnprocessableEntity, "invalid_webhook_url")
+	changed := map[string]any{"url": "http://127.0.0.1:9/other", "event_types": []string{"transfer.created"}}
+	post(changed, "ep-1").problem(t, http.StatusConflict, "idempotency_conflict")
+	// The refused request claimed nothing: its key creates an endpoint where the URL passes.
+	if r := a.do("POST", "/v1/webhook-endpoints", ada, body, "Idempotency-Key", "ep-2"); r.status != http.StatusCreated {
+		t.Errorf("the refused request's key, on the lenient API: got %s, want 201", r)
+	}
+	var list struct{ Data []endpointBody }
+	a.do("GET", "/v1/webhook-endpoints", ada, nil).json(t, &list)
+	if len(list.Data) != 2 {
+		t.Errorf("endpoints: got %d, want 2", len(list.Data))
 	}
 }

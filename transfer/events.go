@@ -165,4 +165,8 @@ type NewEndpoint struct {
 	Secret         []byte
 	IdempotencyKey string
 	Actor          Actor
+	// RefuseIfNew, when set, is what the request is answered if its IdempotencyKey names no
+	// endpoint yet: the reason the API would not create it now (its URL no longer passes the
+	// check). A retry of a request that created one is answered from it all the same.
+	RefuseIfNew error
 }
