@@ -89,6 +89,17 @@ func (s *Store) CreateAPIKey(ctx context.Context, k transfer.NewAPIKey) (transfe
 				return nil
 			}
 		}
+		// Checked here, after the key's claim, so that a retry after the expiry of the key its
+		// first request created is answered from that key, as it is before.
+		if k.ExpiresAt != nil {
+			var now time.Time
+			if err := tx.Raw(`SELECT clock_timestamp()`).Scan(&now).Error; err != nil {
+				return fmt.Errorf("ledger: clock: %w", err)
+			}
+			if !k.ExpiresAt.After(now) {
+				return &transfer.WindowError{Problems: []transfer.WindowProblem{{Field: "expires_at", Message: "must be in the future"}}}
+			}
+		}
 		var row apiKeyRow
 		err := tx.Raw(`INSERT INTO api_keys (id, user_id, name, prefix, key_hash, read_only, expires_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *`, k.ID, k.UserID, k.Name, k.Prefix, k.Hash, k.ReadOnly, k.ExpiresAt).

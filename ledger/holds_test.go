@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"io/fs"
 	"sync"
 	"testing"
@@ -656,9 +657,9 @@ func TestPendingTransfersIncludesOverdueScheduledOnes(t *testing.T) {
 }
 
 // TestCreateTransferChecksItsTimesWhenNew: the ledger refuses a new transfer whose scheduled_for or
-// hold_expires_at has passed (or is out of its window), in the transaction that would record it,
-// and records nothing of it; a repeat of a transfer created in time, by its id or its key, is
-// answered from the transfer after its time.
+// hold_expires_at has passed, in the transaction that would record it, and records nothing of it; a
+// repeat of a transfer created in time, by its id or its key, is answered from the transfer after
+// its time.
 func TestCreateTransferChecksItsTimesWhenNew(t *testing.T) {
 	ctx := context.Background()
 	s, db := newStoreDB(t)
@@ -666,32 +667,27 @@ func TestCreateTransferChecksItsTimesWhenNew(t *testing.T) {
 	a, b := newOwnedAccount(t, s, alice.ID, "USD"), newOwnedAccount(t, s, alice.ID, "USD")
 	fund(t, s, a, 1000)
 	past := time.Now().Add(-time.Second)
-	farAhead := time.Now().AddDate(1, 0, 1)
-	soonAfter := time.Now().Add(time.Hour)
-	tooLong := soonAfter.Add(transfer.MaxHoldFor + time.Hour)
-	before := countRows(t, db, "SELECT (SELECT count(*) FROM transfers) + (SELECT count(*) FROM idempotency_keys) + (SELECT count(*) FROM audit_log)")
+	counts := "SELECT (SELECT count(*) FROM transfers) + (SELECT count(*) FROM idempotency_keys) + (SELECT count(*) FROM audit_log) + (SELECT count(*) FROM events)"
+	before := countRows(t, db, counts)
 	for name, mod := range map[string]func(*transfer.Request){
-		"scheduled_for passed":      func(r *transfer.Request) { r.ScheduledFor = &past },
-		"scheduled_for over a year": func(r *transfer.Request) { r.ScheduledFor = &farAhead },
-		"hold_expires_at passed":    func(r *transfer.Request) { r.CaptureMethod, r.HoldExpiresAt = transfer.CaptureManual, &past },
-		"hold_expires_at past 30 days": func(r *transfer.Request) {
-			r.CaptureMethod, r.ScheduledFor, r.HoldExpiresAt = transfer.CaptureManual, &soonAfter, &tooLong
-		},
+		"scheduled_for passed":   func(r *transfer.Request) { r.ScheduledFor = &past },
+		"hold_expires_at passed": func(r *transfer.Request) { r.CaptureMethod, r.HoldExpiresAt = transfer.CaptureManual, &past },
 	} {
 		for _, key := range []string{"", "key-" + name} {
 			r := transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer, FromAccountID: a.ID, ToAccountID: b.ID, Amount: 1,
 				Currency: "USD", InitiatedBy: alice.ID, IdempotencyKey: key}
 			mod(&r)
-			if _, created, err := s.CreateTransfer(ctx, r); !transfer.IsCode(err, transfer.CodeInvalidInput) || created {
-				t.Errorf("%s (key %q): created %v, %v; want invalid_input", name, key, created, err)
+			var we *transfer.WindowError
+			if _, created, err := s.CreateTransfer(ctx, r); !errors.As(err, &we) || created {
+				t.Errorf("%s (key %q): created %v, %v; want a *transfer.WindowError", name, key, created, err)
 			}
 		}
 	}
-	if after := countRows(t, db, "SELECT (SELECT count(*) FROM transfers) + (SELECT count(*) FROM idempotency_keys) + (SELECT count(*) FROM audit_log)"); after != before {
-		t.Errorf("refused requests left %d rows of transfers, keys or audit", after-before)
+	if after := countRows(t, db, counts); after != before {
+		t.Errorf("refused requests left %d rows of transfers, keys, audit or events", after-before)
 	}
 
-	at := time.Now().Add(300 * time.Millisecond).UTC().Truncate(time.Microsecond)
+	at := time.Now().Add(3 * time.Second).UTC().Truncate(time.Microsecond)
 	byID := transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer, FromAccountID: a.ID, ToAccountID: b.ID, Amount: 2,
 		Currency: "USD", InitiatedBy: alice.ID, ScheduledFor: &at}
 	byKey := byID
@@ -711,6 +707,66 @@ func TestCreateTransferChecksItsTimesWhenNew(t *testing.T) {
 		if err != nil || created || tr.ID != first[i].ID {
 			t.Errorf("repeat after its time: %s created %v, %v; want the repeat of %s", tr.ID, created, err, first[i].ID)
 		}
+	}
+	mustAudit(t, s)
+}
+
+// TestRetryPastItsTimeWaitsForItsFirstAttempt: a first attempt checked its times in time, and its
+// commit stalls (a deferred trigger of the test's); the retry, past scheduled_for, waits for that
+// commit and is its repeat, not a refusal. By id; by key (the key's legacy id); and by key when
+// someone else holds the legacy id, so that the wait is on the key.
+func TestRetryPastItsTimeWaitsForItsFirstAttempt(t *testing.T) {
+	ctx := context.Background()
+	s, db := newStoreDB(t)
+	alice, bob := newUser(t, s), newUser(t, s)
+	a, b := newOwnedAccount(t, s, alice.ID, "USD"), newOwnedAccount(t, s, alice.ID, "USD")
+	bobs := newOwnedAccount(t, s, bob.ID, "USD")
+	fund(t, s, a, 1000)
+	fund(t, s, bobs, 1000)
+	for _, q := range []string{
+		`CREATE FUNCTION test_stall() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN IF NEW.description = 'stall' THEN PERFORM pg_sleep(2); END IF; RETURN NULL; END $$`,
+		`CREATE CONSTRAINT TRIGGER test_stall AFTER INSERT ON transfers DEFERRABLE INITIALLY DEFERRED
+		 FOR EACH ROW EXECUTE FUNCTION test_stall()`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	taken := "held-by-bob"
+	if _, _, err := s.CreateTransfer(ctx, transfer.Request{ID: transfer.LegacyKeyID(alice.ID, taken), Kind: transfer.KindTransfer,
+		FromAccountID: bobs.ID, ToAccountID: a.ID, Amount: 1, Currency: "USD", InitiatedBy: bob.ID}); err != nil {
+		t.Fatal(err)
+	}
+	for name, key := range map[string]string{"id": "", "key": "k-" + uuid.NewString(), "key, legacy id taken": taken} {
+		t.Run(name, func(t *testing.T) {
+			at := time.Now().Add(time.Second).UTC().Truncate(time.Microsecond)
+			r := transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer, FromAccountID: a.ID, ToAccountID: b.ID, Amount: 3,
+				Currency: "USD", Description: "stall", InitiatedBy: alice.ID, IdempotencyKey: key, ScheduledFor: &at}
+			type answer struct {
+				tr      transfer.Transfer
+				created bool
+				err     error
+			}
+			firstDone := make(chan answer, 1)
+			go func() {
+				tr, created, err := s.CreateTransfer(ctx, r)
+				firstDone <- answer{tr, created, err}
+			}()
+			time.Sleep(time.Until(at) + 100*time.Millisecond)
+			retry := r
+			if key != "" {
+				retry.ID = uuid.New()
+			}
+			tr, created, err := s.CreateTransfer(ctx, retry)
+			first := <-firstDone
+			if first.err != nil || !first.created {
+				t.Fatalf("first attempt: created %v, %v; want created (it stalled only at its commit)", first.created, first.err)
+			}
+			if err != nil || created || tr.ID != first.tr.ID {
+				t.Errorf("retry past its time: %s created %v, %v; want the repeat of %s", tr.ID, created, err, first.tr.ID)
+			}
+		})
 	}
 	mustAudit(t, s)
 }

@@ -108,7 +108,7 @@ func (s *Store) CreateTransfer(ctx context.Context, r transfer.Request) (t trans
 }
 
 // insertNewTransfer is insertTransfer for a request without a key. A request with times is inserted
-// in a transaction that checks them once the row is in (checkWindows): an insert racing a
+// in a transaction that checks them once the row is in (checkPassed): an insert racing a
 // concurrent one of the same id waits for that one's outcome before it is checked.
 func insertNewTransfer(db *gorm.DB, r transfer.Request, hash []byte) ([]transferRow, error) {
 	if r.ScheduledFor == nil && r.HoldExpiresAt == nil {
@@ -120,7 +120,7 @@ func insertNewTransfer(db *gorm.DB, r transfer.Request, hash []byte) ([]transfer
 		if rows, err = insertTransfer(tx, r, hash); err != nil || len(rows) == 0 {
 			return err
 		}
-		return checkWindows(r)
+		return checkPassed(tx, r)
 	})
 	if err != nil {
 		return nil, err
@@ -128,21 +128,24 @@ func insertNewTransfer(db *gorm.DB, r transfer.Request, hash []byte) ([]transfer
 	return rows, nil
 }
 
-// checkWindows refuses, with CodeInvalidInput, a new transfer whose times are outside their
-// windows now (transfer.Request's Windows). It runs in the transaction that records the transfer,
-// once the row and its key are in: a retry that raced its first attempt has then waited for that
-// attempt's outcome and is its repeat, so a request is refused only if it is new, whatever the
-// clock did between the API's check and this one.
-func checkWindows(r transfer.Request) error {
-	problems := r.Windows(time.Now())
-	if len(problems) == 0 {
+// checkPassed refuses, with a *transfer.WindowError, a new transfer whose scheduled_for or
+// hold_expires_at is not ahead of the database's clock read now (clock_timestamp, not the
+// transaction's start). It runs in the transaction that records the transfer, once the row and
+// its key are in: a retry that raced its first attempt has then waited for that attempt's outcome
+// and is its repeat, so a request is refused only if it is new, whatever the clocks of the API
+// processes that took the two said.
+func checkPassed(tx *gorm.DB, r transfer.Request) error {
+	if r.ScheduledFor == nil && r.HoldExpiresAt == nil {
 		return nil
 	}
-	msg := make([]string, len(problems))
-	for i, p := range problems {
-		msg[i] = p.Field + " " + p.Message
+	var now time.Time
+	if err := tx.Raw(`SELECT clock_timestamp()`).Scan(&now).Error; err != nil {
+		return fmt.Errorf("ledger: clock: %w", err)
 	}
-	return transfer.Errorf(transfer.CodeInvalidInput, "%s", strings.Join(msg, "; "))
+	if problems := r.Passed(now); len(problems) > 0 {
+		return &transfer.WindowError{Problems: problems}
+	}
+	return nil
 }
 
 // insertTransfer inserts the transfer's row unless its id exists, and returns it (none if it did).
@@ -266,7 +269,7 @@ func (s *Store) insertKeyedTransfer(db *gorm.DB, r transfer.Request, hash, keyHa
 		if len(mapped) == 0 {
 			return errKeyTaken
 		}
-		return checkWindows(r)
+		return checkPassed(tx, r)
 	})
 	if err != nil {
 		if isBusiness(err) || errors.Is(err, errIDTaken) || errors.Is(err, errKeyTaken) {
@@ -491,5 +494,6 @@ func (s *Store) InFlightTransfers(ctx context.Context, updatedBefore time.Time, 
 // isBusiness reports whether err is a *transfer.Error, which crosses this package's boundary as is.
 func isBusiness(err error) bool {
 	var te *transfer.Error
-	return errors.As(err, &te)
+	var we *transfer.WindowError
+	return errors.As(err, &te) || errors.As(err, &we)
 }

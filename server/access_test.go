@@ -163,9 +163,11 @@ func TestAPIKeys(t *testing.T) {
 	t.Run("expiry", func(t *testing.T) {
 		// Five seconds leave a loaded machine time for the key's creation and the call before it.
 		expiry := time.Now().Add(5 * time.Second)
-		soon := a.apiKey(alice, map[string]any{"name": "short", "expires_at": expiry.UTC().Format(time.RFC3339Nano)})
-		if soon.ExpiresAt == nil {
-			t.Fatalf("expires_at: got none")
+		shortBody := map[string]any{"name": "short", "expires_at": expiry.UTC().Format(time.RFC3339Nano)}
+		r := a.do("POST", "/v1/api-keys", alice, shortBody, "Idempotency-Key", "short-lived")
+		var soon keyBody
+		if r.json(t, &soon); r.status != http.StatusCreated || soon.ExpiresAt == nil || soon.Key == nil {
+			t.Fatalf("a key with an expiry: got %s, want 201 with expires_at and the key", r)
 		}
 		if r := a.do("GET", "/v1/me", *soon.Key, nil); r.status != http.StatusOK {
 			t.Fatalf("before its expiry: got %s, want 200", r)
@@ -174,6 +176,16 @@ func TestAPIKeys(t *testing.T) {
 		p := a.do("GET", "/v1/me", *soon.Key, nil).problem(t, http.StatusUnauthorized, "unauthorized")
 		if !strings.Contains(p.Detail, "expired") {
 			t.Errorf("after its expiry: detail %q, want it to say expired", p.Detail)
+		}
+		// A retry of its creation, past its expiry, is answered from it; a new request is refused.
+		again := a.do("POST", "/v1/api-keys", alice, shortBody, "Idempotency-Key", "short-lived")
+		var replayed keyBody
+		if again.json(t, &replayed); again.status != http.StatusOK || replayed.ID != soon.ID || replayed.Key != nil {
+			t.Errorf("retry past the expiry: got %s, want 200 with key %s and without its text", again, soon.ID)
+		}
+		p = a.do("POST", "/v1/api-keys", alice, shortBody, "Idempotency-Key", "short-lived-2").problem(t, http.StatusBadRequest, "invalid_request")
+		if len(p.Errors) != 1 || p.Errors[0].Field != "expires_at" {
+			t.Errorf("a new key past its expiry: errors %+v, want expires_at's", p.Errors)
 		}
 	})
 

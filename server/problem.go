@@ -137,6 +137,15 @@ func abortWithError(c *gin.Context, err error) {
 		abortWithProblem(c, codeInvalidRequest, "the request has invalid fields", fe...)
 		return
 	}
+	// The ledger's own check of a new transfer's (or key's) times, by its clock.
+	var we *transfer.WindowError
+	if errors.As(err, &we) {
+		for _, p := range we.Problems {
+			fe.add(p.Field, p.Message)
+		}
+		abortWithProblem(c, codeInvalidRequest, "the request has invalid fields", fe...)
+		return
+	}
 	var te *transfer.Error
 	if errors.As(err, &te) {
 		if _, known := problems[te.Code]; known && te.Code != transfer.CodeInternal {

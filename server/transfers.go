@@ -96,7 +96,7 @@ func parseOptionalTime(fe *fieldErrors, field, raw string) *time.Time {
 }
 
 // checkWindows checks the rules of a transfer's times that depend on the clock (transfer.Request's
-// Windows).
+// Windows); the ledger checks again that the times have not passed when it records a new transfer.
 func checkWindows(r transfer.Request, now time.Time) error {
 	var fe fieldErrors
 	for _, p := range r.Windows(now) {
@@ -243,8 +243,13 @@ func (s *Server) submit(c *gin.Context, r transfer.Request) {
 		return
 	}
 	ctx := c.Request.Context()
-	windowErr := checkWindows(r, time.Now())
-	if windowErr != nil && r.ID == uuid.Nil && r.IdempotencyKey == "" {
+	now := time.Now()
+	windowErr := checkWindows(r, now)
+	named := r.ID != uuid.Nil || r.IdempotencyKey != ""
+	// The upper bounds only loosen with time, so a retry of an accepted request never fails them:
+	// only a time that has passed may be a retry's.
+	onlyPassed := len(r.Windows(now)) == len(r.Passed(now))
+	if windowErr != nil && (!named || !onlyPassed) {
 		abortWithError(c, windowErr)
 		return
 	}
@@ -256,7 +261,8 @@ func (s *Server) submit(c *gin.Context, r transfer.Request) {
 	t, created, err := s.transfers.Submit(ctx, r)
 	releaseSubmit(c)
 	var business *transfer.Error
-	if windowErr != nil && errors.As(err, &business) && business.Code != transfer.CodeIdempotencyConflict {
+	var late *transfer.WindowError
+	if windowErr != nil && (errors.As(err, &late) || errors.As(err, &business) && business.Code != transfer.CodeIdempotencyConflict) {
 		err = windowErr
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -78,31 +79,49 @@ const (
 // field, and what is wrong with it.
 type WindowProblem struct{ Field, Message string }
 
+// WindowError refuses a request for times outside their windows.
+type WindowError struct{ Problems []WindowProblem }
+
+func (e *WindowError) Error() string {
+	msg := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msg[i] = p.Field + " " + p.Message
+	}
+	return "invalid_input: " + strings.Join(msg, "; ")
+}
+
 // Windows returns what is wrong with the request's times at now: scheduled_for must be ahead, and
 // at most a year ahead; hold_expires_at ahead, and at most MaxHoldFor after the hold is placed
-// (scheduled_for, or now). The API checks them when a request arrives, and the ledger again in the
-// transaction that records a new transfer: a retry that races its first attempt across
-// scheduled_for is then answered as that attempt is, whichever the ledger saw first.
+// (scheduled_for, or now). The API checks them when a request arrives.
 func (r Request) Windows(now time.Time) []WindowProblem {
-	var out []WindowProblem
-	add := func(field, msg string) { out = append(out, WindowProblem{field, msg}) }
-	if r.ScheduledFor != nil && !r.ScheduledFor.After(now) {
-		add("scheduled_for", "must be in the future")
-	}
+	out := r.Passed(now)
 	if r.ScheduledFor != nil && r.ScheduledFor.After(now.AddDate(1, 0, 0)) {
-		add("scheduled_for", "must be at most a year ahead")
+		out = append(out, WindowProblem{"scheduled_for", "must be at most a year ahead"})
 	}
-	if r.HoldExpiresAt != nil {
+	if r.HoldExpiresAt != nil && r.HoldExpiresAt.After(now) {
 		placed := now
 		if r.ScheduledFor != nil {
 			placed = *r.ScheduledFor
 		}
-		switch {
-		case !r.HoldExpiresAt.After(now):
-			add("hold_expires_at", "must be in the future")
-		case r.HoldExpiresAt.After(placed.Add(MaxHoldFor)):
-			add("hold_expires_at", "must be at most 30 days after the hold is placed (scheduled_for, or now)")
+		if r.HoldExpiresAt.After(placed.Add(MaxHoldFor)) {
+			out = append(out, WindowProblem{"hold_expires_at", "must be at most 30 days after the hold is placed (scheduled_for, or now)"})
 		}
+	}
+	return out
+}
+
+// Passed returns the request's times that are not ahead of now: scheduled_for and hold_expires_at
+// must be in the future. The ledger checks these again, by the database's clock, in the
+// transaction that records a new transfer: a retry that races its first attempt across
+// scheduled_for is then answered as that attempt is. (The upper bounds only loosen with time, so
+// the API's check of them holds.)
+func (r Request) Passed(now time.Time) []WindowProblem {
+	var out []WindowProblem
+	if r.ScheduledFor != nil && !r.ScheduledFor.After(now) {
+		out = append(out, WindowProblem{"scheduled_for", "must be in the future"})
+	}
+	if r.HoldExpiresAt != nil && !r.HoldExpiresAt.After(now) {
+		out = append(out, WindowProblem{"hold_expires_at", "must be in the future"})
 	}
 	return out
 }
