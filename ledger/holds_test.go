@@ -712,9 +712,10 @@ func TestCreateTransferChecksItsTimesWhenNew(t *testing.T) {
 }
 
 // TestRetryPastItsTimeWaitsForItsFirstAttempt: a first attempt checked its times in time, and its
-// commit stalls (a deferred trigger of the test's); the retry, past scheduled_for, waits for that
-// commit and is its repeat, not a refusal. By id; by key (the key's legacy id); and by key when
-// someone else holds the legacy id, so that the wait is on the key.
+// commit is held (a deferred trigger of the test's waits on an advisory lock the test holds); the
+// retry, past scheduled_for, waits for that commit and is its repeat, not a refusal. By id; by key
+// (the key's legacy id); and by key when someone else holds the legacy id, so that the wait is on
+// the key.
 func TestRetryPastItsTimeWaitsForItsFirstAttempt(t *testing.T) {
 	ctx := context.Background()
 	s, db := newStoreDB(t)
@@ -724,10 +725,10 @@ func TestRetryPastItsTimeWaitsForItsFirstAttempt(t *testing.T) {
 	fund(t, s, a, 1000)
 	fund(t, s, bobs, 1000)
 	for _, q := range []string{
-		`CREATE FUNCTION test_stall() RETURNS trigger LANGUAGE plpgsql AS $$
-		 BEGIN IF NEW.description = 'stall' THEN PERFORM pg_sleep(2); END IF; RETURN NULL; END $$`,
-		`CREATE CONSTRAINT TRIGGER test_stall AFTER INSERT ON transfers DEFERRABLE INITIALLY DEFERRED
-		 FOR EACH ROW EXECUTE FUNCTION test_stall()`,
+		`CREATE FUNCTION test_hold_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN IF NEW.description = 'held' THEN PERFORM pg_advisory_xact_lock_shared(4242); END IF; RETURN NULL; END $$`,
+		`CREATE CONSTRAINT TRIGGER test_hold_commit AFTER INSERT ON transfers DEFERRABLE INITIALLY DEFERRED
+		 FOR EACH ROW EXECUTE FUNCTION test_hold_commit()`,
 	} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
@@ -738,33 +739,67 @@ func TestRetryPastItsTimeWaitsForItsFirstAttempt(t *testing.T) {
 		FromAccountID: bobs.ID, ToAccountID: a.ID, Amount: 1, Currency: "USD", InitiatedBy: bob.ID}); err != nil {
 		t.Fatal(err)
 	}
+	awaitWaiting := func(t *testing.T, n int64, what string) {
+		t.Helper()
+		waiting := func() int64 { return countRows(t, db, "SELECT count(*) FROM pg_locks WHERE NOT granted") }
+		for deadline := time.Now().Add(30 * time.Second); waiting() < n; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never waited", what)
+			}
+		}
+	}
 	for name, key := range map[string]string{"id": "", "key": "k-" + uuid.NewString(), "key, legacy id taken": taken} {
 		t.Run(name, func(t *testing.T) {
-			at := time.Now().Add(time.Second).UTC().Truncate(time.Microsecond)
+			gate, err := db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer gate.Close()
+			if _, err := gate.ExecContext(ctx, "SELECT pg_advisory_lock(4242)"); err != nil {
+				t.Fatal(err)
+			}
+			released := false
+			release := func() {
+				if !released {
+					released = true
+					if _, err := gate.ExecContext(ctx, "SELECT pg_advisory_unlock(4242)"); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+			defer release()
+			at := time.Now().Add(3 * time.Second).UTC().Truncate(time.Microsecond)
 			r := transfer.Request{ID: uuid.New(), Kind: transfer.KindTransfer, FromAccountID: a.ID, ToAccountID: b.ID, Amount: 3,
-				Currency: "USD", Description: "stall", InitiatedBy: alice.ID, IdempotencyKey: key, ScheduledFor: &at}
+				Currency: "USD", Description: "held", InitiatedBy: alice.ID, IdempotencyKey: key, ScheduledFor: &at}
 			type answer struct {
 				tr      transfer.Transfer
 				created bool
 				err     error
 			}
-			firstDone := make(chan answer, 1)
-			go func() {
-				tr, created, err := s.CreateTransfer(ctx, r)
-				firstDone <- answer{tr, created, err}
-			}()
+			run := func(r transfer.Request) chan answer {
+				done := make(chan answer, 1)
+				go func() {
+					tr, created, err := s.CreateTransfer(ctx, r)
+					done <- answer{tr, created, err}
+				}()
+				return done
+			}
+			firstDone := run(r)
+			awaitWaiting(t, 1, "the first attempt's commit")
 			time.Sleep(time.Until(at) + 100*time.Millisecond)
 			retry := r
 			if key != "" {
-				retry.ID = uuid.New()
+				retry.ID = uuid.New() // the service gives every request a new id
 			}
-			tr, created, err := s.CreateTransfer(ctx, retry)
-			first := <-firstDone
+			retryDone := run(retry)
+			awaitWaiting(t, 2, "the retry")
+			release()
+			first, second := <-firstDone, <-retryDone
 			if first.err != nil || !first.created {
-				t.Fatalf("first attempt: created %v, %v; want created (it stalled only at its commit)", first.created, first.err)
+				t.Fatalf("first attempt: created %v, %v; want created (it was held only at its commit)", first.created, first.err)
 			}
-			if err != nil || created || tr.ID != first.tr.ID {
-				t.Errorf("retry past its time: %s created %v, %v; want the repeat of %s", tr.ID, created, err, first.tr.ID)
+			if second.err != nil || second.created || second.tr.ID != first.tr.ID {
+				t.Errorf("retry past its time: %s created %v, %v; want the repeat of %s", second.tr.ID, second.created, second.err, first.tr.ID)
 			}
 		})
 	}

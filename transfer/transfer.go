@@ -94,24 +94,31 @@ func (e *WindowError) Error() string {
 // at most a year ahead; hold_expires_at ahead, and at most MaxHoldFor after the hold is placed
 // (scheduled_for, or now). The API checks them when a request arrives.
 func (r Request) Windows(now time.Time) []WindowProblem {
-	out := r.Passed(now)
-	if r.ScheduledFor != nil && r.ScheduledFor.After(now.AddDate(1, 0, 0)) {
-		out = append(out, WindowProblem{"scheduled_for", "must be at most a year ahead"})
+	var out []WindowProblem
+	add := func(field, msg string) { out = append(out, WindowProblem{field, msg}) }
+	if r.ScheduledFor != nil && !r.ScheduledFor.After(now) {
+		add("scheduled_for", "must be in the future")
 	}
-	if r.HoldExpiresAt != nil && r.HoldExpiresAt.After(now) {
+	if r.ScheduledFor != nil && r.ScheduledFor.After(now.AddDate(1, 0, 0)) {
+		add("scheduled_for", "must be at most a year ahead")
+	}
+	if r.HoldExpiresAt != nil {
 		placed := now
 		if r.ScheduledFor != nil {
 			placed = *r.ScheduledFor
 		}
-		if r.HoldExpiresAt.After(placed.Add(MaxHoldFor)) {
-			out = append(out, WindowProblem{"hold_expires_at", "must be at most 30 days after the hold is placed (scheduled_for, or now)"})
+		switch {
+		case !r.HoldExpiresAt.After(now):
+			add("hold_expires_at", "must be in the future")
+		case r.HoldExpiresAt.After(placed.Add(MaxHoldFor)):
+			add("hold_expires_at", "must be at most 30 days after the hold is placed (scheduled_for, or now)")
 		}
 	}
 	return out
 }
 
-// Passed returns the request's times that are not ahead of now: scheduled_for and hold_expires_at
-// must be in the future. The ledger checks these again, by the database's clock, in the
+// Passed returns the problems of Windows that are times not ahead of now: scheduled_for and
+// hold_expires_at must be in the future. The ledger checks these again, by the database's clock, in the
 // transaction that records a new transfer: a retry that races its first attempt across
 // scheduled_for is then answered as that attempt is. (The upper bounds only loosen with time, so
 // the API's check of them holds.)
