@@ -235,13 +235,15 @@ func TestWebhookDeliveries(t *testing.T) {
 	}
 
 	// The delivery log has each event's three attempts at the admin's endpoint: 500, timeout, 2xx.
-	var log []struct {
-		EventID        string  `json:"event_id"`
-		Attempt        int     `json:"attempt"`
-		ResponseStatus *int    `json:"response_status"`
-		Error          *string `json:"error"`
-		NextRetryAt    *string `json:"next_retry_at"`
+	type logLine struct {
+		EventID        string    `json:"event_id"`
+		Attempt        int       `json:"attempt"`
+		ResponseStatus *int      `json:"response_status"`
+		Error          *string   `json:"error"`
+		NextRetryAt    *string   `json:"next_retry_at"`
+		AttemptedAt    time.Time `json:"attempted_at"`
 	}
+	var log []logLine
 	cursor := ""
 	for {
 		r := a.do("GET", "/v1/webhook-endpoints/"+adminEndpoint.ID+"/deliveries?limit=100"+cursor, a.admin, nil)
@@ -250,13 +252,7 @@ func TestWebhookDeliveries(t *testing.T) {
 			NextCursor *string         `json:"next_cursor"`
 		}
 		r.json(t, &page)
-		var items []struct {
-			EventID        string  `json:"event_id"`
-			Attempt        int     `json:"attempt"`
-			ResponseStatus *int    `json:"response_status"`
-			Error          *string `json:"error"`
-			NextRetryAt    *string `json:"next_retry_at"`
-		}
+		var items []logLine
 		_ = json.Unmarshal(page.Data, &items)
 		log = append(log, items...)
 		if page.NextCursor == nil {
@@ -279,6 +275,30 @@ func TestWebhookDeliveries(t *testing.T) {
 	}
 	if n := len(wantAll); byOutcome["500"] != n || byOutcome["timeout"] != n || byOutcome["204"] != n {
 		t.Errorf("the admin endpoint's log: %v, want %d of each", byOutcome, n)
+	}
+	// The wait after an attempt counts from its end: the timeout (1 s) is followed by the second
+	// wait (400 ms), which the log names, not by the third attempt at once.
+	timedOut, third := map[string]logLine{}, map[string]logLine{}
+	for _, l := range log {
+		switch l.Attempt {
+		case 2:
+			timedOut[l.EventID] = l
+		case 3:
+			third[l.EventID] = l
+		}
+	}
+	secondWait := 2 * testWebhookPolicy.FirstBackoff
+	for id, l := range timedOut {
+		if l.NextRetryAt == nil {
+			continue
+		}
+		next, _ := time.Parse(time.RFC3339Nano, *l.NextRetryAt)
+		if next.Before(l.AttemptedAt.Add(secondWait - 100*time.Millisecond)) {
+			t.Errorf("event %s: the timed-out attempt recorded at %v names its retry at %v, want %v after it", id, l.AttemptedAt, next, secondWait)
+		}
+		if n, ok := third[id]; ok && n.AttemptedAt.Sub(l.AttemptedAt) < secondWait-100*time.Millisecond {
+			t.Errorf("event %s: the attempt after the timeout came %v after it, want at least %v", id, n.AttemptedAt.Sub(l.AttemptedAt), secondWait)
+		}
 	}
 	if r := a.do("GET", "/v1/webhook-endpoints/"+adminEndpoint.ID+"/deliveries", bob, nil); r.status != http.StatusNotFound {
 		t.Errorf("bob reading the admin's delivery log: got %s, want 404", r)

@@ -86,14 +86,36 @@ type DeliveryResult struct {
 	Reason string
 }
 
-// AttemptInput is one attempt of a delivery. NextRetryAt is when the next attempt will come if this
-// one fails, nil for the last: the attempt records it in the delivery log, and ends the delivery
-// failed when there is none.
+// AttemptInput is one attempt of a delivery. NextRetryAt is when the next attempt comes at the
+// earliest if this one fails, nil for the last: the attempt ends the delivery failed when there is
+// none. Wait, when set, is the backoff to count from the attempt's end (capped at GiveUpAt): the
+// attempt records the later of the two in the delivery log and answers it, so that an attempt that
+// ran out its timeout is followed by the whole wait, not at once. (Runs scheduled by an earlier
+// release set neither, and sleep until NextRetryAt.)
 type AttemptInput struct {
 	DeliveryID   uuid.UUID
 	Attempt      int
 	NextRetryAt  *time.Time
 	DisableAfter time.Duration
+	Wait         time.Duration `json:",omitempty"`
+	GiveUpAt     time.Time     `json:",omitzero"`
+}
+
+// nextRetry is when the attempt that ended at end is tried again: Wait after end, but not past
+// GiveUpAt, and not before NextRetryAt.
+func (in AttemptInput) nextRetry(end time.Time) time.Time {
+	next := *in.NextRetryAt
+	if in.Wait <= 0 {
+		return next
+	}
+	after := end.Add(in.Wait)
+	if !in.GiveUpAt.IsZero() && after.After(in.GiveUpAt) {
+		after = in.GiveUpAt
+	}
+	if after.After(next) {
+		return after
+	}
+	return next
 }
 
 // AttemptResult is one attempt's outcome.
@@ -103,6 +125,9 @@ type AttemptResult struct {
 	// see the event.
 	Stop   bool
 	Reason string
+	// NextRetryAt is when to try again after a failed attempt that is not the last (nil from an
+	// attempt of an earlier release: then AttemptInput's).
+	NextRetryAt *time.Time `json:",omitempty"`
 }
 
 // DeliveryWorkflow sends one event to one endpoint until a 2xx answer, trying again after growing
@@ -135,7 +160,7 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (DeliveryResult, e
 		}
 		try := AttemptInput{DeliveryID: in.DeliveryID, Attempt: attempt, DisableAfter: p.DisableAfter}
 		if now.Before(deadline) {
-			try.NextRetryAt = &next
+			try.NextRetryAt, try.Wait, try.GiveUpAt = &next, wait, deadline
 		}
 		var out AttemptResult
 		if err := workflow.ExecuteActivity(ctx, a.Attempt, try).Get(ctx, &out); err != nil {
@@ -149,7 +174,11 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (DeliveryResult, e
 		case try.NextRetryAt == nil:
 			return DeliveryResult{Attempts: attempt, Reason: "no 2xx answer within " + p.GiveUpAfter.String()}, nil
 		}
-		if err := workflow.Sleep(ctx, try.NextRetryAt.Sub(workflow.Now(ctx))); err != nil {
+		retryAt := *try.NextRetryAt
+		if out.NextRetryAt != nil {
+			retryAt = *out.NextRetryAt
+		}
+		if err := workflow.Sleep(ctx, retryAt.Sub(workflow.Now(ctx))); err != nil {
 			return DeliveryResult{}, err
 		}
 		wait = min(wait*2, p.MaxBackoff)
@@ -242,9 +271,12 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 		rec.Error = fmt.Sprintf("answered %d", res.Status)
 		outcome = "non_2xx"
 	}
-	if !delivered {
-		rec.NextRetryAt = in.NextRetryAt
+	var next *time.Time
+	if !delivered && in.NextRetryAt != nil {
+		at := in.nextRetry(now())
+		next = &at
 	}
+	rec.NextRetryAt = next
 	disabled, err := a.Store.RecordAttempt(ctx, rec, delivered, in.DisableAfter)
 	if err != nil {
 		return AttemptResult{}, err
@@ -266,5 +298,5 @@ func (a *Activities) Attempt(ctx context.Context, in AttemptInput) (AttemptResul
 	if disabled {
 		return AttemptResult{Stop: true, Reason: "the endpoint was disabled: no 2xx answer for " + in.DisableAfter.String()}, nil
 	}
-	return AttemptResult{Delivered: delivered}, nil
+	return AttemptResult{Delivered: delivered, NextRetryAt: next}, nil
 }

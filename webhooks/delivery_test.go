@@ -131,3 +131,51 @@ func TestDeliveryWorkflowGoesOn(t *testing.T) {
 		})
 	}
 }
+
+// TestDeliveryWorkflowWaitsFromTheAttemptsEnd: each attempt is told its wait and the give-up time,
+// and the workflow sleeps until the retry time the attempt answers (its end plus the wait), not
+// the earliest one it was told; an attempt that answers none (an earlier release's) is retried at
+// that earliest time.
+func TestDeliveryWorkflowWaitsFromTheAttemptsEnd(t *testing.T) {
+	policy := webhooks.Policy{AttemptTimeout: time.Second, FirstBackoff: 10 * time.Second, MaxBackoff: time.Minute,
+		GiveUpAfter: 5 * time.Minute, DisableAfter: time.Hour}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	var a *webhooks.Activities
+	env.RegisterActivity(a)
+	var inputs []webhooks.AttemptInput
+	var times []time.Time
+	env.OnActivity(a.Attempt, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in webhooks.AttemptInput) (webhooks.AttemptResult, error) {
+			inputs = append(inputs, in)
+			times = append(times, env.Now())
+			switch in.Attempt {
+			case 1: // an attempt that took 7 s answers its retry 7 s later than the earliest
+				later := in.NextRetryAt.Add(7 * time.Second)
+				return webhooks.AttemptResult{NextRetryAt: &later}, nil
+			case 2: // an earlier release's attempt answers none
+				return webhooks.AttemptResult{}, nil
+			}
+			return webhooks.AttemptResult{Delivered: true}, nil
+		})
+	start := env.Now()
+	env.ExecuteWorkflow(webhooks.DeliveryWorkflow, webhooks.DeliveryInput{DeliveryID: uuid.New(), Policy: policy})
+	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
+		t.Fatalf("workflow: completed %v, %v", env.IsWorkflowCompleted(), env.GetWorkflowError())
+	}
+	if len(times) != 3 {
+		t.Fatalf("%d attempts, want 3", len(times))
+	}
+	if gap := times[1].Sub(times[0]); gap < 17*time.Second || gap > 18*time.Second {
+		t.Errorf("wait after the first attempt: %v, want the 7 s it answered past its 10 s", gap)
+	}
+	if gap := times[2].Sub(times[1]); gap < 20*time.Second || gap > 21*time.Second {
+		t.Errorf("wait after the second attempt: %v, want its earliest retry, 20 s", gap)
+	}
+	for i, in := range inputs {
+		want := min(10*time.Second<<i, time.Minute)
+		if in.Wait != want || !in.GiveUpAt.Equal(start.Add(policy.GiveUpAfter)) {
+			t.Errorf("attempt %d: wait %v, give up at %v; want %v and %v", i+1, in.Wait, in.GiveUpAt, want, start.Add(policy.GiveUpAfter))
+		}
+	}
+}
