@@ -126,10 +126,10 @@ func TestRecordWebhookHistories(t *testing.T) {
 		"retried": {policy: policy(2*time.Second, 4*time.Second, time.Minute, time.Hour), script: []string{"500", "hang", "204"},
 			wantDelivered: true, wantAttempts: 3, wantTimers: 2},
 		// An attempt that outlasts the wait after it (as a timeout does under DefaultPolicy, whose
-		// wait equals the attempt's timeout): the next attempt is due already, so no timer is
-		// started between the two.
+		// wait equals the attempt's timeout): the wait counts from the attempt's end, so a timer
+		// still comes between the two (before, the next attempt came at once, with none).
 		"retried_overrun": {policy: policy(200*time.Millisecond, time.Second, time.Minute, time.Hour), script: []string{"hang", "204"},
-			wantDelivered: true, wantAttempts: 2, wantTimers: 0},
+			wantDelivered: true, wantAttempts: 2, wantTimers: 1},
 		// Never a 2xx: attempts 0.5 s, then 1 s apart (later by the dev server's timer latency),
 		// until the 3 s deadline; the last one, told there is no next, ends the delivery failed.
 		"failed": {policy: policy(500*time.Millisecond, time.Second, 3*time.Second, time.Hour), script: []string{"500"},

@@ -176,13 +176,29 @@ func DeliveryWorkflow(ctx workflow.Context, in DeliveryInput) (DeliveryResult, e
 		}
 		retryAt := *try.NextRetryAt
 		if out.NextRetryAt != nil {
-			retryAt = *out.NextRetryAt
+			// The attempt's answer, by its host's clock, bounded by this workflow's own: a host
+			// clock running ahead must not push the retry out (up to the give-up time).
+			retryAt = later(retryAt, earlier(*out.NextRetryAt, workflow.Now(ctx).Add(wait)))
 		}
 		if err := workflow.Sleep(ctx, retryAt.Sub(workflow.Now(ctx))); err != nil {
 			return DeliveryResult{}, err
 		}
 		wait = min(wait*2, p.MaxBackoff)
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // Store is what the delivery activities need of the ledger.

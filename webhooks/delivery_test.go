@@ -135,7 +135,8 @@ func TestDeliveryWorkflowGoesOn(t *testing.T) {
 // TestDeliveryWorkflowWaitsFromTheAttemptsEnd: each attempt is told its wait and the give-up time,
 // and the workflow sleeps until the retry time the attempt answers (its end plus the wait), not
 // the earliest one it was told; an attempt that answers none (an earlier release's) is retried at
-// that earliest time.
+// that earliest time; an answer further than the wait by the workflow's clock (a host clock ahead)
+// is cut to it.
 func TestDeliveryWorkflowWaitsFromTheAttemptsEnd(t *testing.T) {
 	policy := webhooks.Policy{AttemptTimeout: time.Second, FirstBackoff: 10 * time.Second, MaxBackoff: time.Minute,
 		GiveUpAfter: 5 * time.Minute, DisableAfter: time.Hour}
@@ -145,17 +146,36 @@ func TestDeliveryWorkflowWaitsFromTheAttemptsEnd(t *testing.T) {
 	env.RegisterActivity(a)
 	var inputs []webhooks.AttemptInput
 	var times []time.Time
-	env.OnActivity(a.Attempt, mock.Anything, mock.Anything).Return(
+	record := func(in webhooks.AttemptInput) {
+		inputs = append(inputs, in)
+		times = append(times, env.Now())
+	}
+	attempt := func(n int) any {
+		return mock.MatchedBy(func(in webhooks.AttemptInput) bool { return in.Attempt == n })
+	}
+	// The first attempt takes 7 s (on the workflow's clock), and answers its retry 10 s after its end.
+	env.OnActivity(a.Attempt, mock.Anything, attempt(1)).Return(
 		func(_ context.Context, in webhooks.AttemptInput) (webhooks.AttemptResult, error) {
-			inputs = append(inputs, in)
-			times = append(times, env.Now())
-			switch in.Attempt {
-			case 1: // an attempt that took 7 s answers its retry 7 s later than the earliest
-				later := in.NextRetryAt.Add(7 * time.Second)
-				return webhooks.AttemptResult{NextRetryAt: &later}, nil
-			case 2: // an earlier release's attempt answers none
-				return webhooks.AttemptResult{}, nil
-			}
+			record(in)
+			later := in.NextRetryAt.Add(7 * time.Second)
+			return webhooks.AttemptResult{NextRetryAt: &later}, nil
+		}).After(7 * time.Second)
+	// An earlier release's attempt answers none.
+	env.OnActivity(a.Attempt, mock.Anything, attempt(2)).Return(
+		func(_ context.Context, in webhooks.AttemptInput) (webhooks.AttemptResult, error) {
+			record(in)
+			return webhooks.AttemptResult{}, nil
+		})
+	// A host whose clock runs an hour ahead.
+	env.OnActivity(a.Attempt, mock.Anything, attempt(3)).Return(
+		func(_ context.Context, in webhooks.AttemptInput) (webhooks.AttemptResult, error) {
+			record(in)
+			ahead := in.NextRetryAt.Add(time.Hour)
+			return webhooks.AttemptResult{NextRetryAt: &ahead}, nil
+		})
+	env.OnActivity(a.Attempt, mock.Anything, attempt(4)).Return(
+		func(_ context.Context, in webhooks.AttemptInput) (webhooks.AttemptResult, error) {
+			record(in)
 			return webhooks.AttemptResult{Delivered: true}, nil
 		})
 	start := env.Now()
@@ -163,14 +183,18 @@ func TestDeliveryWorkflowWaitsFromTheAttemptsEnd(t *testing.T) {
 	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
 		t.Fatalf("workflow: completed %v, %v", env.IsWorkflowCompleted(), env.GetWorkflowError())
 	}
-	if len(times) != 3 {
-		t.Fatalf("%d attempts, want 3", len(times))
+	if len(times) != 4 {
+		t.Fatalf("%d attempts, want 4", len(times))
 	}
-	if gap := times[1].Sub(times[0]); gap < 17*time.Second || gap > 18*time.Second {
-		t.Errorf("wait after the first attempt: %v, want the 7 s it answered past its 10 s", gap)
+	// The mock runs the first attempt's function when its 7 s have passed.
+	if gap := times[1].Sub(start); gap < 17*time.Second || gap > 18*time.Second {
+		t.Errorf("from the first attempt's start to the second's: %v, want its 7 s and the 10 s wait after them", gap)
 	}
 	if gap := times[2].Sub(times[1]); gap < 20*time.Second || gap > 21*time.Second {
 		t.Errorf("wait after the second attempt: %v, want its earliest retry, 20 s", gap)
+	}
+	if gap := times[3].Sub(times[2]); gap < 40*time.Second || gap > 41*time.Second {
+		t.Errorf("wait after the third attempt: %v, want its 40 s by the workflow's clock, not the hour its host's clock added", gap)
 	}
 	for i, in := range inputs {
 		want := min(10*time.Second<<i, time.Minute)

@@ -22,14 +22,17 @@ func TestReplayDeliveryHistories(t *testing.T) {
 		t.Fatal(err)
 	}
 	// delivered: a 2xx at once. retried: a 500, a timeout, a 2xx, each retry after a timer.
-	// retried_overrun: an attempt that outlasted the wait after it, so the next came at once, with
-	// no timer. failed: no 2xx until the give-up deadline, the last attempt at the deadline.
+	// retried_overrun: an attempt that outlasted the wait after it (v1: the next came at once, with
+	// no timer; now the wait follows it). failed: no 2xx until the give-up deadline, the last attempt at the deadline.
 	// skipped: the endpoint deleted between attempts, the second attempt ending the delivery
 	// unsent. endpoint_disabled: the attempt that disabled the endpoint ended the delivery before
 	// its deadline.
+	// v1_: recorded before a retry's wait counted from the end of the attempt before it (the
+	// attempts then answered no retry time).
 	want := map[string]bool{}
 	for _, path := range []string{"delivered", "retried", "retried_overrun", "failed", "skipped", "endpoint_disabled"} {
 		want["history_delivery_"+path+".json"] = false
+		want["history_delivery_v1_"+path+".json"] = false
 	}
 	for _, f := range files {
 		want[filepath.Base(f)] = true
