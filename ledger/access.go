@@ -92,9 +92,9 @@ func (s *Store) CreateAPIKey(ctx context.Context, k transfer.NewAPIKey) (transfe
 		// Checked here, after the key's claim, so that a retry after the expiry of the key its
 		// first request created is answered from that key, as it is before.
 		if k.ExpiresAt != nil {
-			var now time.Time
-			if err := tx.Raw(`SELECT clock_timestamp()`).Scan(&now).Error; err != nil {
-				return fmt.Errorf("ledger: clock: %w", err)
+			now, err := clockNow(tx)
+			if err != nil {
+				return err
 			}
 			if !k.ExpiresAt.After(now) {
 				return &transfer.WindowError{Problems: []transfer.WindowProblem{{Field: "expires_at", Message: "must be in the future"}}}

@@ -138,14 +138,24 @@ func checkPassed(tx *gorm.DB, r transfer.Request) error {
 	if r.ScheduledFor == nil && r.HoldExpiresAt == nil {
 		return nil
 	}
-	var now time.Time
-	if err := tx.Raw(`SELECT clock_timestamp()`).Scan(&now).Error; err != nil {
-		return fmt.Errorf("ledger: clock: %w", err)
+	now, err := clockNow(tx)
+	if err != nil {
+		return err
 	}
 	if problems := r.Passed(now); len(problems) > 0 {
 		return &transfer.WindowError{Problems: problems}
 	}
 	return nil
+}
+
+// clockNow reads the database's clock as it is now, not at the transaction's start (clock_timestamp,
+// not now()): a statement that waited on a lock sees the time after the wait.
+func clockNow(tx *gorm.DB) (time.Time, error) {
+	var now time.Time
+	if err := tx.Raw(`SELECT clock_timestamp()`).Scan(&now).Error; err != nil {
+		return time.Time{}, fmt.Errorf("ledger: clock: %w", err)
+	}
+	return now, nil
 }
 
 // insertTransfer inserts the transfer's row unless its id exists, and returns it (none if it did).
@@ -491,7 +501,8 @@ func (s *Store) InFlightTransfers(ctx context.Context, updatedBefore time.Time, 
 	return domainTransfers(rows)
 }
 
-// isBusiness reports whether err is a *transfer.Error, which crosses this package's boundary as is.
+// isBusiness reports whether err is a *transfer.Error or a *transfer.WindowError, which cross this
+// package's boundary as they are.
 func isBusiness(err error) bool {
 	var te *transfer.Error
 	var we *transfer.WindowError
