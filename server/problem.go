@@ -140,10 +140,7 @@ func abortWithError(c *gin.Context, err error) {
 	// The ledger's own check of a new transfer's (or key's) times, by its clock.
 	var we *transfer.WindowError
 	if errors.As(err, &we) {
-		for _, p := range we.Problems {
-			fe.add(p.Field, p.Message)
-		}
-		abortWithProblem(c, codeInvalidRequest, "the request has invalid fields", fe...)
+		abortWithProblem(c, codeInvalidRequest, "the request has invalid fields", windowErrors(we.Problems)...)
 		return
 	}
 	var te *transfer.Error

@@ -95,14 +95,14 @@ func parseOptionalTime(fe *fieldErrors, field, raw string) *time.Time {
 	return &t
 }
 
-// checkWindows checks the rules of a transfer's times that depend on the clock (transfer.Request's
-// Windows); the ledger checks again that the times have not passed when it records a new transfer.
-func checkWindows(r transfer.Request, now time.Time) error {
+// windowErrors are the problems of a transfer's (or key's) times as field errors: the API's check
+// (transfer.Request's Windows), and the ledger's again when it records a new one.
+func windowErrors(problems []transfer.WindowProblem) fieldErrors {
 	var fe fieldErrors
-	for _, p := range r.Windows(now) {
+	for _, p := range problems {
 		fe.add(p.Field, p.Message)
 	}
-	return fe.err()
+	return fe
 }
 
 // requestedID returns what makes the request idempotent: the transfer id the client chose in the
@@ -244,11 +244,12 @@ func (s *Server) submit(c *gin.Context, r transfer.Request) {
 	}
 	ctx := c.Request.Context()
 	now := time.Now()
-	windowErr := checkWindows(r, now)
+	problems := r.Windows(now)
+	windowErr := windowErrors(problems).err()
 	named := r.ID != uuid.Nil || r.IdempotencyKey != ""
 	// The upper bounds only loosen with time, so a retry of an accepted request never fails them:
 	// only a time that has passed may be a retry's.
-	onlyPassed := len(r.Windows(now)) == len(r.Passed(now))
+	onlyPassed := len(problems) == len(r.Passed(now))
 	if windowErr != nil && (!named || !onlyPassed) {
 		abortWithError(c, windowErr)
 		return

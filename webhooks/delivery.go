@@ -104,18 +104,14 @@ type AttemptInput struct {
 // nextRetry is when the attempt that ended at end is tried again: Wait after end, but not past
 // GiveUpAt, and not before NextRetryAt.
 func (in AttemptInput) nextRetry(end time.Time) time.Time {
-	next := *in.NextRetryAt
 	if in.Wait <= 0 {
-		return next
+		return *in.NextRetryAt
 	}
 	after := end.Add(in.Wait)
-	if !in.GiveUpAt.IsZero() && after.After(in.GiveUpAt) {
-		after = in.GiveUpAt
+	if !in.GiveUpAt.IsZero() {
+		after = earlier(after, in.GiveUpAt)
 	}
-	if after.After(next) {
-		return after
-	}
-	return next
+	return later(*in.NextRetryAt, after)
 }
 
 // AttemptResult is one attempt's outcome.
